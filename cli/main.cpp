@@ -1,0 +1,216 @@
+// exospec: the command-line tool. Every error reaches the user as one line on
+// stderr ("exospec: error: <file>: <object>: <message>") and a non-zero exit.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "exospec/error.hpp"
+#include "exospec/pipeline/catalogue.hpp"
+#include "exospec/pipeline/info.hpp"
+#include "exospec/pipeline/simulate.hpp"
+#include "exospec/version.hpp"
+
+namespace {
+
+using exospec::pipeline::FileInfo;
+
+constexpr int kExitError = 1;
+
+// A one-line progress indicator on stderr when it is a terminal.
+class Progress {
+ public:
+  Progress(std::string label, bool enabled) : label_(std::move(label)), enabled_(enabled && isatty(2)) {}
+  void operator()(std::uint64_t done, std::uint64_t total) const {
+    if (!enabled_) return;
+    std::fprintf(stderr, "\r%s: %llu/%llu spectra (%3.0f%%)", label_.c_str(),
+                 static_cast<unsigned long long>(done), static_cast<unsigned long long>(total),
+                 100.0 * static_cast<double>(done) / static_cast<double>(total));
+    if (done == total) std::fputc('\n', stderr);
+  }
+
+ private:
+  std::string label_;
+  bool enabled_;
+};
+
+std::string format_time(double j2000_s) {
+  const double unix_s = j2000_s + 946728000.0;
+  const auto whole = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&whole, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void print_info_text(const FileInfo& info) {
+  std::printf("file:            %s\n", info.path.c_str());
+  std::printf("kind:            exospec %s file, schema version %lld\n", info.kind.c_str(),
+              static_cast<long long>(info.schema_version));
+  std::printf("spectra (N):     %llu\n", static_cast<unsigned long long>(info.spectra));
+  std::printf("time:            %s .. %s (%.3f .. %.3f s since J2000)\n",
+              format_time(info.time_min_s).c_str(), format_time(info.time_max_s).c_str(),
+              info.time_min_s, info.time_max_s);
+  std::printf("tangent alt.:    %.1f .. %.1f km\n", info.altitude_min_km, info.altitude_max_km);
+  for (const auto& c : info.channels) {
+    std::printf("channel %s:     P = %llu pixels, %.3f .. %.3f nm, %llu bad pixels, dead time %.3g s\n",
+                c.name.c_str(), static_cast<unsigned long long>(c.pixels), c.wavelength_min_nm,
+                c.wavelength_max_nm, static_cast<unsigned long long>(c.bad_pixels), c.dead_time_s);
+    std::printf("                 exposure %.3f .. %.3f s, detector %.2f .. %.2f degC\n",
+                c.exposure_min_s, c.exposure_max_s, c.temperature_min_c, c.temperature_max_c);
+    if (!c.truth_lines.empty()) {
+      std::printf("                 truth lines:");
+      for (std::size_t i = 0; i < c.truth_lines.size(); ++i) {
+        std::printf("%s %s", i ? "," : "", c.truth_lines[i].c_str());
+      }
+      std::printf("\n");
+    }
+  }
+  std::printf("groups:         ");
+  for (const auto& g : info.groups) std::printf(" %s", g.c_str());
+  std::printf("\n");
+}
+
+nlohmann::json info_json(const FileInfo& info) {
+  nlohmann::json j;
+  j["file"] = info.path;
+  j["kind"] = info.kind;
+  j["schema_version"] = info.schema_version;
+  j["spectra"] = info.spectra;
+  j["time_s"] = {info.time_min_s, info.time_max_s};
+  j["time_utc"] = {format_time(info.time_min_s), format_time(info.time_max_s)};
+  j["tangent_altitude_km"] = {info.altitude_min_km, info.altitude_max_km};
+  j["groups"] = info.groups;
+  j["channels"] = nlohmann::json::object();
+  for (const auto& c : info.channels) {
+    nlohmann::json cj;
+    cj["pixels"] = c.pixels;
+    cj["wavelength_nm"] = {c.wavelength_min_nm, c.wavelength_max_nm};
+    cj["wavelength_coeffs"] = c.wavelength_coeffs;
+    cj["bad_pixels"] = c.bad_pixels;
+    cj["dead_time_s"] = c.dead_time_s;
+    cj["exposure_s"] = {c.exposure_min_s, c.exposure_max_s};
+    cj["detector_temperature_degC"] = {c.temperature_min_c, c.temperature_max_c};
+    cj["truth_lines"] = c.truth_lines;
+    j["channels"][c.name] = cj;
+  }
+  return j;
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"exospec: calibrate, denoise and fit Phebus-like UV spectra of an exosphere"};
+  app.set_version_flag("--version", std::string(exospec::kVersion));
+  app.require_subcommand(1);
+
+  // simulate
+  auto* sim = app.add_subcommand("simulate", "Write a simulated Phebus-like input file with its truth");
+  std::string sim_out, sim_preset, sim_channels, sim_config;
+  std::uint64_t sim_spectra = 0, sim_seed = 0;
+  int sim_threads = 0;
+  bool sim_force = false, sim_quiet = false;
+  sim->add_option("-o,--output", sim_out, "Output HDF5 file")->required();
+  auto* o_preset = sim->add_option("--preset", sim_preset, "limb-scan or flyby (default: limb-scan)")
+                       ->check(CLI::IsMember({"limb-scan", "flyby"}));
+  auto* o_channels = sim->add_option("--channels", sim_channels, "Comma-separated: euv,fuv");
+  auto* o_spectra = sim->add_option("--spectra", sim_spectra, "Number of spectra N")
+                        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));
+  auto* o_seed = sim->add_option("--seed", sim_seed, "Random seed");
+  sim->add_option("--config", sim_config, "TOML file overriding the defaults (exospec config --defaults)")
+      ->check(CLI::ExistingFile);
+  sim->add_option("--threads", sim_threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  sim->add_flag("-f,--force", sim_force, "Replace an existing output file");
+  sim->add_flag("-q,--quiet", sim_quiet, "No progress or summary");
+
+  // info
+  auto* info = app.add_subcommand("info", "Summarise an exospec file");
+  std::string info_file;
+  bool info_json_flag = false;
+  info->add_option("file", info_file, "HDF5 file")->required();
+  info->add_flag("--json", info_json_flag, "Machine-readable JSON on stdout");
+
+  // config
+  auto* cfg = app.add_subcommand("config", "Print the built-in configuration files");
+  std::string cfg_which = "simulate";
+  bool cfg_defaults = false;
+  cfg->add_flag("--defaults", cfg_defaults, "Print the built-in defaults")->required();
+  cfg->add_option("which", cfg_which, "simulate (default) or lines (the line catalogue)")
+      ->check(CLI::IsMember({"simulate", "lines"}));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "exospec: error: %s (see exospec --help)\n", e.what());
+    return e.get_exit_code() != 0 ? e.get_exit_code() : 2;
+  }
+
+  try {
+    if (*sim) {
+      auto config = exospec::pipeline::load_simulation_config(
+          sim_config.empty() ? std::nullopt : std::optional<std::filesystem::path>(sim_config));
+      if (*o_preset) config.preset = exospec::pipeline::parse_preset(sim_preset);
+      if (*o_channels) config.channels = split_list(sim_channels);
+      if (*o_spectra) config.spectra = sim_spectra;
+      if (*o_seed) config.seed = sim_seed;
+      if (*o_preset || *o_channels || *o_spectra || *o_seed) config.source = "command line";
+      const auto catalogue = exospec::pipeline::default_catalogue();
+      const Progress progress("simulate", !sim_quiet);
+      const auto summary = exospec::pipeline::simulate(
+          config, catalogue, sim_out, sim_force, sim_threads,
+          [&](std::uint64_t d, std::uint64_t t) { progress(d, t); });
+      if (!sim_quiet) {
+        std::fprintf(stderr, "simulate: wrote %s: %llu spectra x", sim_out.c_str(),
+                     static_cast<unsigned long long>(summary.spectra));
+        for (const auto& c : summary.channels) std::fprintf(stderr, " %s", c.c_str());
+        std::fprintf(stderr, " (%s preset, seed %llu) in %.2f s\n",
+                     std::string(exospec::pipeline::preset_name(config.preset)).c_str(),
+                     static_cast<unsigned long long>(config.seed), summary.seconds);
+      }
+    } else if (*info) {
+      const auto fi = exospec::pipeline::inspect(info_file);
+      if (info_json_flag) {
+        std::cout << info_json(fi).dump(2) << '\n';
+      } else {
+        print_info_text(fi);
+      }
+    } else if (*cfg) {
+      const auto text = cfg_which == "lines" ? exospec::pipeline::default_catalogue_text()
+                                             : exospec::pipeline::default_simulation_config_text();
+      std::fwrite(text.data(), 1, text.size(), stdout);
+    }
+  } catch (const exospec::Error& e) {
+    std::fprintf(stderr, "exospec: error: %s\n", e.what());
+    return kExitError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "exospec: error: %s\n", e.what());
+    return kExitError;
+  }
+  return 0;
+}

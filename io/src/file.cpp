@@ -1,0 +1,632 @@
+#include "exospec/io/file.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <random>
+#include <system_error>
+#include <unistd.h>
+
+#include "h5.hpp"
+
+namespace exospec::io {
+
+std::string_view dtype_name(DType t) noexcept {
+  switch (t) {
+    case DType::kU8: return "uint8";
+    case DType::kU32: return "uint32";
+    case DType::kI32: return "int32";
+    case DType::kF32: return "float32";
+    case DType::kF64: return "float64";
+    case DType::kString: return "string";
+  }
+  return "?";
+}
+
+namespace {
+
+using h5::check;
+using h5::Handle;
+using h5::Where;
+
+// Chunk cache for row-chunked datasets: big enough for several chunks of the
+// default size, prime number of slots (HDF5 guidance), w0 = 1: rows are read or
+// written once, in order, so fully read chunks can be evicted first.
+constexpr std::size_t kChunkCacheBytes = 16u << 20;
+constexpr std::size_t kChunkCacheSlots = 12421;
+
+Handle open_dataset(hid_t file, const std::string& file_name, std::string_view path) {
+  const Where w{file_name, path};
+  if (!h5::path_exists(file, path)) {
+    throw SchemaError(file_name, std::string(path), "missing dataset");
+  }
+  if (H5Oexists_by_name(file, std::string(path).c_str(), H5P_DEFAULT) > 0) {
+    H5O_info_t info;
+    if (H5Oget_info_by_name(file, std::string(path).c_str(), &info, H5P_DEFAULT) >= 0 &&
+        info.type != H5O_TYPE_DATASET) {
+      throw SchemaError(file_name, std::string(path), "is not a dataset");
+    }
+  }
+  Handle dapl = h5::plist_handle(H5Pcreate(H5P_DATASET_ACCESS), w, "cannot create property list");
+  check(H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots, kChunkCacheBytes, 1.0), w,
+        "cannot set chunk cache");
+  return h5::dataset_handle(H5Dopen2(file, std::string(path).c_str(), dapl.get()), w,
+                            "cannot open dataset");
+}
+
+DatasetInfo describe(hid_t dset, const Where& w) {
+  DatasetInfo info;
+  Handle type = h5::type_handle(H5Dget_type(dset), w, "cannot read datatype");
+  auto [known, dtype] = h5::classify(type.get(), &info.type_text);
+  if (known) info.dtype = dtype;
+  Handle space = h5::space_handle(H5Dget_space(dset), w, "cannot read dataspace");
+  const int rank = check(H5Sget_simple_extent_ndims(space.get()), w, "cannot read dataspace");
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  if (rank > 0) check(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), w,
+                      "cannot read dataspace");
+  info.dims.assign(dims.begin(), dims.end());
+  Handle dcpl = h5::plist_handle(H5Dget_create_plist(dset), w, "cannot read creation properties");
+  if (rank > 0 && H5Pget_layout(dcpl.get()) == H5D_CHUNKED) {
+    std::vector<hsize_t> chunk(static_cast<std::size_t>(rank));
+    check(H5Pget_chunk(dcpl.get(), rank, chunk.data()), w, "cannot read chunking");
+    info.chunk_rows = chunk[0];
+  }
+  return info;
+}
+
+std::uint64_t element_count(const Dims& dims) {
+  std::uint64_t n = 1;
+  for (auto d : dims) n *= d;
+  return n;
+}
+
+// Selects rows [row0, row0 + nrows) of a dataset in `space` and returns a
+// matching one-dimensional memory space.
+Handle select_rows(hid_t space, const Dims& dims, std::uint64_t row0, std::uint64_t nrows,
+                   const Where& w) {
+  std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
+  start[0] = row0;
+  count[0] = nrows;
+  check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+        w, "cannot select rows");
+  const hsize_t n = element_count(Dims(count.begin(), count.end()));
+  return h5::space_handle(H5Screate_simple(1, &n, nullptr), w, "cannot create memory space");
+}
+
+void check_rows(const Dims& dims, std::uint64_t row0, std::size_t n_elements, const Where& w,
+                std::uint64_t* nrows) {
+  if (dims.empty()) throw FileError(std::string(w.file), std::string(w.object),
+                                    "is a scalar, not an array of rows");
+  const std::uint64_t row_size = element_count(Dims(dims.begin() + 1, dims.end()));
+  if (row_size == 0 || n_elements % row_size != 0) {
+    throw FileError(std::string(w.file), std::string(w.object),
+                    "buffer of " + std::to_string(n_elements) +
+                        " elements is not a whole number of rows of " + std::to_string(row_size));
+  }
+  *nrows = n_elements / row_size;
+  if (row0 + *nrows > dims[0]) {
+    throw FileError(std::string(w.file), std::string(w.object),
+                    "rows " + std::to_string(row0) + ".." + std::to_string(row0 + *nrows) +
+                        " beyond its " + std::to_string(dims[0]) + " rows");
+  }
+}
+
+Handle open_attribute(hid_t file, const std::string& file_name, std::string_view object,
+                      std::string_view name) {
+  const std::string obj(object), attr(name);
+  const Where w{file_name, object};
+  if (!h5::path_exists(file, object)) throw SchemaError(file_name, obj, "missing object");
+  if (H5Aexists_by_name(file, obj.c_str(), attr.c_str(), H5P_DEFAULT) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    throw SchemaError(file_name, obj, "missing attribute '" + attr + "'");
+  }
+  return h5::attribute_handle(H5Aopen_by_name(file, obj.c_str(), attr.c_str(), H5P_DEFAULT,
+                                              H5P_DEFAULT),
+                              w, "cannot open attribute '" + attr + "'");
+}
+
+std::string read_string_attribute(hid_t attr, const Where& w, std::string_view name) {
+  Handle type = h5::type_handle(H5Aget_type(attr), w, "cannot read attribute type");
+  const std::string action = "cannot read attribute '" + std::string(name) + "'";
+  if (H5Tget_class(type.get()) != H5T_STRING) {
+    throw SchemaError(std::string(w.file), std::string(w.object),
+                      "attribute '" + std::string(name) + "' is not a string");
+  }
+  Handle space = h5::space_handle(H5Aget_space(attr), w, action);
+  if (H5Sget_simple_extent_npoints(space.get()) != 1) {
+    throw SchemaError(std::string(w.file), std::string(w.object),
+                      "attribute '" + std::string(name) + "' is not a single string");
+  }
+  if (H5Tis_variable_str(type.get()) > 0) {
+    Handle mem = h5::vlen_string_type(w);
+    char* value = nullptr;
+    check(H5Aread(attr, mem.get(), &value), w, action);
+    std::string out = value ? value : "";
+    H5free_memory(value);
+    return out;
+  }
+  const std::size_t size = H5Tget_size(type.get());
+  std::string buf(size, '\0');
+  check(H5Aread(attr, type.get(), buf.data()), w, action);
+  buf.erase(std::find(buf.begin(), buf.end(), '\0'), buf.end());
+  while (!buf.empty() && buf.back() == ' ') buf.pop_back();
+  return buf;
+}
+
+}  // namespace
+
+// ----------------------------------------------------------------------------- File
+
+struct File::Impl {
+  std::string path;
+  Handle file;
+  mutable std::map<std::string, Handle, std::less<>> datasets;
+
+  hid_t dataset(std::string_view name) const {
+    auto it = datasets.find(name);
+    if (it == datasets.end()) {
+      it = datasets.emplace(std::string(name), open_dataset(file.get(), path, name)).first;
+    }
+    return it->second.get();
+  }
+};
+
+File::File(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+File::File(File&&) noexcept = default;
+File& File::operator=(File&&) noexcept = default;
+File::~File() = default;
+
+File File::open(const std::filesystem::path& path) {
+  h5::initialize();
+  auto impl = std::make_unique<Impl>();
+  impl->path = path.string();
+  const Where w{impl->path, ""};
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) throw FileError(impl->path, "", "no such file");
+  if (std::filesystem::is_directory(status)) throw FileError(impl->path, "", "is a directory");
+  {
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe) throw FileError(impl->path, "", "cannot open for reading: permission denied?");
+  }
+  const htri_t is_hdf5 = H5Fis_hdf5(impl->path.c_str());
+  if (is_hdf5 <= 0) {
+    h5::take_error_stack();
+    throw FileError(impl->path, "", "not an HDF5 file (no HDF5 signature found)");
+  }
+  impl->file = h5::file_handle(H5Fopen(impl->path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), w,
+                               "cannot open HDF5 file (truncated or damaged?)");
+  return File(std::move(impl));
+}
+
+const std::string& File::path() const noexcept { return impl_->path; }
+
+bool File::exists(std::string_view object) const {
+  return h5::path_exists(impl_->file.get(), object);
+}
+
+bool File::is_group(std::string_view object) const {
+  if (!exists(object)) return false;
+  H5O_info_t info;
+  if (H5Oget_info_by_name(impl_->file.get(), std::string(object).c_str(), &info, H5P_DEFAULT) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+  }
+  return info.type == H5O_TYPE_GROUP;
+}
+
+std::vector<std::string> File::children(std::string_view group) const {
+  const Where w{impl_->path, group};
+  if (!is_group(group)) throw SchemaError(impl_->path, std::string(group), "missing group");
+  Handle g = h5::group_handle(H5Gopen2(impl_->file.get(), std::string(group).c_str(), H5P_DEFAULT),
+                              w, "cannot open group");
+  std::vector<std::string> names;
+  auto cb = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
+    static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+    return 0;
+  };
+  check(H5Literate(g.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, cb, &names), w,
+        "cannot list group");
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+DatasetInfo File::dataset_info(std::string_view dataset) const {
+  return describe(impl_->dataset(dataset), Where{impl_->path, dataset});
+}
+
+template <class T>
+void File::read_rows(std::string_view dataset, std::uint64_t row0, std::span<T> out) const {
+  const Where w{impl_->path, dataset};
+  const hid_t dset = impl_->dataset(dataset);
+  Handle space = h5::space_handle(H5Dget_space(dset), w, "cannot read dataspace");
+  const int rank = check(H5Sget_simple_extent_ndims(space.get()), w, "cannot read dataspace");
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  const Dims d(dims.begin(), dims.end());
+  std::uint64_t nrows = 0;
+  check_rows(d, row0, out.size(), w, &nrows);
+  if (nrows == 0) return;
+  Handle mem = select_rows(space.get(), d, row0, nrows, w);
+  check(H5Dread(dset, h5::memory_type(DTypeOf<T>::value), mem.get(), space.get(), H5P_DEFAULT,
+                out.data()),
+        w, "cannot read rows");
+}
+
+template <class T>
+void File::read(std::string_view dataset, std::span<T> out) const {
+  const Where w{impl_->path, dataset};
+  const hid_t dset = impl_->dataset(dataset);
+  const DatasetInfo info = describe(dset, w);
+  if (element_count(info.dims) != out.size()) {
+    throw FileError(impl_->path, std::string(dataset),
+                    "holds " + std::to_string(element_count(info.dims)) + " elements, expected " +
+                        std::to_string(out.size()));
+  }
+  if (out.empty()) return;
+  check(H5Dread(dset, h5::memory_type(DTypeOf<T>::value), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                out.data()),
+        w, "cannot read dataset");
+}
+
+template <class T>
+std::vector<T> File::read_all(std::string_view dataset) const {
+  const DatasetInfo info = dataset_info(dataset);
+  std::vector<T> out(element_count(info.dims));
+  read(dataset, std::span<T>(out));
+  return out;
+}
+
+std::vector<std::string> File::read_strings(std::string_view dataset) const {
+  const Where w{impl_->path, dataset};
+  const hid_t dset = impl_->dataset(dataset);
+  const DatasetInfo info = describe(dset, w);
+  if (info.dtype != DType::kString) {
+    throw SchemaError(impl_->path, std::string(dataset),
+                      "dtype " + info.type_text + ", expected variable-length string");
+  }
+  std::vector<char*> raw(element_count(info.dims), nullptr);
+  if (raw.empty()) return {};
+  Handle mem = h5::vlen_string_type(w);
+  check(H5Dread(dset, mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), w,
+        "cannot read strings");
+  std::vector<std::string> out;
+  out.reserve(raw.size());
+  for (char* s : raw) out.emplace_back(s ? s : "");
+  Handle space = h5::space_handle(H5Dget_space(dset), w, "cannot read dataspace");
+  H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, raw.data());
+  return out;
+}
+
+bool File::has_attribute(std::string_view object, std::string_view name) const {
+  if (!exists(object)) return false;
+  const htri_t r = H5Aexists_by_name(impl_->file.get(), std::string(object).c_str(),
+                                     std::string(name).c_str(), H5P_DEFAULT);
+  H5Eclear2(H5E_DEFAULT);
+  return r > 0;
+}
+
+std::string File::string_attribute(std::string_view object, std::string_view name) const {
+  Handle attr = open_attribute(impl_->file.get(), impl_->path, object, name);
+  return read_string_attribute(attr.get(), Where{impl_->path, object}, name);
+}
+
+double File::double_attribute(std::string_view object, std::string_view name) const {
+  const Where w{impl_->path, object};
+  Handle attr = open_attribute(impl_->file.get(), impl_->path, object, name);
+  Handle space = h5::space_handle(H5Aget_space(attr.get()), w, "cannot read attribute");
+  Handle type = h5::type_handle(H5Aget_type(attr.get()), w, "cannot read attribute");
+  const H5T_class_t cls = H5Tget_class(type.get());
+  if ((cls != H5T_FLOAT && cls != H5T_INTEGER) || H5Sget_simple_extent_npoints(space.get()) != 1) {
+    throw SchemaError(impl_->path, std::string(object),
+                      "attribute '" + std::string(name) + "' is not a single number");
+  }
+  double value = 0.0;
+  check(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &value), w,
+        "cannot read attribute '" + std::string(name) + "'");
+  return value;
+}
+
+std::int64_t File::int_attribute(std::string_view object, std::string_view name) const {
+  const Where w{impl_->path, object};
+  Handle attr = open_attribute(impl_->file.get(), impl_->path, object, name);
+  Handle space = h5::space_handle(H5Aget_space(attr.get()), w, "cannot read attribute");
+  Handle type = h5::type_handle(H5Aget_type(attr.get()), w, "cannot read attribute");
+  if (H5Tget_class(type.get()) != H5T_INTEGER || H5Sget_simple_extent_npoints(space.get()) != 1) {
+    throw SchemaError(impl_->path, std::string(object),
+                      "attribute '" + std::string(name) + "' is not a single integer");
+  }
+  std::int64_t value = 0;
+  check(H5Aread(attr.get(), H5T_NATIVE_INT64, &value), w,
+        "cannot read attribute '" + std::string(name) + "'");
+  return value;
+}
+
+std::string File::attribute_type(std::string_view object, std::string_view name) const {
+  const Where w{impl_->path, object};
+  Handle attr = open_attribute(impl_->file.get(), impl_->path, object, name);
+  Handle type = h5::type_handle(H5Aget_type(attr.get()), w, "cannot read attribute");
+  std::string text;
+  h5::classify(type.get(), &text);
+  return text;
+}
+
+#define EXOSPEC_INSTANTIATE_READ(T)                                                         \
+  template void File::read_rows<T>(std::string_view, std::uint64_t, std::span<T>) const;  \
+  template void File::read<T>(std::string_view, std::span<T>) const;                      \
+  template std::vector<T> File::read_all<T>(std::string_view) const;
+EXOSPEC_INSTANTIATE_READ(std::uint8_t)
+EXOSPEC_INSTANTIATE_READ(std::uint32_t)
+EXOSPEC_INSTANTIATE_READ(std::int32_t)
+EXOSPEC_INSTANTIATE_READ(float)
+EXOSPEC_INSTANTIATE_READ(double)
+#undef EXOSPEC_INSTANTIATE_READ
+
+// ----------------------------------------------------------------------- FileWriter
+
+struct FileWriter::Impl {
+  std::string path;
+  std::string tmp;
+  WriteOptions options;
+  Handle file;
+  std::map<std::string, Handle, std::less<>> datasets;
+  bool committed = false;
+
+  Where where(std::string_view object) const { return Where{path, object}; }
+
+  hid_t dataset(std::string_view name) {
+    auto it = datasets.find(name);
+    if (it == datasets.end()) {
+      it = datasets.emplace(std::string(name), open_dataset(file.get(), path, name)).first;
+    }
+    return it->second.get();
+  }
+
+  void discard() noexcept {
+    datasets.clear();
+    file.reset();
+    if (!tmp.empty() && !committed) {
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+    }
+  }
+
+  void write_string_attr(hid_t obj, std::string_view object, std::string_view name,
+                         std::string_view value) {
+    const Where w = where(object);
+    const std::string attr_name(name);
+    if (H5Aexists(obj, attr_name.c_str()) > 0) H5Adelete(obj, attr_name.c_str());
+    H5Eclear2(H5E_DEFAULT);
+    Handle type = h5::vlen_string_type(w);
+    Handle space = h5::space_handle(H5Screate(H5S_SCALAR), w, "cannot create dataspace");
+    Handle attr = h5::attribute_handle(
+        H5Acreate2(obj, attr_name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), w,
+        "cannot create attribute '" + attr_name + "'");
+    const std::string copy(value);
+    const char* ptr = copy.c_str();
+    check(H5Awrite(attr.get(), type.get(), &ptr), w, "cannot write attribute '" + attr_name + "'");
+  }
+
+  template <class T>
+  void write_number_attr(std::string_view object, std::string_view name, T value, hid_t ftype,
+                         hid_t mtype) {
+    const Where w = where(object);
+    const std::string obj(object), attr_name(name);
+    if (!h5::path_exists(file.get(), object)) throw FileError(path, obj, "missing object");
+    if (H5Aexists_by_name(file.get(), obj.c_str(), attr_name.c_str(), H5P_DEFAULT) > 0) {
+      H5Adelete_by_name(file.get(), obj.c_str(), attr_name.c_str(), H5P_DEFAULT);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    Handle space = h5::space_handle(H5Screate(H5S_SCALAR), w, "cannot create dataspace");
+    Handle attr = h5::attribute_handle(H5Acreate_by_name(file.get(), obj.c_str(), attr_name.c_str(),
+                                                         ftype, space.get(), H5P_DEFAULT,
+                                                         H5P_DEFAULT, H5P_DEFAULT),
+                                       w, "cannot create attribute '" + attr_name + "'");
+    check(H5Awrite(attr.get(), mtype, &value), w, "cannot write attribute '" + attr_name + "'");
+  }
+};
+
+FileWriter::FileWriter(const std::filesystem::path& path, WriteOptions options, bool overwrite)
+    : impl_(std::make_unique<Impl>()) {
+  h5::initialize();
+  impl_->path = path.string();
+  impl_->options = options;
+  if (options.deflate_level < 0 || options.deflate_level > 9) {
+    throw FileError(impl_->path, "", "deflate level must be 0-9");
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    if (std::filesystem::is_directory(path, ec)) throw FileError(impl_->path, "", "is a directory");
+    if (!overwrite) throw FileError(impl_->path, "", "output file already exists");
+  }
+  const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(dir, ec)) {
+    throw FileError(impl_->path, "", "directory " + dir.string() + " does not exist");
+  }
+  std::random_device rd;
+  char suffix[32];
+  std::snprintf(suffix, sizeof suffix, ".tmp-%d-%08x", static_cast<int>(getpid()), rd());
+  impl_->tmp = impl_->path + suffix;
+  const hid_t id = H5Fcreate(impl_->tmp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) {
+    h5::take_error_stack();
+    throw FileError(impl_->path, "",
+                    "cannot create output file (is the directory writable?)");
+  }
+  impl_->file = Handle(id, H5Fclose);
+}
+
+FileWriter::FileWriter(FileWriter&&) noexcept = default;
+FileWriter& FileWriter::operator=(FileWriter&&) noexcept = default;
+FileWriter::~FileWriter() {
+  if (impl_) impl_->discard();
+}
+
+const std::string& FileWriter::path() const noexcept { return impl_->path; }
+const std::string& FileWriter::temporary_path() const noexcept { return impl_->tmp; }
+
+void FileWriter::create_group(std::string_view path) {
+  const Where w = impl_->where(path);
+  if (h5::path_exists(impl_->file.get(), path)) return;
+  Handle lcpl = h5::plist_handle(H5Pcreate(H5P_LINK_CREATE), w, "cannot create property list");
+  check(H5Pset_create_intermediate_group(lcpl.get(), 1), w, "cannot set property");
+  Handle g = h5::group_handle(H5Gcreate2(impl_->file.get(), std::string(path).c_str(), lcpl.get(),
+                                         H5P_DEFAULT, H5P_DEFAULT),
+                              w, "cannot create group");
+}
+
+void FileWriter::create_dataset(std::string_view path, DType dtype, const Dims& dims,
+                                std::string_view units, std::string_view description,
+                                bool row_chunked) {
+  const Where w = impl_->where(path);
+  Handle lcpl = h5::plist_handle(H5Pcreate(H5P_LINK_CREATE), w, "cannot create property list");
+  check(H5Pset_create_intermediate_group(lcpl.get(), 1), w, "cannot set property");
+  Handle dcpl = h5::plist_handle(H5Pcreate(H5P_DATASET_CREATE), w, "cannot create property list");
+  Handle dapl = h5::plist_handle(H5Pcreate(H5P_DATASET_ACCESS), w, "cannot create property list");
+  check(H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots, kChunkCacheBytes, 1.0), w,
+        "cannot set chunk cache");
+
+  Handle string_type;
+  hid_t ftype;
+  std::size_t element_size;
+  if (dtype == DType::kString) {
+    string_type = h5::vlen_string_type(w);
+    ftype = string_type.get();
+    element_size = sizeof(char*);
+  } else {
+    ftype = h5::file_type(dtype);
+    element_size = H5Tget_size(ftype);
+  }
+
+  Handle space;
+  if (dims.empty()) {
+    space = h5::space_handle(H5Screate(H5S_SCALAR), w, "cannot create dataspace");
+  } else {
+    const std::vector<hsize_t> d(dims.begin(), dims.end());
+    space = h5::space_handle(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr), w,
+                             "cannot create dataspace");
+    if (row_chunked && dims[0] > 0 && element_count(dims) > 0) {
+      const std::uint64_t row_bytes =
+          element_count(Dims(dims.begin() + 1, dims.end())) * element_size;
+      std::uint64_t rows = 1;
+      while (rows * 2 * row_bytes <= impl_->options.chunk_bytes && rows * 2 <= dims[0]) rows *= 2;
+      std::vector<hsize_t> chunk(d);
+      chunk[0] = rows;
+      check(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), w,
+            "cannot set chunking");
+      if (impl_->options.deflate_level > 0) {
+        check(H5Pset_shuffle(dcpl.get()), w, "cannot set shuffle filter");
+        check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(impl_->options.deflate_level)), w,
+              "cannot set deflate filter");
+      }
+    }
+  }
+  // No modification times in object headers: same data, same bytes.
+  check(H5Pset_obj_track_times(dcpl.get(), 0), w, "cannot set property");
+  Handle dset = h5::dataset_handle(H5Dcreate2(impl_->file.get(), std::string(path).c_str(), ftype,
+                                              space.get(), lcpl.get(), dcpl.get(), dapl.get()),
+                                   w, "cannot create dataset");
+  if (!units.empty()) impl_->write_string_attr(dset.get(), path, "units", units);
+  impl_->write_string_attr(dset.get(), path, "description", description);
+  impl_->datasets.insert_or_assign(std::string(path), std::move(dset));
+}
+
+template <class T>
+void FileWriter::write_rows(std::string_view dataset, std::uint64_t row0, std::span<const T> data) {
+  const Where w = impl_->where(dataset);
+  const hid_t dset = impl_->dataset(dataset);
+  const DatasetInfo info = describe(dset, w);
+  std::uint64_t nrows = 0;
+  check_rows(info.dims, row0, data.size(), w, &nrows);
+  if (nrows == 0) return;
+  Handle space = h5::space_handle(H5Dget_space(dset), w, "cannot read dataspace");
+  Handle mem = select_rows(space.get(), info.dims, row0, nrows, w);
+  check(H5Dwrite(dset, h5::memory_type(DTypeOf<T>::value), mem.get(), space.get(), H5P_DEFAULT,
+                 data.data()),
+        w, "cannot write rows");
+}
+
+template <class T>
+void FileWriter::write(std::string_view dataset, std::span<const T> data) {
+  const Where w = impl_->where(dataset);
+  const hid_t dset = impl_->dataset(dataset);
+  const DatasetInfo info = describe(dset, w);
+  if (element_count(info.dims) != data.size()) {
+    throw FileError(impl_->path, std::string(dataset),
+                    "holds " + std::to_string(element_count(info.dims)) + " elements, given " +
+                        std::to_string(data.size()));
+  }
+  check(H5Dwrite(dset, h5::memory_type(DTypeOf<T>::value), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                 data.data()),
+        w, "cannot write dataset");
+}
+
+void FileWriter::write_strings(std::string_view dataset, const std::vector<std::string>& values) {
+  const Where w = impl_->where(dataset);
+  const hid_t dset = impl_->dataset(dataset);
+  const DatasetInfo info = describe(dset, w);
+  if (element_count(info.dims) != values.size()) {
+    throw FileError(impl_->path, std::string(dataset),
+                    "holds " + std::to_string(element_count(info.dims)) + " strings, given " +
+                        std::to_string(values.size()));
+  }
+  std::vector<const char*> ptrs;
+  ptrs.reserve(values.size());
+  for (const auto& s : values) ptrs.push_back(s.c_str());
+  Handle mem = h5::vlen_string_type(w);
+  check(H5Dwrite(dset, mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), w,
+        "cannot write strings");
+}
+
+void FileWriter::set_attribute(std::string_view object, std::string_view name,
+                               std::string_view value) {
+  const Where w = impl_->where(object);
+  if (!h5::path_exists(impl_->file.get(), object)) {
+    throw FileError(impl_->path, std::string(object), "missing object");
+  }
+  Handle obj(check(H5Oopen(impl_->file.get(), std::string(object).c_str(), H5P_DEFAULT), w,
+                   "cannot open object"),
+             H5Oclose);
+  impl_->write_string_attr(obj.get(), object, name, value);
+}
+
+void FileWriter::set_attribute(std::string_view object, std::string_view name, double value) {
+  impl_->write_number_attr(object, name, value, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE);
+}
+
+void FileWriter::set_attribute(std::string_view object, std::string_view name,
+                               std::int32_t value) {
+  impl_->write_number_attr(object, name, value, H5T_STD_I32LE, H5T_NATIVE_INT32);
+}
+
+DatasetInfo FileWriter::dataset_info(std::string_view dataset) const {
+  return describe(impl_->dataset(dataset), impl_->where(dataset));
+}
+
+void FileWriter::commit() {
+  const Where w{impl_->path, ""};
+  impl_->datasets.clear();
+  check(H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL), w, "cannot flush output file");
+  if (impl_->file.close() < 0) h5::fail(w, "cannot close output file");
+  std::error_code ec;
+  std::filesystem::rename(impl_->tmp, impl_->path, ec);
+  if (ec) {
+    throw FileError(impl_->path, "", "cannot rename temporary file into place: " + ec.message());
+  }
+  impl_->committed = true;
+}
+
+#define EXOSPEC_INSTANTIATE_WRITE(T)                                                       \
+  template void FileWriter::write_rows<T>(std::string_view, std::uint64_t,                 \
+                                          std::span<const T>);                             \
+  template void FileWriter::write<T>(std::string_view, std::span<const T>);
+EXOSPEC_INSTANTIATE_WRITE(std::uint8_t)
+EXOSPEC_INSTANTIATE_WRITE(std::uint32_t)
+EXOSPEC_INSTANTIATE_WRITE(std::int32_t)
+EXOSPEC_INSTANTIATE_WRITE(float)
+EXOSPEC_INSTANTIATE_WRITE(double)
+#undef EXOSPEC_INSTANTIATE_WRITE
+
+}  // namespace exospec::io

@@ -1,0 +1,94 @@
+#include "exospec/io/schema.hpp"
+
+#include <algorithm>
+
+namespace exospec::io::schema {
+
+bool is_channel(std::string_view name) noexcept {
+  return std::find(kChannels.begin(), kChannels.end(), name) != kChannels.end();
+}
+
+Dims dims_of(Extent e, const Sizes& s) {
+  switch (e) {
+    case Extent::kScalar: return {};
+    case Extent::kN: return {s.n};
+    case Extent::kP: return {s.p};
+    case Extent::kK: return {s.k};
+    case Extent::kL: return {s.l};
+    case Extent::kNxP: return {s.n, s.p};
+    case Extent::kNxL: return {s.n, s.l};
+  }
+  return {};
+}
+
+std::string_view extent_name(Extent e) noexcept {
+  switch (e) {
+    case Extent::kScalar: return "scalar";
+    case Extent::kN: return "N";
+    case Extent::kP: return "P";
+    case Extent::kK: return "K";
+    case Extent::kL: return "L";
+    case Extent::kNxP: return "N x P";
+    case Extent::kNxL: return "N x L";
+  }
+  return "?";
+}
+
+bool per_spectrum(Extent e) noexcept {
+  return e == Extent::kN || e == Extent::kNxP || e == Extent::kNxL;
+}
+
+std::string raw_group(std::string_view ch) { return "/raw/" + std::string(ch); }
+std::string calibration_group(std::string_view ch) { return "/calibration/" + std::string(ch); }
+std::string truth_group(std::string_view ch) { return "/truth/" + std::string(ch); }
+
+std::vector<ObjectSpec> raw_objects(std::string_view ch) {
+  const std::string g = raw_group(ch);
+  return {
+      {g + "/counts", DType::kU32, Extent::kNxP, "count", "photon counts per pixel, as telemetered"},
+      {g + "/exposure_s", DType::kF64, Extent::kN, "s", "integration time of each spectrum"},
+      {g + "/detector_temperature", DType::kF32, Extent::kN, "degC",
+       "detector temperature during the acquisition"},
+  };
+}
+
+std::vector<ObjectSpec> calibration_objects(std::string_view ch) {
+  const std::string g = calibration_group(ch);
+  return {
+      {g + "/wavelength_coeffs", DType::kF64, Extent::kK, "nm",
+       "lambda(p) = sum_k c_k p^k, p = pixel index 0..P-1"},
+      {g + "/dark_rate", DType::kF64, Extent::kP, "count/s",
+       "dark rate per pixel at the reference temperature"},
+      {g + "/flat", DType::kF64, Extent::kP, "1", "relative pixel response (mean 1)"},
+      {g + "/sensitivity", DType::kF64, Extent::kP, "count/s/(R/nm)",
+       "counts per second per unit spectral radiance, flat excluded"},
+      {g + "/bad_pixel", DType::kU8, Extent::kP, "1", "1 = pixel unusable (dead or hot)"},
+  };
+}
+
+std::vector<ObjectSpec> geometry_objects() {
+  return {
+      {"/geometry/time", DType::kF64, Extent::kN, "s",
+       "mid-exposure time, seconds since 2000-01-01T12:00:00 UTC (J2000)"},
+      {"/geometry/tangent_altitude_km", DType::kF64, Extent::kN, "km",
+       "minimum altitude of the line of sight above the surface"},
+  };
+}
+
+std::vector<ObjectSpec> truth_objects(std::string_view ch) {
+  const std::string g = truth_group(ch);
+  return {
+      {g + "/line_name", DType::kString, Extent::kL, "", "line name, e.g. H I 121.567"},
+      {g + "/line_wavelength_nm", DType::kF64, Extent::kL, "nm",
+       "rest wavelength (strongest component of a multiplet)"},
+      {g + "/line_brightness", DType::kF64, Extent::kNxL, "R",
+       "true brightness of each line in each spectrum (summed over a multiplet)"},
+      {g + "/radiance", DType::kF64, Extent::kNxP, "R/nm",
+       "noise-free spectral radiance (lines + continuum) averaged over each pixel"},
+      {g + "/lsf_fwhm_nm", DType::kF64, Extent::kScalar, "nm", "instrument line-spread FWHM used"},
+      {g + "/particle_hit_counts", DType::kU32, Extent::kNxP, "count",
+       "counts added by particle hits (0 where none)"},
+  };
+}
+
+}  // namespace exospec::io::schema

@@ -1,0 +1,327 @@
+#include "exospec/pipeline/simulate.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <numbers>
+
+#include "exospec/error.hpp"
+#include "exospec/io/file.hpp"
+#include "exospec/io/schema.hpp"
+#include "exospec/kernels/random.hpp"
+#include "exospec/version.hpp"
+
+namespace exospec::pipeline {
+namespace {
+
+// Purposes of the random streams (the last key word of Rng::stream).
+enum Stream : std::uint64_t { kCalibration = 1, kTemperature = 2, kCounts = 3, kHits = 4 };
+
+std::uint64_t channel_id(std::string_view ch) { return ch == "euv" ? 1 : 2; }
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+Pointing pointing(const SimulationConfig& c, std::uint64_t i) noexcept {
+  const double t = c.start_time_j2000_s + static_cast<double>(i) * c.cadence_s + 0.5 * c.exposure_s;
+  double z;
+  if (c.preset == Preset::kLimbScan) {
+    const std::uint64_t s = c.limb_spectra_per_scan;
+    const double frac = s > 1 ? static_cast<double>(i % s) / static_cast<double>(s - 1) : 0.0;
+    z = c.limb_altitude_min_km + (c.limb_altitude_max_km - c.limb_altitude_min_km) * frac;
+  } else {
+    const double t_ca = c.start_time_j2000_s +
+                        0.5 * static_cast<double>(c.spectra - 1) * c.cadence_s + 0.5 * c.exposure_s;
+    const double d = c.flyby_speed_km_s * (t - t_ca);
+    const double r0 = c.mercury_radius_km + c.flyby_closest_approach_km;
+    z = std::sqrt(r0 * r0 + d * d) - c.mercury_radius_km;
+  }
+  return {t, z};
+}
+
+ChannelSimulator::ChannelSimulator(const SimulationConfig& config, std::string_view channel,
+                                   const std::vector<CatalogueLine>& lines)
+    : channel_(channel),
+      channel_id_(channel_id(channel)),
+      seed_(config.seed),
+      exposure_s_(config.exposure_s),
+      model_(config.instrument.at(std::string(channel))),
+      pixels_(model_.pixels) {
+  const std::size_t P = pixels_;
+  const double last = static_cast<double>(P - 1);
+  const double span = model_.wavelength_max_nm - model_.wavelength_min_nm;
+  const double c2 = model_.dispersion_curvature * span / (last * last);
+  coeffs_ = {model_.wavelength_min_nm, (span - c2 * last * last) / last, c2};
+
+  auto rng = kernels::Rng::stream(seed_, channel_id_, 0, kCalibration);
+  sensitivity_.resize(P);
+  flat_.resize(P);
+  dark_rate_.resize(P);
+  bad_pixel_.assign(P, 0);
+  dead_.assign(P, 0);
+  double flat_sum = 0.0;
+  for (std::size_t p = 0; p < P; ++p) {
+    const double u = (static_cast<double>(p) - 0.5 * last) / (0.5 * last);
+    sensitivity_[p] = model_.sensitivity_peak * std::pow(model_.sensitivity_edge_ratio, u * u);
+    flat_[p] = (1.0 + 0.5 * model_.flat_gradient * u) * (1.0 + model_.flat_rms * rng.normal());
+    flat_[p] = std::max(flat_[p], 0.05);
+    flat_sum += flat_[p];
+    dark_rate_[p] = std::max(0.0, model_.dark_rate + model_.dark_rate_rms * rng.normal());
+  }
+  for (auto& f : flat_) f *= static_cast<double>(P) / flat_sum;
+  auto pick_free_pixel = [&] {
+    for (;;) {
+      const std::size_t p = rng.below(P);
+      if (!bad_pixel_[p]) return p;
+    }
+  };
+  for (std::uint64_t h = 0; h < model_.hot_pixels; ++h) {
+    const std::size_t p = pick_free_pixel();
+    bad_pixel_[p] = 1;
+    dark_rate_[p] = rng.uniform(model_.hot_pixel_rate_min, model_.hot_pixel_rate_max);
+  }
+  for (std::uint64_t d = 0; d < model_.dead_pixels; ++d) {
+    const std::size_t p = pick_free_pixel();
+    bad_pixel_[p] = 1;
+    dead_[p] = 1;
+  }
+  response_.resize(P);
+  dark_live_.resize(P);
+  continuum_.resize(P);
+  std::vector<double> wl(P), edges(P + 1);
+  kernels::pixel_wavelengths(coeffs_, wl);
+  kernels::pixel_edges(coeffs_, edges);
+  const double mid = 0.5 * (model_.wavelength_min_nm + model_.wavelength_max_nm);
+  for (std::size_t p = 0; p < P; ++p) {
+    response_[p] = dead_[p] ? 0.0 : sensitivity_[p] * flat_[p];
+    dark_live_[p] = dead_[p] ? 0.0 : dark_rate_[p];
+    // A linear continuum: its pixel average is its value at the pixel's mid-wavelength.
+    const double centre = 0.5 * (edges[p] + edges[p + 1]);
+    continuum_[p] = std::max(0.0, model_.continuum + model_.continuum_slope * (centre - mid));
+  }
+  const auto& emission = config.exosphere.at(channel_);
+  for (const auto& line : lines) {
+    Line l;
+    l.name = line.name;
+    l.wavelength_nm = line.wavelength_nm;
+    l.profile = kernels::make_line_profile(edges, line.components, model_.lsf_fwhm_nm);
+    l.emission = emission.find(line.name)->second;
+    lines_.push_back(std::move(l));
+  }
+}
+
+std::vector<std::string> ChannelSimulator::line_names() const {
+  std::vector<std::string> out;
+  for (const auto& l : lines_) out.push_back(l.name);
+  return out;
+}
+
+std::vector<double> ChannelSimulator::line_wavelengths() const {
+  std::vector<double> out;
+  for (const auto& l : lines_) out.push_back(l.wavelength_nm);
+  return out;
+}
+
+double ChannelSimulator::temperature(std::uint64_t i, double time_s) const noexcept {
+  auto rng = kernels::Rng::stream(seed_, channel_id_, i, kTemperature);
+  const double t = model_.temperature_mean +
+                   model_.temperature_amplitude *
+                       std::sin(2.0 * std::numbers::pi * time_s / model_.temperature_period_s) +
+                   model_.temperature_noise * rng.normal();
+  // Stored as float32: the simulation uses the stored value.
+  return static_cast<double>(static_cast<float>(t));
+}
+
+double ChannelSimulator::expected_counts(std::span<const double> radiance, double temperature_c,
+                                         std::span<double> out) const {
+  const double dark_scale =
+      1.0 + model_.dark_temperature_coeff * (temperature_c - model_.dark_reference_temperature);
+  return kernels::expected_counts(radiance, response_, dark_live_, dark_scale, model_.dead_time_s,
+                                  exposure_s_, out);
+}
+
+void ChannelSimulator::generate(std::uint64_t i, const Pointing& where, const Spectrum& out,
+                                std::span<double> work) const {
+  const std::size_t P = pixels_;
+  const double temp = temperature(i, where.time_s);
+  *out.temperature = static_cast<float>(temp);
+  std::copy(continuum_.begin(), continuum_.end(), out.radiance.begin());
+  for (std::size_t j = 0; j < lines_.size(); ++j) {
+    const auto& e = lines_[j].emission;
+    const double b = e.b0_R * std::exp(-where.tangent_altitude_km / e.scale_height_km) +
+                     e.background_R;
+    out.line_brightness[j] = b;
+    kernels::add_line(lines_[j].profile, b, out.radiance);
+  }
+  expected_counts(out.radiance, temp, work);
+  auto counts_rng = kernels::Rng::stream(seed_, channel_id_, i, kCounts);
+  for (std::size_t p = 0; p < P; ++p) {
+    out.counts[p] = static_cast<std::uint32_t>(
+        std::min<std::uint64_t>(counts_rng.poisson(work[p]), UINT32_MAX));
+    out.hit_counts[p] = 0;
+  }
+  if (model_.particle_hit_rate > 0.0) {
+    auto hit_rng = kernels::Rng::stream(seed_, channel_id_, i, kHits);
+    const std::uint64_t hits = hit_rng.poisson(model_.particle_hit_rate);
+    const std::uint64_t lo = model_.particle_hit_counts_min;
+    const std::uint64_t range = model_.particle_hit_counts_max - lo + 1;
+    for (std::uint64_t h = 0; h < hits; ++h) {
+      const std::size_t start = hit_rng.below(P);
+      const std::size_t width = 1 + hit_rng.below(3);
+      for (std::size_t p = start; p < std::min(P, start + width); ++p) {
+        const auto c = static_cast<std::uint32_t>(lo + hit_rng.below(range));
+        if (dead_[p]) continue;
+        out.hit_counts[p] += c;
+        out.counts[p] += c;
+      }
+    }
+  }
+}
+
+SimulationSummary simulate(const SimulationConfig& config, const LineCatalogue& catalogue,
+                           const std::filesystem::path& output, bool overwrite, int threads,
+                           const ProgressCallback& progress) {
+  config.validate(catalogue);
+  const auto t_start = std::chrono::steady_clock::now();
+  // Channels in contract order.
+  std::vector<ChannelSimulator> sims;
+  for (auto ch : io::schema::kChannels) {
+    if (std::find(config.channels.begin(), config.channels.end(), ch) != config.channels.end()) {
+      sims.emplace_back(config, ch, catalogue.channel(ch));
+    }
+  }
+  const std::uint64_t N = config.spectra;
+  io::WriteOptions options;
+  options.deflate_level = config.deflate_level;
+  io::FileWriter w(output, options, overwrite);
+
+  w.create_group("/");
+  w.set_attribute("/", "schema", io::schema::kSchemaName);
+  w.set_attribute("/", "schema_version", io::schema::kSchemaVersion);
+  w.set_attribute("/", "software_version", std::string_view(kVersion));
+  w.set_attribute("/", "generator", std::string_view("exospec simulate"));
+  w.set_attribute("/", "preset", preset_name(config.preset));
+  w.set_attribute("/", "config", config.to_toml());
+  w.set_attribute("/", "created_utc", utc_now());
+
+  for (const auto& spec : io::schema::geometry_objects()) {
+    w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, {N, 0, 0, 0}),
+                     spec.units, spec.description, io::schema::per_spectrum(spec.extent));
+  }
+  for (const auto& sim : sims) {
+    const std::string& ch = sim.channel();
+    const io::schema::Sizes sizes{N, sim.pixels(), sim.wavelength_coeffs().size(), sim.lines()};
+    auto create = [&](const std::vector<io::schema::ObjectSpec>& specs) {
+      for (const auto& spec : specs) {
+        w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, sizes), spec.units,
+                         spec.description, io::schema::per_spectrum(spec.extent));
+      }
+    };
+    create(io::schema::raw_objects(ch));
+    create(io::schema::calibration_objects(ch));
+    create(io::schema::truth_objects(ch));
+    const std::string cal = io::schema::calibration_group(ch);
+    w.write<double>(cal + "/wavelength_coeffs", sim.wavelength_coeffs());
+    w.write<double>(cal + "/dark_rate", sim.dark_rate());
+    w.write<double>(cal + "/flat", sim.flat());
+    w.write<double>(cal + "/sensitivity", sim.sensitivity());
+    w.write<std::uint8_t>(cal + "/bad_pixel", sim.bad_pixel());
+    w.set_attribute(cal, "dead_time_s", sim.model().dead_time_s);
+    w.set_attribute(cal, "dark_reference_temperature", sim.model().dark_reference_temperature);
+    w.set_attribute(cal, "dark_temperature_coeff", sim.model().dark_temperature_coeff);
+    const std::string truth = io::schema::truth_group(ch);
+    w.write_strings(truth + "/line_name", sim.line_names());
+    const auto wl = sim.line_wavelengths();
+    w.write<double>(truth + "/line_wavelength_nm", wl);
+    const double fwhm = sim.model().lsf_fwhm_nm;
+    w.write<double>(truth + "/lsf_fwhm_nm", std::span<const double>(&fwhm, 1));
+  }
+
+  // Per-block buffers (one block of rows of every channel) and per-thread work.
+  const std::size_t block = static_cast<std::size_t>(std::min<std::uint64_t>(config.block_rows, N));
+  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
+  struct Buffers {
+    std::vector<std::uint32_t> counts, hits;
+    std::vector<double> radiance, brightness, exposure;
+    std::vector<float> temperature;
+  };
+  std::vector<Buffers> buf(sims.size());
+  std::size_t max_p = 0;
+  for (std::size_t c = 0; c < sims.size(); ++c) {
+    const std::size_t P = sims[c].pixels(), L = sims[c].lines();
+    max_p = std::max(max_p, P);
+    buf[c].counts.resize(block * P);
+    buf[c].hits.resize(block * P);
+    buf[c].radiance.resize(block * P);
+    buf[c].brightness.resize(block * L);
+    buf[c].exposure.assign(block, config.exposure_s);
+    buf[c].temperature.resize(block);
+  }
+  std::vector<std::vector<double>> work(static_cast<std::size_t>(nthreads),
+                                        std::vector<double>(max_p));
+  std::vector<double> times(block), altitudes(block);
+
+  for (std::uint64_t row0 = 0; row0 < N; row0 += block) {
+    const std::size_t rows = static_cast<std::size_t>(std::min<std::uint64_t>(block, N - row0));
+    const auto n_rows = static_cast<std::int64_t>(rows);
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (std::int64_t r = 0; r < n_rows; ++r) {
+      const std::uint64_t i = row0 + static_cast<std::uint64_t>(r);
+      const Pointing where = pointing(config, i);
+      const auto ri = static_cast<std::size_t>(r);
+      times[ri] = where.time_s;
+      altitudes[ri] = where.tangent_altitude_km;
+      auto& ws = work[static_cast<std::size_t>(omp_get_thread_num())];
+      for (std::size_t c = 0; c < sims.size(); ++c) {
+        const std::size_t P = sims[c].pixels(), L = sims[c].lines();
+        ChannelSimulator::Spectrum s{
+            std::span(buf[c].counts).subspan(ri * P, P), std::span(buf[c].hits).subspan(ri * P, P),
+            std::span(buf[c].radiance).subspan(ri * P, P),
+            std::span(buf[c].brightness).subspan(ri * L, L), &buf[c].temperature[ri]};
+        sims[c].generate(i, where, s, std::span(ws).first(P));
+      }
+    }
+    w.write_rows<double>("/geometry/time", row0, std::span<const double>(times).first(rows));
+    w.write_rows<double>("/geometry/tangent_altitude_km", row0,
+                         std::span<const double>(altitudes).first(rows));
+    for (std::size_t c = 0; c < sims.size(); ++c) {
+      const std::string& ch = sims[c].channel();
+      const std::size_t P = sims[c].pixels(), L = sims[c].lines();
+      const std::string raw = io::schema::raw_group(ch), truth = io::schema::truth_group(ch);
+      w.write_rows<std::uint32_t>(raw + "/counts", row0,
+                                  std::span<const std::uint32_t>(buf[c].counts).first(rows * P));
+      w.write_rows<double>(raw + "/exposure_s", row0,
+                           std::span<const double>(buf[c].exposure).first(rows));
+      w.write_rows<float>(raw + "/detector_temperature", row0,
+                          std::span<const float>(buf[c].temperature).first(rows));
+      w.write_rows<double>(truth + "/line_brightness", row0,
+                           std::span<const double>(buf[c].brightness).first(rows * L));
+      w.write_rows<double>(truth + "/radiance", row0,
+                           std::span<const double>(buf[c].radiance).first(rows * P));
+      w.write_rows<std::uint32_t>(truth + "/particle_hit_counts", row0,
+                                  std::span<const std::uint32_t>(buf[c].hits).first(rows * P));
+    }
+    if (progress) progress(row0 + rows, N);
+  }
+  w.commit();
+
+  SimulationSummary summary;
+  summary.spectra = N;
+  for (const auto& s : sims) summary.channels.push_back(s.channel());
+  summary.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return summary;
+}
+
+}  // namespace exospec::pipeline

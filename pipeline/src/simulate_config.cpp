@@ -1,0 +1,279 @@
+// Loading, validating and printing the simulator's configuration.
+#include <charconv>
+#include <cmath>
+#include <set>
+#include <sstream>
+
+#include "embedded_data.hpp"
+#include "exospec/error.hpp"
+#include "exospec/pipeline/simulate.hpp"
+#include "toml_util.hpp"
+
+namespace exospec::pipeline {
+namespace {
+
+using detail::TomlReader;
+
+std::string fmt(double x) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+  std::string s(buf, end);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // keep it a TOML float
+  return s;
+}
+
+std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + '"';
+}
+
+InstrumentModel read_instrument(const TomlReader& r, const std::string& p) {
+  InstrumentModel m;
+  auto num = [&](const char* k) { return r.number(p + "." + k); };
+  auto cnt = [&](const char* k) {
+    return static_cast<std::uint64_t>(r.integer_in(p + "." + k, 0, std::int64_t{1} << 40));
+  };
+  m.pixels = cnt("pixels");
+  m.wavelength_min_nm = num("wavelength_min_nm");
+  m.wavelength_max_nm = num("wavelength_max_nm");
+  m.dispersion_curvature = num("dispersion_curvature");
+  m.lsf_fwhm_nm = num("lsf_fwhm_nm");
+  m.dead_time_s = num("dead_time_s");
+  m.sensitivity_peak = num("sensitivity_peak");
+  m.sensitivity_edge_ratio = num("sensitivity_edge_ratio");
+  m.flat_rms = num("flat_rms");
+  m.flat_gradient = num("flat_gradient");
+  m.dark_rate = num("dark_rate");
+  m.dark_rate_rms = num("dark_rate_rms");
+  m.dark_reference_temperature = num("dark_reference_temperature");
+  m.dark_temperature_coeff = num("dark_temperature_coeff");
+  m.hot_pixels = cnt("hot_pixels");
+  m.hot_pixel_rate_min = num("hot_pixel_rate_min");
+  m.hot_pixel_rate_max = num("hot_pixel_rate_max");
+  m.dead_pixels = cnt("dead_pixels");
+  m.temperature_mean = num("temperature_mean");
+  m.temperature_amplitude = num("temperature_amplitude");
+  m.temperature_period_s = num("temperature_period_s");
+  m.temperature_noise = num("temperature_noise");
+  m.continuum = num("continuum");
+  m.continuum_slope = num("continuum_slope");
+  m.particle_hit_rate = num("particle_hit_rate");
+  m.particle_hit_counts_min = cnt("particle_hit_counts_min");
+  m.particle_hit_counts_max = cnt("particle_hit_counts_max");
+  return m;
+}
+
+}  // namespace
+
+std::string_view preset_name(Preset p) noexcept {
+  return p == Preset::kFlyby ? "flyby" : "limb-scan";
+}
+
+Preset parse_preset(std::string_view name) {
+  if (name == "limb-scan") return Preset::kLimbScan;
+  if (name == "flyby") return Preset::kFlyby;
+  throw ConfigError("", "simulate.preset",
+                    "unknown preset \"" + std::string(name) + "\" (expected limb-scan or flyby)");
+}
+
+std::string_view default_simulation_config_text() { return detail::embedded_simulate_toml(); }
+
+SimulationConfig load_simulation_config(const std::optional<std::filesystem::path>& user_file) {
+  detail::Toml root = detail::parse_toml(detail::embedded_simulate_toml(),
+                                         "<built-in data/simulate.toml>");
+  std::string source = "<built-in data/simulate.toml>";
+  if (user_file) {
+    source = user_file->string();
+    detail::merge_toml(root, detail::parse_toml_file(*user_file), source);
+  }
+  const TomlReader r(root, source);
+  SimulationConfig c;
+  try {
+    c.preset = parse_preset(r.string("simulate.preset"));
+  } catch (const ConfigError& e) {
+    r.fail("simulate.preset", e.message());
+  }
+  c.spectra = static_cast<std::uint64_t>(r.integer_in("simulate.spectra", 1, std::int64_t{1} << 40));
+  c.seed = static_cast<std::uint64_t>(r.integer_in("simulate.seed", 0, INT64_MAX));
+  c.channels = r.strings("simulate.channels");
+  c.block_rows = static_cast<std::uint64_t>(r.integer_in("simulate.block_rows", 1, 1 << 20));
+  c.deflate_level = static_cast<int>(r.integer_in("simulate.deflate_level", 0, 9));
+  c.start_time_j2000_s = r.j2000_seconds("schedule.start_time");
+  c.cadence_s = r.positive("schedule.cadence_s");
+  c.exposure_s = r.positive("schedule.exposure_s");
+  c.limb_altitude_min_km = r.non_negative("limb_scan.altitude_min_km");
+  c.limb_altitude_max_km = r.non_negative("limb_scan.altitude_max_km");
+  c.limb_spectra_per_scan =
+      static_cast<std::uint64_t>(r.integer_in("limb_scan.spectra_per_scan", 1, 1 << 30));
+  c.flyby_closest_approach_km = r.non_negative("flyby.closest_approach_km");
+  c.flyby_speed_km_s = r.positive("flyby.speed_km_s");
+  c.mercury_radius_km = r.positive("mercury.radius_km");
+  for (const auto& [ch, table] : r.at("instrument").as_table()) {
+    (void)table;
+    c.instrument.emplace(ch, read_instrument(r, "instrument." + ch));
+  }
+  for (const auto& [ch, table] : r.at("exosphere").as_table()) {
+    for (const auto& [name, value] : table.as_table()) {
+      (void)value;
+      const std::string p = "exosphere." + detail::join_key(ch, name);
+      LineEmission e;
+      e.b0_R = r.number(p + ".b0_R");
+      e.scale_height_km = r.number(p + ".scale_height_km");
+      e.background_R = r.number(p + ".background_R");
+      c.exosphere[ch].emplace(name, e);
+    }
+  }
+  c.source = source;
+  return c;
+}
+
+void SimulationConfig::validate(const LineCatalogue& catalogue) const {
+  const std::string& src = source;
+  auto fail = [&](const std::string& key, const std::string& msg) {
+    throw ConfigError(src, key, msg);
+  };
+  if (spectra < 1) fail("simulate.spectra", "must be >= 1");
+  if (channels.empty()) fail("simulate.channels", "must name at least one channel");
+  std::set<std::string> seen;
+  for (const auto& ch : channels) {
+    if (ch != "euv" && ch != "fuv") {
+      fail("simulate.channels", "unknown channel \"" + ch + "\" (expected euv or fuv)");
+    }
+    if (!seen.insert(ch).second) fail("simulate.channels", "channel \"" + ch + "\" given twice");
+  }
+  if (block_rows < 1) fail("simulate.block_rows", "must be >= 1");
+  if (deflate_level < 0 || deflate_level > 9) fail("simulate.deflate_level", "must be 0-9");
+  if (!(cadence_s > 0.0)) fail("schedule.cadence_s", "must be > 0");
+  if (!(exposure_s > 0.0)) fail("schedule.exposure_s", "must be > 0");
+  if (!(limb_altitude_max_km >= limb_altitude_min_km) || limb_altitude_min_km < 0.0) {
+    fail("limb_scan.altitude_max_km", "must be >= altitude_min_km >= 0");
+  }
+  if (limb_spectra_per_scan < 1) fail("limb_scan.spectra_per_scan", "must be >= 1");
+  if (!(flyby_speed_km_s > 0.0)) fail("flyby.speed_km_s", "must be > 0");
+  if (!(flyby_closest_approach_km >= 0.0)) fail("flyby.closest_approach_km", "must be >= 0");
+  for (const auto& ch : channels) {
+    auto it = instrument.find(ch);
+    if (it == instrument.end()) fail("instrument." + ch, "missing table");
+    const InstrumentModel& m = it->second;
+    const std::string p = "instrument." + ch + ".";
+    if (m.pixels < 16 || m.pixels > (1u << 20)) fail(p + "pixels", "must be in [16, 1048576]");
+    if (!(m.wavelength_min_nm > 0.0)) fail(p + "wavelength_min_nm", "must be > 0");
+    if (!(m.wavelength_max_nm > m.wavelength_min_nm)) {
+      fail(p + "wavelength_max_nm", "must be > wavelength_min_nm");
+    }
+    if (!(std::fabs(m.dispersion_curvature) <= 0.5)) {
+      fail(p + "dispersion_curvature", "must be in [-0.5, 0.5] (monotonic dispersion)");
+    }
+    if (!(m.lsf_fwhm_nm > 0.0)) fail(p + "lsf_fwhm_nm", "must be > 0");
+    if (!(m.dead_time_s >= 0.0 && m.dead_time_s < 1e-2)) fail(p + "dead_time_s", "must be in [0, 0.01)");
+    if (!(m.sensitivity_peak > 0.0)) fail(p + "sensitivity_peak", "must be > 0");
+    if (!(m.sensitivity_edge_ratio > 0.0 && m.sensitivity_edge_ratio <= 1.0)) {
+      fail(p + "sensitivity_edge_ratio", "must be in (0, 1]");
+    }
+    if (!(m.flat_rms >= 0.0 && m.flat_rms <= 0.2)) fail(p + "flat_rms", "must be in [0, 0.2]");
+    if (!(std::fabs(m.flat_gradient) <= 0.5)) fail(p + "flat_gradient", "must be in [-0.5, 0.5]");
+    if (!(m.dark_rate >= 0.0)) fail(p + "dark_rate", "must be >= 0");
+    if (!(m.dark_rate_rms >= 0.0)) fail(p + "dark_rate_rms", "must be >= 0");
+    if (!(std::fabs(m.dark_temperature_coeff) < 1.0)) {
+      fail(p + "dark_temperature_coeff", "must be in (-1, 1) per degC");
+    }
+    if (m.hot_pixels + m.dead_pixels > m.pixels / 4) {
+      fail(p + "hot_pixels", "hot_pixels + dead_pixels must not exceed a quarter of the pixels");
+    }
+    if (!(m.hot_pixel_rate_min >= 0.0 && m.hot_pixel_rate_max >= m.hot_pixel_rate_min)) {
+      fail(p + "hot_pixel_rate_max", "must be >= hot_pixel_rate_min >= 0");
+    }
+    if (!(m.temperature_period_s > 0.0)) fail(p + "temperature_period_s", "must be > 0");
+    if (!(m.temperature_noise >= 0.0)) fail(p + "temperature_noise", "must be >= 0");
+    if (!(m.continuum >= 0.0)) fail(p + "continuum", "must be >= 0");
+    if (!(m.particle_hit_rate >= 0.0 && m.particle_hit_rate <= 1000.0)) {
+      fail(p + "particle_hit_rate", "must be in [0, 1000]");
+    }
+    if (m.particle_hit_counts_max < m.particle_hit_counts_min ||
+        m.particle_hit_counts_max > 1000000) {
+      fail(p + "particle_hit_counts_max", "must be in [particle_hit_counts_min, 1000000]");
+    }
+    auto ex = exosphere.find(ch);
+    for (const auto& line : catalogue.channel(ch)) {
+      const std::string key = "exosphere." + detail::join_key(ch, line.name);
+      if (ex == exosphere.end() || ex->second.find(line.name) == ex->second.end()) {
+        fail(key, "missing: every catalogue line needs b0_R, scale_height_km, background_R");
+      }
+      const LineEmission& e = ex->second.find(line.name)->second;
+      if (!(e.b0_R >= 0.0)) fail(key + ".b0_R", "must be >= 0");
+      if (!(e.scale_height_km > 0.0)) fail(key + ".scale_height_km", "must be > 0");
+      if (!(e.background_R >= 0.0)) fail(key + ".background_R", "must be >= 0");
+    }
+  }
+}
+
+std::string SimulationConfig::to_toml() const {
+  std::ostringstream s;
+  s << "[simulate]\npreset = " << quote(preset_name(preset)) << "\nspectra = " << spectra
+    << "\nseed = " << seed << "\nchannels = [";
+  for (std::size_t i = 0; i < channels.size(); ++i) s << (i ? ", " : "") << quote(channels[i]);
+  s << "]\nblock_rows = " << block_rows << "\ndeflate_level = " << deflate_level << "\n\n";
+  // start_time back to an RFC 3339 date-time.
+  {
+    const double unix_s = start_time_j2000_s + 946728000.0;
+    const auto whole = static_cast<std::int64_t>(std::floor(unix_s));
+    const std::time_t tt = static_cast<std::time_t>(whole);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[40];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    s << "[schedule]\nstart_time = " << buf;
+    const double frac = unix_s - static_cast<double>(whole);
+    if (frac > 0.0) {
+      char f[16];
+      std::snprintf(f, sizeof f, "%.6f", frac);
+      s << (f + 1);
+    }
+    s << "Z\ncadence_s = " << fmt(cadence_s) << "\nexposure_s = " << fmt(exposure_s) << "\n\n";
+  }
+  s << "[limb_scan]\naltitude_min_km = " << fmt(limb_altitude_min_km)
+    << "\naltitude_max_km = " << fmt(limb_altitude_max_km)
+    << "\nspectra_per_scan = " << limb_spectra_per_scan << "\n\n";
+  s << "[flyby]\nclosest_approach_km = " << fmt(flyby_closest_approach_km)
+    << "\nspeed_km_s = " << fmt(flyby_speed_km_s) << "\n\n";
+  s << "[mercury]\nradius_km = " << fmt(mercury_radius_km) << "\n";
+  for (const auto& [ch, m] : instrument) {
+    s << "\n[instrument." << ch << "]\n"
+      << "pixels = " << m.pixels << "\nwavelength_min_nm = " << fmt(m.wavelength_min_nm)
+      << "\nwavelength_max_nm = " << fmt(m.wavelength_max_nm)
+      << "\ndispersion_curvature = " << fmt(m.dispersion_curvature)
+      << "\nlsf_fwhm_nm = " << fmt(m.lsf_fwhm_nm) << "\ndead_time_s = " << fmt(m.dead_time_s)
+      << "\nsensitivity_peak = " << fmt(m.sensitivity_peak)
+      << "\nsensitivity_edge_ratio = " << fmt(m.sensitivity_edge_ratio)
+      << "\nflat_rms = " << fmt(m.flat_rms) << "\nflat_gradient = " << fmt(m.flat_gradient)
+      << "\ndark_rate = " << fmt(m.dark_rate) << "\ndark_rate_rms = " << fmt(m.dark_rate_rms)
+      << "\ndark_reference_temperature = " << fmt(m.dark_reference_temperature)
+      << "\ndark_temperature_coeff = " << fmt(m.dark_temperature_coeff)
+      << "\nhot_pixels = " << m.hot_pixels
+      << "\nhot_pixel_rate_min = " << fmt(m.hot_pixel_rate_min)
+      << "\nhot_pixel_rate_max = " << fmt(m.hot_pixel_rate_max)
+      << "\ndead_pixels = " << m.dead_pixels
+      << "\ntemperature_mean = " << fmt(m.temperature_mean)
+      << "\ntemperature_amplitude = " << fmt(m.temperature_amplitude)
+      << "\ntemperature_period_s = " << fmt(m.temperature_period_s)
+      << "\ntemperature_noise = " << fmt(m.temperature_noise)
+      << "\ncontinuum = " << fmt(m.continuum) << "\ncontinuum_slope = " << fmt(m.continuum_slope)
+      << "\nparticle_hit_rate = " << fmt(m.particle_hit_rate)
+      << "\nparticle_hit_counts_min = " << m.particle_hit_counts_min
+      << "\nparticle_hit_counts_max = " << m.particle_hit_counts_max << "\n";
+  }
+  for (const auto& [ch, lines] : exosphere) {
+    for (const auto& [name, e] : lines) {
+      s << "\n[exosphere." << ch << "." << quote(name) << "]\nb0_R = " << fmt(e.b0_R)
+        << "\nscale_height_km = " << fmt(e.scale_height_km)
+        << "\nbackground_R = " << fmt(e.background_R) << "\n";
+    }
+  }
+  return s.str();
+}
+
+}  // namespace exospec::pipeline

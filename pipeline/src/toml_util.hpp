@@ -1,0 +1,58 @@
+#pragma once
+// TOML configuration helpers (private to exospec_pipeline): parse with one-line
+// errors, merge user overrides onto defaults with unknown-key detection, and
+// typed, range-checked access by dotted key path.
+#include <toml.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace exospec::pipeline::detail {
+
+using Toml = toml::basic_value<toml::discard_comments, std::map, std::vector>;
+
+// Parses TOML text; a syntax error becomes one ConfigError line naming `name`.
+Toml parse_toml(std::string_view text, const std::string& name);
+Toml parse_toml_file(const std::filesystem::path& path);
+
+// Overlays `user` onto `base`. Every key of `user` must exist in `base` with a
+// compatible type (a table for a table; integer and float are both numbers,
+// except that an integer key stays an integer). Errors name `source` and the key.
+void merge_toml(Toml& base, const Toml& user, const std::string& source);
+
+// Typed access with ConfigError(source, key, message) on a missing key or a
+// wrong type.
+class TomlReader {
+ public:
+  TomlReader(const Toml& root, std::string source) : root_(root), source_(std::move(source)) {}
+  const Toml& at(std::string_view key) const;
+  double number(std::string_view key) const;
+  std::int64_t integer(std::string_view key) const;
+  std::string string(std::string_view key) const;
+  bool boolean(std::string_view key) const;
+  std::vector<std::string> strings(std::string_view key) const;
+  // Seconds since J2000 (2000-01-01T12:00:00 UTC, leap seconds ignored) of an
+  // offset date-time value.
+  double j2000_seconds(std::string_view key) const;
+  // Checked ranges.
+  double positive(std::string_view key) const;
+  double non_negative(std::string_view key) const;
+  double in_range(std::string_view key, double lo, double hi) const;
+  std::int64_t integer_in(std::string_view key, std::int64_t lo, std::int64_t hi) const;
+  [[noreturn]] void fail(std::string_view key, const std::string& message) const;
+  const std::string& source() const noexcept { return source_; }
+
+ private:
+  const Toml& root_;
+  std::string source_;
+};
+
+// Dotted key path of a nested key: "a" + "b" -> "a.b" (quoting keys with
+// spaces or dots as TOML does: a."H I 121.567").
+std::string join_key(std::string_view prefix, std::string_view key);
+
+}  // namespace exospec::pipeline::detail
