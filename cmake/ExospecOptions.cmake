@@ -6,7 +6,7 @@ add_library(exospec_warnings INTERFACE)
 target_compile_options(exospec_warnings INTERFACE
   $<$<COMPILE_LANG_AND_ID:CXX,GNU,Clang>:-Wall -Wextra -Wpedantic -Wshadow -Wconversion
     -Wno-sign-conversion -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
-    -Woverloaded-virtual -Wnull-dereference -Wdouble-promotion -Wformat=2>
+    -Woverloaded-virtual -Wdouble-promotion -Wformat=2>
   $<$<AND:$<BOOL:${EXOSPEC_WERROR}>,$<COMPILE_LANG_AND_ID:CXX,GNU,Clang>>:-Werror>)
 
 # Instruction set and sanitizers: the same on every target (Eigen objects that

@@ -529,7 +529,7 @@ void FileWriter::create_dataset(std::string_view path, DType dtype, const Dims& 
                                               space.get(), lcpl.get(), dcpl.get(), dapl.get()),
                                    w, "cannot create dataset");
   if (!units.empty()) impl_->write_string_attr(dset.get(), path, "units", units);
-  impl_->write_string_attr(dset.get(), path, "description", description);
+  if (!description.empty()) impl_->write_string_attr(dset.get(), path, "description", description);
   impl_->datasets.insert_or_assign(std::string(path), std::move(dset));
 }
 

@@ -99,7 +99,8 @@ class FileWriter {
   // Creates a dataset with `units` and `description` attributes. With
   // row_chunked, it is chunked along its first dimension (and compressed if
   // the options say so); otherwise contiguous (a scalar when dims is empty).
-  // Intermediate groups are created as needed.
+  // Intermediate groups are created as needed. An empty units or description
+  // writes no such attribute (strings have no units).
   void create_dataset(std::string_view path, DType dtype, const Dims& dims,
                       std::string_view units, std::string_view description, bool row_chunked);
   void create_group(std::string_view path);

@@ -1,0 +1,20 @@
+# Configures, builds and runs the consumer project against an installed exospec.
+file(REMOVE_RECURSE ${BINARY})
+set(_flags)
+if(CXX_FLAGS)
+  set(_flags -DCMAKE_CXX_FLAGS=${CXX_FLAGS} -DCMAKE_EXE_LINKER_FLAGS=${CXX_FLAGS})
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE} -B ${BINARY} -G ${GENERATOR}
+                        -DCMAKE_PREFIX_PATH=${PREFIX} -DCMAKE_BUILD_TYPE=Release ${_flags}
+                RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "consumer: configure failed")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${BINARY} RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "consumer: build failed")
+endif()
+execute_process(COMMAND ${BINARY}/consumer ${BINARY}/scan.h5 RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "consumer: run failed")
+endif()

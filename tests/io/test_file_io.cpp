@@ -1,0 +1,157 @@
+// FileWriter / File: round trips of every element type in row blocks, with and
+// without compression, and the atomic-output guarantees.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <numeric>
+
+#include "exospec/error.hpp"
+#include "exospec/io/file.hpp"
+#include "test_support.hpp"
+
+namespace exospec::io {
+namespace {
+
+template <class T>
+std::vector<T> ramp(std::size_t n, double scale) {
+  std::vector<T> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>(static_cast<double>(i % 251) * scale);
+  return v;
+}
+
+class RoundTrip : public ::testing::TestWithParam<int> {};
+
+TEST_P(RoundTrip, EveryTypeInRowBlocks) {
+  const auto dir = test::scratch_dir("roundtrip");
+  const auto path = dir / "t.h5";
+  const std::uint64_t n = 1000, p = 37;
+  WriteOptions opt;
+  opt.deflate_level = GetParam();
+  opt.chunk_bytes = 4096;
+  const auto u32 = ramp<std::uint32_t>(n * p, 7.0);
+  const auto u8 = ramp<std::uint8_t>(n * p, 1.0);
+  const auto f32 = ramp<float>(n * p, 0.37);
+  const auto f64 = ramp<double>(n, 1.0 / 3.0);
+  const auto i32 = ramp<std::int32_t>(n, -5.0);
+  {
+    FileWriter w(path, opt, false);
+    w.create_dataset("/a/u32", DType::kU32, {n, p}, "count", "counts", true);
+    w.create_dataset("/a/u8", DType::kU8, {n, p}, "1", "flags", true);
+    w.create_dataset("/b/f32", DType::kF32, {n, p}, "R/nm", "radiance", true);
+    w.create_dataset("/b/f64", DType::kF64, {n}, "s", "time", true);
+    w.create_dataset("/b/i32", DType::kI32, {n}, "1", "ints", false);
+    w.create_dataset("/c/scalar", DType::kF64, {}, "nm", "a scalar", false);
+    w.create_dataset("/c/names", DType::kString, {3}, "", "names", false);
+    // Uneven blocks that straddle chunk boundaries.
+    for (std::uint64_t r0 = 0; r0 < n; r0 += 97) {
+      const std::uint64_t rows = std::min<std::uint64_t>(97, n - r0);
+      w.write_rows<std::uint32_t>("/a/u32", r0, std::span(u32).subspan(r0 * p, rows * p));
+      w.write_rows<std::uint8_t>("/a/u8", r0, std::span(u8).subspan(r0 * p, rows * p));
+      w.write_rows<float>("/b/f32", r0, std::span(f32).subspan(r0 * p, rows * p));
+      w.write_rows<double>("/b/f64", r0, std::span(f64).subspan(r0, rows));
+    }
+    w.write<std::int32_t>("/b/i32", i32);
+    const double s = 1.5;
+    w.write<double>("/c/scalar", std::span<const double>(&s, 1));
+    w.write_strings("/c/names", {"H I 121.567", "O I 130.4", "Mg II 279.553 \u00e9"});
+    w.set_attribute("/", "schema", std::string_view("exospec"));
+    w.set_attribute("/", "schema_version", std::int32_t{1});
+    w.set_attribute("/b", "gain", 2.25);
+    EXPECT_FALSE(std::filesystem::exists(path)) << "output visible before commit";
+    w.commit();
+  }
+  EXPECT_TRUE(std::filesystem::exists(path));
+  // No temporary left beside it.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 1);
+
+  const File f = File::open(path);
+  EXPECT_EQ(f.read_all<std::uint32_t>("/a/u32"), u32);
+  EXPECT_EQ(f.read_all<std::uint8_t>("/a/u8"), u8);
+  EXPECT_EQ(f.read_all<float>("/b/f32"), f32);
+  EXPECT_EQ(f.read_all<double>("/b/f64"), f64);
+  EXPECT_EQ(f.read_all<std::int32_t>("/b/i32"), i32);
+  EXPECT_EQ(f.read_all<double>("/c/scalar"), std::vector<double>{1.5});
+  EXPECT_EQ(f.read_strings("/c/names"),
+            (std::vector<std::string>{"H I 121.567", "O I 130.4", "Mg II 279.553 \u00e9"}));
+  EXPECT_EQ(f.string_attribute("/", "schema"), "exospec");
+  EXPECT_EQ(f.int_attribute("/", "schema_version"), 1);
+  EXPECT_EQ(f.attribute_type("/", "schema_version"), "int32");
+  EXPECT_EQ(f.double_attribute("/b", "gain"), 2.25);
+  EXPECT_EQ(f.string_attribute("/a/u32", "units"), "count");
+  EXPECT_EQ(f.string_attribute("/a/u32", "description"), "counts");
+  EXPECT_FALSE(f.has_attribute("/c/names", "units"));
+
+  // Row block reads in the middle.
+  std::vector<std::uint32_t> block(10 * p);
+  f.read_rows<std::uint32_t>("/a/u32", 500, block);
+  EXPECT_TRUE(std::equal(block.begin(), block.end(), u32.begin() + 500 * p));
+
+  const DatasetInfo info = f.dataset_info("/a/u32");
+  EXPECT_EQ(info.dtype, DType::kU32);
+  EXPECT_EQ(info.dims, (Dims{n, p}));
+  // Largest power of two of rows in 4096 bytes: 37 * 4 = 148 bytes per row -> 16 rows.
+  EXPECT_EQ(info.chunk_rows, 16u);
+  EXPECT_EQ(f.dataset_info("/b/i32").chunk_rows, 0u);
+  EXPECT_EQ(f.children("/"), (std::vector<std::string>{"a", "b", "c"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Compression, RoundTrip, ::testing::Values(0, 4));
+
+TEST(FileWriter, UncommittedWriterLeavesNothing) {
+  const auto dir = test::scratch_dir("uncommitted");
+  {
+    FileWriter w(dir / "out.h5", {}, false);
+    w.create_dataset("/x", DType::kF64, {4}, "1", "x", false);
+    EXPECT_TRUE(std::filesystem::exists(w.temporary_path()));
+  }
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 0);
+}
+
+TEST(FileWriter, RefusesToReplaceWithoutOverwrite) {
+  const auto dir = test::scratch_dir("exists");
+  const auto path = dir / "out.h5";
+  std::ofstream(path) << "keep me";
+  try {
+    FileWriter w(path, {}, false);
+    FAIL() << "expected FileError";
+  } catch (const FileError& e) {
+    EXPECT_EQ(e.file(), path.string());
+    EXPECT_NE(std::string(e.what()).find("already exists"), std::string::npos);
+  }
+  std::ifstream in(path);
+  std::string s;
+  std::getline(in, s);
+  EXPECT_EQ(s, "keep me");
+  FileWriter w(path, {}, true);  // overwrite allowed: the old file stays until commit
+  w.create_dataset("/x", DType::kF64, {1}, "1", "x", false);
+  w.commit();
+  EXPECT_TRUE(File::open(path).exists("/x"));
+}
+
+TEST(FileWriter, MissingDirectoryIsOneClearError) {
+  const auto dir = test::scratch_dir("nodir");
+  EXPECT_THROW(FileWriter(dir / "no" / "such" / "out.h5", {}, false), FileError);
+}
+
+TEST(File, ReadingBeyondTheRowsIsAnError) {
+  const auto dir = test::scratch_dir("beyond");
+  {
+    FileWriter w(dir / "t.h5", {}, false);
+    w.create_dataset("/x", DType::kF64, {10, 2}, "1", "x", true);
+    w.commit();
+  }
+  const File f = File::open(dir / "t.h5");
+  std::vector<double> buf(6);
+  EXPECT_THROW(f.read_rows<double>("/x", 8, buf), FileError);
+  std::vector<double> odd(3);
+  EXPECT_THROW(f.read_rows<double>("/x", 0, odd), FileError);
+  try {
+    f.read_all<double>("/missing");
+    FAIL();
+  } catch (const SchemaError& e) {
+    EXPECT_EQ(e.object(), "/missing");
+  }
+}
+
+}  // namespace
+}  // namespace exospec::io

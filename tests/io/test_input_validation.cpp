@@ -1,0 +1,305 @@
+// InputFile::open rejects every class of malformed file with an error that
+// names the file and the object.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+
+#include "exospec/error.hpp"
+#include "exospec/io/input_file.hpp"
+#include "exospec/io/schema.hpp"
+#include "test_support.hpp"
+
+namespace exospec::io {
+namespace {
+
+constexpr std::uint64_t kN = 20, kP = 64;
+
+struct Mutations {
+  // Called for every contract object; change dtype/dims/units or return false to leave it out.
+  std::function<bool(schema::ObjectSpec&, Dims&)> object = [](schema::ObjectSpec&, Dims&) {
+    return true;
+  };
+  std::string skip_calibration_attribute;
+  std::string schema_name = "exospec";
+  std::string extra_channel;
+  bool skip_description_of_counts = false;
+};
+
+template <class T>
+void fill(FileWriter& w, const schema::ObjectSpec& spec, const Dims& dims, T value) {
+  std::uint64_t n = 1;
+  for (auto d : dims) n *= d;
+  std::vector<T> v(n, value);
+  w.write<T>(spec.path, v);
+}
+
+void write_input(const std::filesystem::path& path, const Mutations& m = {}) {
+  FileWriter w(path, {}, true);
+  w.set_attribute("/", "schema", std::string_view(m.schema_name));
+  w.set_attribute("/", "schema_version", std::int32_t{1});
+  auto emit = [&](std::vector<schema::ObjectSpec> specs, const schema::Sizes& sizes) {
+    for (auto spec : specs) {
+      Dims dims = schema::dims_of(spec.extent, sizes);
+      const DType original = spec.dtype;
+      const Dims original_dims = dims;
+      if (!m.object(spec, dims)) continue;
+      const std::string description =
+          (m.skip_description_of_counts && spec.path.ends_with("/counts")) ? "" : "d";
+      w.create_dataset(spec.path, spec.dtype, dims, spec.units, description,
+                       schema::per_spectrum(spec.extent));
+      if (spec.dtype != original || dims != original_dims) continue;
+      const std::string leaf = spec.path.substr(spec.path.rfind('/') + 1);
+      if (leaf == "wavelength_coeffs") {
+        w.write<double>(spec.path, std::vector<double>{55.0, 0.1});
+      } else if (leaf == "flat") {
+        fill(w, spec, dims, 1.0);
+      } else if (leaf == "sensitivity") {
+        fill(w, spec, dims, 0.2);
+      } else if (leaf == "dark_rate") {
+        fill(w, spec, dims, 0.02);
+      } else if (leaf == "exposure_s") {
+        fill(w, spec, dims, 8.0);
+      } else if (leaf == "detector_temperature") {
+        fill(w, spec, dims, 5.0f);
+      }
+    }
+  };
+  for (auto ch : schema::kChannels) {
+    const schema::Sizes sizes{kN, kP, 2, 0};
+    emit(schema::raw_objects(ch), sizes);
+    emit(schema::calibration_objects(ch), sizes);
+    for (auto attr : schema::kCalibrationAttributes) {
+      if (attr != m.skip_calibration_attribute) {
+        w.set_attribute(schema::calibration_group(ch), attr, 0.5e-6);
+      }
+    }
+  }
+  emit(schema::geometry_objects(), schema::Sizes{kN, 0, 0, 0});
+  if (!m.extra_channel.empty()) w.create_group("/raw/" + m.extra_channel);
+  w.commit();
+}
+
+// Opens and expects a FileError (or subclass) naming `object`, whose message holds `words`.
+void expect_rejected(const std::filesystem::path& path, const std::string& object,
+                     const std::string& words) {
+  try {
+    InputFile::open(path);
+    FAIL() << "accepted a malformed file; expected an error on " << object;
+  } catch (const FileError& e) {
+    EXPECT_EQ(e.file(), path.string());
+    EXPECT_EQ(e.object(), object) << e.what();
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "one line: " << e.what();
+  }
+}
+
+TEST(InputValidation, ValidFileOpensAndReads) {
+  const auto path = test::scratch_dir("valid") / "in.h5";
+  write_input(path);
+  const auto in = InputFile::open(path);
+  EXPECT_EQ(in.channels(), (std::vector<std::string>{"euv", "fuv"}));
+  EXPECT_EQ(in.spectra(), kN);
+  EXPECT_EQ(in.pixels("fuv"), kP);
+  const auto cal = in.read_calibration("euv");
+  EXPECT_EQ(cal.wavelength_coeffs, (std::vector<double>{55.0, 0.1}));
+  EXPECT_EQ(cal.flat.size(), kP);
+  EXPECT_EQ(cal.dead_time_s, 0.5e-6);
+  std::vector<double> exposure(5);
+  in.read_exposure("fuv", 15, exposure);
+  EXPECT_EQ(exposure, std::vector<double>(5, 8.0));
+  EXPECT_FALSE(in.has_truth("euv"));
+}
+
+TEST(InputValidation, MissingDataset) {
+  const auto path = test::scratch_dir("missing") / "in.h5";
+  Mutations m;
+  m.object = [](schema::ObjectSpec& s, Dims&) { return s.path != "/raw/fuv/exposure_s"; };
+  write_input(path, m);
+  expect_rejected(path, "/raw/fuv/exposure_s", "missing dataset");
+}
+
+TEST(InputValidation, MissingGeometry) {
+  const auto path = test::scratch_dir("missing_geo") / "in.h5";
+  Mutations m;
+  m.object = [](schema::ObjectSpec& s, Dims&) { return s.path != "/geometry/tangent_altitude_km"; };
+  write_input(path, m);
+  expect_rejected(path, "/geometry/tangent_altitude_km", "missing dataset");
+}
+
+TEST(InputValidation, WrongDtype) {
+  const auto path = test::scratch_dir("dtype") / "in.h5";
+  Mutations m;
+  m.object = [](schema::ObjectSpec& s, Dims&) {
+    if (s.path == "/raw/euv/counts") s.dtype = DType::kF64;
+    return true;
+  };
+  write_input(path, m);
+  expect_rejected(path, "/raw/euv/counts", "dtype float64, expected uint32");
+}
+
+TEST(InputValidation, WrongDtypeOfTemperature) {
+  const auto path = test::scratch_dir("dtype_t") / "in.h5";
+  Mutations m;
+  m.object = [](schema::ObjectSpec& s, Dims&) {
+    if (s.path == "/raw/fuv/detector_temperature") s.dtype = DType::kF64;
+    return true;
+  };
+  write_input(path, m);
+  expect_rejected(path, "/raw/fuv/detector_temperature", "expected float32");
+}
+
+TEST(InputValidation, WrongShape) {
+  const auto path = test::scratch_dir("shape") / "in.h5";
+  Mutations m;
+  m.object = [](schema::ObjectSpec& s, Dims& d) {
+    if (s.path == "/calibration/euv/flat") d = {kP - 1};
+    return true;
+  };
+  write_input(path, m);
+  expect_rejected(path, "/calibration/euv/flat", "shape (63), expected (64)");
+}
+
+TEST(InputValidation, WrongRank) {
+  const auto path = test::scratch_dir("rank") / "in.h5";
+  Mutations m;
+  m.object = [](schema::ObjectSpec& s, Dims& d) {
+    if (s.path == "/raw/euv/counts") d = {kN * kP};
+    return true;
+  };
+  write_input(path, m);
+  expect_rejected(path, "/raw/euv/counts", "expected N x P");
+}
+
+TEST(InputValidation, NDiffersBetweenChannels) {
+  const auto path = test::scratch_dir("n_differs") / "in.h5";
+  Mutations m;
+  m.object = [](schema::ObjectSpec& s, Dims& d) {
+    if (s.path.starts_with("/raw/fuv/")) d[0] = kN + 1;
+    return true;
+  };
+  write_input(path, m);
+  expect_rejected(path, "/raw/fuv/counts", "differs from N = 20 of /raw/euv/counts");
+}
+
+TEST(InputValidation, NDiffersForGeometry) {
+  const auto path = test::scratch_dir("n_geo") / "in.h5";
+  Mutations m;
+  m.object = [](schema::ObjectSpec& s, Dims& d) {
+    if (s.path == "/geometry/time") d[0] = kN - 2;
+    return true;
+  };
+  write_input(path, m);
+  expect_rejected(path, "/geometry/time", "shape (18), expected (20)");
+}
+
+TEST(InputValidation, WrongUnits) {
+  const auto path = test::scratch_dir("units") / "in.h5";
+  Mutations m;
+  m.object = [](schema::ObjectSpec& s, Dims&) {
+    if (s.path == "/raw/euv/exposure_s") s.units = "ms";
+    return true;
+  };
+  write_input(path, m);
+  expect_rejected(path, "/raw/euv/exposure_s", "units \"ms\", expected \"s\"");
+}
+
+TEST(InputValidation, MissingDescription) {
+  const auto path = test::scratch_dir("descr") / "in.h5";
+  Mutations m;
+  m.skip_description_of_counts = true;
+  write_input(path, m);
+  expect_rejected(path, "/raw/euv/counts", "missing attribute 'description'");
+}
+
+TEST(InputValidation, MissingCalibrationAttribute) {
+  const auto path = test::scratch_dir("attr") / "in.h5";
+  Mutations m;
+  m.skip_calibration_attribute = "dead_time_s";
+  write_input(path, m);
+  expect_rejected(path, "/calibration/euv", "missing attribute 'dead_time_s'");
+}
+
+TEST(InputValidation, WrongSchemaName) {
+  const auto path = test::scratch_dir("schema") / "in.h5";
+  Mutations m;
+  m.schema_name = "something-else";
+  write_input(path, m);
+  expect_rejected(path, "/", "root attribute 'schema'");
+}
+
+TEST(InputValidation, UnknownChannel) {
+  const auto path = test::scratch_dir("channel") / "in.h5";
+  Mutations m;
+  m.extra_channel = "xuv";
+  write_input(path, m);
+  expect_rejected(path, "/raw/xuv", "unknown channel");
+}
+
+TEST(InputValidation, NotHdf5) {
+  const auto path = test::scratch_dir("text") / "in.h5";
+  std::ofstream(path) << "this is not an HDF5 file\n";
+  expect_rejected(path, "", "not an HDF5 file");
+}
+
+TEST(InputValidation, TruncatedFile) {
+  const auto dir = test::scratch_dir("truncated");
+  const auto good = dir / "good.h5", cut = dir / "cut.h5";
+  write_input(good);
+  std::filesystem::copy_file(good, cut);
+  std::filesystem::resize_file(cut, std::filesystem::file_size(good) / 2);
+  expect_rejected(cut, "", "truncated");
+}
+
+TEST(InputValidation, MissingFile) {
+  const auto path = test::scratch_dir("nofile") / "absent.h5";
+  expect_rejected(path, "", "no such file");
+}
+
+TEST(InputValidation, NonFiniteCalibrationValue) {
+  const auto dir = test::scratch_dir("nan");
+  // Build a file whose flat exists with a NaN: write everything, then the flat by hand.
+  const auto nanfile = dir / "flatnan.h5";
+  {
+    FileWriter w(nanfile, {}, true);
+    w.set_attribute("/", "schema", std::string_view("exospec"));
+    w.set_attribute("/", "schema_version", std::int32_t{1});
+    for (auto ch : {"euv"}) {
+      const schema::Sizes sizes{kN, kP, 2, 0};
+      for (const auto& spec : schema::raw_objects(ch)) {
+        w.create_dataset(spec.path, spec.dtype, schema::dims_of(spec.extent, sizes), spec.units,
+                         "d", true);
+      }
+      for (const auto& spec : schema::calibration_objects(ch)) {
+        w.create_dataset(spec.path, spec.dtype, schema::dims_of(spec.extent, sizes), spec.units,
+                         "d", false);
+      }
+      for (auto attr : schema::kCalibrationAttributes) {
+        w.set_attribute(schema::calibration_group(ch), attr, 0.0);
+      }
+      std::vector<double> flat(kP, 1.0), sens(kP, 0.2), dark(kP, 0.02);
+      flat[7] = std::nan("");
+      w.write<double>("/calibration/euv/flat", flat);
+      w.write<double>("/calibration/euv/sensitivity", sens);
+      w.write<double>("/calibration/euv/dark_rate", dark);
+      w.write<double>("/calibration/euv/wavelength_coeffs", std::vector<double>{55.0, 0.1});
+    }
+    for (const auto& spec : schema::geometry_objects()) {
+      w.create_dataset(spec.path, spec.dtype, {kN}, spec.units, "d", true);
+    }
+    w.commit();
+  }
+  const auto in = InputFile::open(nanfile);
+  try {
+    in.read_calibration("euv");
+    FAIL() << "NaN flat accepted";
+  } catch (const SchemaError& e) {
+    EXPECT_EQ(e.object(), "/calibration/euv/flat");
+    EXPECT_NE(std::string(e.what()).find("pixel 7"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace exospec::io
