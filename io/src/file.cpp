@@ -83,7 +83,7 @@ std::uint64_t element_count(const Dims& dims) {
 }
 
 // Selects rows [row0, row0 + nrows) of a dataset in `space` and returns a
-// matching one-dimensional memory space.
+// memory space of the same shape.
 Handle select_rows(hid_t space, const Dims& dims, std::uint64_t row0, std::uint64_t nrows,
                    const Where& w) {
   std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
@@ -91,8 +91,10 @@ Handle select_rows(hid_t space, const Dims& dims, std::uint64_t row0, std::uint6
   count[0] = nrows;
   check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
         w, "cannot select rows");
-  const hsize_t n = element_count(Dims(count.begin(), count.end()));
-  return h5::space_handle(H5Screate_simple(1, &n, nullptr), w, "cannot create memory space");
+  // A memory space of the same shape as the selection lets HDF5 copy whole
+  // rows (a 1-D memory space of the same size forces a general, slower path).
+  return h5::space_handle(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr),
+                          w, "cannot create memory space");
 }
 
 void check_rows(const Dims& dims, std::uint64_t row0, std::size_t n_elements, const Where& w,

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds exospec, simulates the default Phebus-like limb-scan dataset
+# (out/default_scan.h5, both channels, 1000 spectra, seed 1) and summarises it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$(nproc)" --target exospec_cli
+mkdir -p out
+./build/cli/exospec simulate -o out/default_scan.h5 --force
+./build/cli/exospec info out/default_scan.h5
