@@ -303,3 +303,108 @@ TEST(InputValidation, NonFiniteCalibrationValue) {
 
 }  // namespace
 }  // namespace exospec::io
+
+namespace exospec::io {
+namespace {
+
+// Every input, truth and geometry object of the contract, written from the
+// schema tables with distinct values and read back exactly, with its units and
+// description.
+TEST(ContractRoundTrip, EveryInputAndTruthObject) {
+  const auto path = test::scratch_dir("contract") / "in.h5";
+  const schema::Sizes sizes{kN, kP, 3, 4};
+  std::vector<schema::ObjectSpec> specs = schema::geometry_objects();
+  for (auto ch : schema::kChannels) {
+    for (auto group : {schema::raw_objects(ch), schema::calibration_objects(ch),
+                       schema::truth_objects(ch)}) {
+      specs.insert(specs.end(), group.begin(), group.end());
+    }
+  }
+  auto values = [&](std::size_t k, std::uint64_t n) {
+    std::vector<double> v(n);
+    for (std::uint64_t i = 0; i < n; ++i) v[i] = static_cast<double>((k * 131 + i * 7) % 200) + 0.5;
+    return v;
+  };
+  {
+    FileWriter w(path, {}, false);
+    w.set_attribute("/", "schema", std::string_view("exospec"));
+    w.set_attribute("/", "schema_version", std::int32_t{1});
+    for (std::size_t k = 0; k < specs.size(); ++k) {
+      const auto& s = specs[k];
+      const Dims dims = schema::dims_of(s.extent, sizes);
+      w.create_dataset(s.path, s.dtype, dims, s.units, s.description, schema::per_spectrum(s.extent));
+      std::uint64_t n = 1;
+      for (auto d : dims) n *= d;
+      const auto v = values(k, n);
+      switch (s.dtype) {
+        case DType::kU8: {
+          std::vector<std::uint8_t> b(n);
+          for (std::uint64_t i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>(v[i]) % 2;
+          w.write<std::uint8_t>(s.path, b);
+          break;
+        }
+        case DType::kU32: {
+          std::vector<std::uint32_t> b(v.begin(), v.end());
+          w.write<std::uint32_t>(s.path, b);
+          break;
+        }
+        case DType::kF32: {
+          std::vector<float> b(v.begin(), v.end());
+          w.write<float>(s.path, b);
+          break;
+        }
+        case DType::kF64: w.write<double>(s.path, v); break;
+        case DType::kString: {
+          std::vector<std::string> b;
+          for (std::uint64_t i = 0; i < n; ++i) b.push_back("line " + std::to_string(v[i]));
+          w.write_strings(s.path, b);
+          break;
+        }
+        default: FAIL();
+      }
+    }
+    for (auto ch : schema::kChannels) {
+      w.set_attribute(schema::calibration_group(ch), "dead_time_s", 0.5e-6);
+      w.set_attribute(schema::calibration_group(ch), "dark_reference_temperature", -2.5);
+      w.set_attribute(schema::calibration_group(ch), "dark_temperature_coeff", 0.03);
+    }
+    w.commit();
+  }
+  const auto in = InputFile::open(path);
+  const File& f = in.file();
+  for (std::size_t k = 0; k < specs.size(); ++k) {
+    const auto& s = specs[k];
+    const Dims dims = schema::dims_of(s.extent, sizes);
+    EXPECT_NO_THROW(validate_object(f, s, dims)) << s.path;
+    std::uint64_t n = 1;
+    for (auto d : dims) n *= d;
+    const auto v = values(k, n);
+    if (s.dtype == DType::kString) {
+      const auto got = f.read_strings(s.path);
+      ASSERT_EQ(got.size(), n);
+      for (std::uint64_t i = 0; i < n; ++i) EXPECT_EQ(got[i], "line " + std::to_string(v[i]));
+    } else if (s.dtype == DType::kU8) {
+      const auto got = f.read_all<std::uint8_t>(s.path);
+      for (std::uint64_t i = 0; i < n; ++i) EXPECT_EQ(got[i], static_cast<std::uint8_t>(v[i]) % 2);
+    } else if (s.dtype == DType::kU32) {
+      EXPECT_EQ(f.read_all<std::uint32_t>(s.path), std::vector<std::uint32_t>(v.begin(), v.end()))
+          << s.path;
+    } else if (s.dtype == DType::kF32) {
+      EXPECT_EQ(f.read_all<float>(s.path), std::vector<float>(v.begin(), v.end())) << s.path;
+    } else {
+      EXPECT_EQ(f.read_all<double>(s.path), v) << s.path;
+    }
+    if (!s.units.empty()) {
+      EXPECT_EQ(f.string_attribute(s.path, "units"), s.units);
+    }
+    EXPECT_EQ(f.string_attribute(s.path, "description"), s.description);
+  }
+  const auto cal = in.read_calibration("fuv");
+  EXPECT_EQ(cal.dark_reference_temperature, -2.5);
+  EXPECT_EQ(cal.dark_temperature_coeff, 0.03);
+  EXPECT_EQ(in.truth_line_names("euv").size(), 4u);
+  EXPECT_EQ(specs.size(), 2u + 2u * (3u + 5u + 6u));
+}
+
+}  // namespace
+}  // namespace exospec::io
