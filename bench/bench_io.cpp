@@ -60,9 +60,13 @@ void write_file(const std::filesystem::path& path, const std::vector<T>& data, i
 template <class T>
 const std::vector<T>& data_for();
 template <>
-const std::vector<std::uint32_t>& data_for<std::uint32_t>() { return counts_data(); }
+const std::vector<std::uint32_t>& data_for<std::uint32_t>() {
+  return counts_data();
+}
 template <>
-const std::vector<float>& data_for<float>() { return radiance_data(); }
+const std::vector<float>& data_for<float>() {
+  return radiance_data();
+}
 
 template <class T>
 void BM_WriteRows(benchmark::State& state) {
@@ -91,10 +95,30 @@ void BM_ReadRows(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * data.size() * sizeof(T)));
 }
 
-BENCHMARK_TEMPLATE(BM_WriteRows, std::uint32_t)->Arg(0)->Arg(4)->ArgName("deflate")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_WriteRows, float)->Arg(0)->Arg(4)->ArgName("deflate")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_ReadRows, std::uint32_t)->Arg(0)->Arg(4)->ArgName("deflate")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_ReadRows, float)->Arg(0)->Arg(4)->ArgName("deflate")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_WriteRows, std::uint32_t)
+    ->Arg(0)
+    ->Arg(4)
+    ->ArgName("deflate")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_WriteRows, float)
+    ->Arg(0)
+    ->Arg(4)
+    ->ArgName("deflate")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_ReadRows, std::uint32_t)
+    ->Arg(0)
+    ->Arg(4)
+    ->ArgName("deflate")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_ReadRows, float)
+    ->Arg(0)
+    ->Arg(4)
+    ->ArgName("deflate")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

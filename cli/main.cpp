@@ -24,7 +24,8 @@ constexpr int kExitError = 1;
 // A one-line progress indicator on stderr when it is a terminal.
 class Progress {
  public:
-  Progress(std::string label, bool enabled) : label_(std::move(label)), enabled_(enabled && isatty(2)) {}
+  Progress(std::string label, bool enabled)
+      : label_(std::move(label)), enabled_(enabled && isatty(2)) {}
   void operator()(std::uint64_t done, std::uint64_t total) const {
     if (!enabled_) return;
     std::fprintf(stderr, "\r%s: %llu/%llu spectra (%3.0f%%)", label_.c_str(),
@@ -58,9 +59,10 @@ void print_info_text(const FileInfo& info) {
               info.time_min_s, info.time_max_s);
   std::printf("tangent alt.:    %.1f .. %.1f km\n", info.altitude_min_km, info.altitude_max_km);
   for (const auto& c : info.channels) {
-    std::printf("channel %s:     P = %llu pixels, %.3f .. %.3f nm, %llu bad pixels, dead time %.3g s\n",
-                c.name.c_str(), static_cast<unsigned long long>(c.pixels), c.wavelength_min_nm,
-                c.wavelength_max_nm, static_cast<unsigned long long>(c.bad_pixels), c.dead_time_s);
+    std::printf(
+        "channel %s:     P = %llu pixels, %.3f .. %.3f nm, %llu bad pixels, dead time %.3g s\n",
+        c.name.c_str(), static_cast<unsigned long long>(c.pixels), c.wavelength_min_nm,
+        c.wavelength_max_nm, static_cast<unsigned long long>(c.bad_pixels), c.dead_time_s);
     std::printf("                 exposure %.3f .. %.3f s, detector %.2f .. %.2f degC\n",
                 c.exposure_min_s, c.exposure_max_s, c.temperature_min_c, c.temperature_max_c);
     if (!c.truth_lines.empty()) {
@@ -125,21 +127,25 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   // simulate
-  auto* sim = app.add_subcommand("simulate", "Write a simulated Phebus-like input file with its truth");
+  auto* sim =
+      app.add_subcommand("simulate", "Write a simulated Phebus-like input file with its truth");
   std::string sim_out, sim_preset, sim_channels, sim_config;
   std::uint64_t sim_spectra = 0, sim_seed = 0;
   int sim_threads = 0;
   bool sim_force = false, sim_quiet = false;
   sim->add_option("-o,--output", sim_out, "Output HDF5 file")->required();
-  auto* o_preset = sim->add_option("--preset", sim_preset, "limb-scan or flyby (default: limb-scan)")
-                       ->check(CLI::IsMember({"limb-scan", "flyby"}));
+  auto* o_preset =
+      sim->add_option("--preset", sim_preset, "limb-scan or flyby (default: limb-scan)")
+          ->check(CLI::IsMember({"limb-scan", "flyby"}));
   auto* o_channels = sim->add_option("--channels", sim_channels, "Comma-separated: euv,fuv");
   auto* o_spectra = sim->add_option("--spectra", sim_spectra, "Number of spectra N")
                         ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));
   auto* o_seed = sim->add_option("--seed", sim_seed, "Random seed");
-  sim->add_option("--config", sim_config, "TOML file overriding the defaults (exospec config --defaults)")
+  sim->add_option("--config", sim_config,
+                  "TOML file overriding the defaults (exospec config --defaults)")
       ->check(CLI::ExistingFile);
-  sim->add_option("--threads", sim_threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  sim->add_option("--threads", sim_threads, "Threads (default: all cores)")
+      ->check(CLI::Range(1, 1024));
   sim->add_flag("-f,--force", sim_force, "Replace an existing output file");
   sim->add_flag("-q,--quiet", sim_quiet, "No progress or summary");
 
@@ -182,9 +188,9 @@ int main(int argc, char** argv) {
       if (*o_preset || *o_channels || *o_spectra || *o_seed) config.source = "command line";
       const auto catalogue = exospec::pipeline::default_catalogue();
       const Progress progress("simulate", !sim_quiet);
-      const auto summary = exospec::pipeline::simulate(
-          config, catalogue, sim_out, sim_force, sim_threads,
-          [&](std::uint64_t d, std::uint64_t t) { progress(d, t); });
+      const auto summary =
+          exospec::pipeline::simulate(config, catalogue, sim_out, sim_force, sim_threads,
+                                      [&](std::uint64_t d, std::uint64_t t) { progress(d, t); });
       if (!sim_quiet) {
         std::fprintf(stderr, "simulate: wrote %s: %llu spectra x", sim_out.c_str(),
                      static_cast<unsigned long long>(summary.spectra));

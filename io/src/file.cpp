@@ -1,5 +1,7 @@
 #include "exospec/io/file.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cassert>
 #include <cstring>
@@ -7,7 +9,6 @@
 #include <map>
 #include <random>
 #include <system_error>
-#include <unistd.h>
 
 #include "h5.hpp"
 
@@ -15,12 +16,18 @@ namespace exospec::io {
 
 std::string_view dtype_name(DType t) noexcept {
   switch (t) {
-    case DType::kU8: return "uint8";
-    case DType::kU32: return "uint32";
-    case DType::kI32: return "int32";
-    case DType::kF32: return "float32";
-    case DType::kF64: return "float64";
-    case DType::kString: return "string";
+    case DType::kU8:
+      return "uint8";
+    case DType::kU32:
+      return "uint32";
+    case DType::kI32:
+      return "int32";
+    case DType::kF32:
+      return "float32";
+    case DType::kF64:
+      return "float64";
+    case DType::kString:
+      return "string";
   }
   return "?";
 }
@@ -64,8 +71,8 @@ DatasetInfo describe(hid_t dset, const Where& w) {
   Handle space = h5::space_handle(H5Dget_space(dset), w, "cannot read dataspace");
   const int rank = check(H5Sget_simple_extent_ndims(space.get()), w, "cannot read dataspace");
   std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
-  if (rank > 0) check(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), w,
-                      "cannot read dataspace");
+  if (rank > 0)
+    check(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), w, "cannot read dataspace");
   info.dims.assign(dims.begin(), dims.end());
   Handle dcpl = h5::plist_handle(H5Dget_create_plist(dset), w, "cannot read creation properties");
   if (rank > 0 && H5Pget_layout(dcpl.get()) == H5D_CHUNKED) {
@@ -89,8 +96,8 @@ Handle select_rows(hid_t space, const Dims& dims, std::uint64_t row0, std::uint6
   std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
   start[0] = row0;
   count[0] = nrows;
-  check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
-        w, "cannot select rows");
+  check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr), w,
+        "cannot select rows");
   // A memory space of the same shape as the selection lets HDF5 copy whole
   // rows (a 1-D memory space of the same size forces a general, slower path).
   return h5::space_handle(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr),
@@ -99,8 +106,9 @@ Handle select_rows(hid_t space, const Dims& dims, std::uint64_t row0, std::uint6
 
 void check_rows(const Dims& dims, std::uint64_t row0, std::size_t n_elements, const Where& w,
                 std::uint64_t* nrows) {
-  if (dims.empty()) throw FileError(std::string(w.file), std::string(w.object),
-                                    "is a scalar, not an array of rows");
+  if (dims.empty())
+    throw FileError(std::string(w.file), std::string(w.object),
+                    "is a scalar, not an array of rows");
   const std::uint64_t row_size = element_count(Dims(dims.begin() + 1, dims.end()));
   if (row_size == 0 || n_elements % row_size != 0) {
     throw FileError(std::string(w.file), std::string(w.object),
@@ -124,9 +132,9 @@ Handle open_attribute(hid_t file, const std::string& file_name, std::string_view
     H5Eclear2(H5E_DEFAULT);
     throw SchemaError(file_name, obj, "missing attribute '" + attr + "'");
   }
-  return h5::attribute_handle(H5Aopen_by_name(file, obj.c_str(), attr.c_str(), H5P_DEFAULT,
-                                              H5P_DEFAULT),
-                              w, "cannot open attribute '" + attr + "'");
+  return h5::attribute_handle(
+      H5Aopen_by_name(file, obj.c_str(), attr.c_str(), H5P_DEFAULT, H5P_DEFAULT), w,
+      "cannot open attribute '" + attr + "'");
 }
 
 std::string read_string_attribute(hid_t attr, const Where& w, std::string_view name) {
@@ -268,9 +276,9 @@ void File::read(std::string_view dataset, std::span<T> out) const {
                         std::to_string(out.size()));
   }
   if (out.empty()) return;
-  check(H5Dread(dset, h5::memory_type(DTypeOf<T>::value), H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                out.data()),
-        w, "cannot read dataset");
+  check(
+      H5Dread(dset, h5::memory_type(DTypeOf<T>::value), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
+      w, "cannot read dataset");
 }
 
 template <class T>
@@ -355,9 +363,9 @@ std::string File::attribute_type(std::string_view object, std::string_view name)
   return text;
 }
 
-#define EXOSPEC_INSTANTIATE_READ(T)                                                         \
-  template void File::read_rows<T>(std::string_view, std::uint64_t, std::span<T>) const;  \
-  template void File::read<T>(std::string_view, std::span<T>) const;                      \
+#define EXOSPEC_INSTANTIATE_READ(T)                                                      \
+  template void File::read_rows<T>(std::string_view, std::uint64_t, std::span<T>) const; \
+  template void File::read<T>(std::string_view, std::span<T>) const;                     \
   template std::vector<T> File::read_all<T>(std::string_view) const;
 EXOSPEC_INSTANTIATE_READ(std::uint8_t)
 EXOSPEC_INSTANTIATE_READ(std::uint32_t)
@@ -422,10 +430,10 @@ struct FileWriter::Impl {
     }
     H5Eclear2(H5E_DEFAULT);
     Handle space = h5::space_handle(H5Screate(H5S_SCALAR), w, "cannot create dataspace");
-    Handle attr = h5::attribute_handle(H5Acreate_by_name(file.get(), obj.c_str(), attr_name.c_str(),
-                                                         ftype, space.get(), H5P_DEFAULT,
-                                                         H5P_DEFAULT, H5P_DEFAULT),
-                                       w, "cannot create attribute '" + attr_name + "'");
+    Handle attr =
+        h5::attribute_handle(H5Acreate_by_name(file.get(), obj.c_str(), attr_name.c_str(), ftype,
+                                               space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                             w, "cannot create attribute '" + attr_name + "'");
     check(H5Awrite(attr.get(), mtype, &value), w, "cannot write attribute '" + attr_name + "'");
   }
 };
@@ -454,8 +462,7 @@ FileWriter::FileWriter(const std::filesystem::path& path, WriteOptions options, 
   const hid_t id = H5Fcreate(impl_->tmp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
   if (id < 0) {
     h5::take_error_stack();
-    throw FileError(impl_->path, "",
-                    "cannot create output file (is the directory writable?)");
+    throw FileError(impl_->path, "", "cannot create output file (is the directory writable?)");
   }
   impl_->file = Handle(id, H5Fclose);
 }
@@ -598,8 +605,7 @@ void FileWriter::set_attribute(std::string_view object, std::string_view name, d
   impl_->write_number_attr(object, name, value, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE);
 }
 
-void FileWriter::set_attribute(std::string_view object, std::string_view name,
-                               std::int32_t value) {
+void FileWriter::set_attribute(std::string_view object, std::string_view name, std::int32_t value) {
   impl_->write_number_attr(object, name, value, H5T_STD_I32LE, H5T_NATIVE_INT32);
 }
 
@@ -620,9 +626,8 @@ void FileWriter::commit() {
   impl_->committed = true;
 }
 
-#define EXOSPEC_INSTANTIATE_WRITE(T)                                                       \
-  template void FileWriter::write_rows<T>(std::string_view, std::uint64_t,                 \
-                                          std::span<const T>);                             \
+#define EXOSPEC_INSTANTIATE_WRITE(T)                                                            \
+  template void FileWriter::write_rows<T>(std::string_view, std::uint64_t, std::span<const T>); \
   template void FileWriter::write<T>(std::string_view, std::span<const T>);
 EXOSPEC_INSTANTIATE_WRITE(std::uint8_t)
 EXOSPEC_INSTANTIATE_WRITE(std::uint32_t)

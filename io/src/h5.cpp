@@ -49,24 +49,36 @@ Handle vlen_string_type(const Where& w) {
 
 hid_t file_type(DType t) noexcept {
   switch (t) {
-    case DType::kU8: return H5T_STD_U8LE;
-    case DType::kU32: return H5T_STD_U32LE;
-    case DType::kI32: return H5T_STD_I32LE;
-    case DType::kF32: return H5T_IEEE_F32LE;
-    case DType::kF64: return H5T_IEEE_F64LE;
-    case DType::kString: break;
+    case DType::kU8:
+      return H5T_STD_U8LE;
+    case DType::kU32:
+      return H5T_STD_U32LE;
+    case DType::kI32:
+      return H5T_STD_I32LE;
+    case DType::kF32:
+      return H5T_IEEE_F32LE;
+    case DType::kF64:
+      return H5T_IEEE_F64LE;
+    case DType::kString:
+      break;
   }
   return H5I_INVALID_HID;
 }
 
 hid_t memory_type(DType t) noexcept {
   switch (t) {
-    case DType::kU8: return H5T_NATIVE_UINT8;
-    case DType::kU32: return H5T_NATIVE_UINT32;
-    case DType::kI32: return H5T_NATIVE_INT32;
-    case DType::kF32: return H5T_NATIVE_FLOAT;
-    case DType::kF64: return H5T_NATIVE_DOUBLE;
-    case DType::kString: break;
+    case DType::kU8:
+      return H5T_NATIVE_UINT8;
+    case DType::kU32:
+      return H5T_NATIVE_UINT32;
+    case DType::kI32:
+      return H5T_NATIVE_INT32;
+    case DType::kF32:
+      return H5T_NATIVE_FLOAT;
+    case DType::kF64:
+      return H5T_NATIVE_DOUBLE;
+    case DType::kString:
+      break;
   }
   return H5I_INVALID_HID;
 }
@@ -98,11 +110,21 @@ std::pair<bool, DType> classify(hid_t type, std::string* text) {
       }
       set("fixed-length string");
       return {false, DType::kU8};
-    case H5T_COMPOUND: set("compound"); break;
-    case H5T_ENUM: set("enum"); break;
-    case H5T_ARRAY: set("array"); break;
-    case H5T_VLEN: set("variable-length sequence"); break;
-    default: set("unsupported type"); break;
+    case H5T_COMPOUND:
+      set("compound");
+      break;
+    case H5T_ENUM:
+      set("enum");
+      break;
+    case H5T_ARRAY:
+      set("array");
+      break;
+    case H5T_VLEN:
+      set("variable-length sequence");
+      break;
+    default:
+      set("unsupported type");
+      break;
   }
   H5Eclear2(H5E_DEFAULT);
   return {false, DType::kU8};

@@ -44,13 +44,13 @@ Dims check_dataset(const File& file, const schema::ObjectSpec& spec) {
 void check_attributes(const File& file, const schema::ObjectSpec& spec) {
   if (!spec.units.empty()) {
     if (!file.has_attribute(spec.path, "units")) {
-      schema_fail(file, spec.path, "missing attribute 'units' (expected \"" +
-                                       std::string(spec.units) + "\")");
+      schema_fail(file, spec.path,
+                  "missing attribute 'units' (expected \"" + std::string(spec.units) + "\")");
     }
     const std::string units = file.string_attribute(spec.path, "units");
     if (units != spec.units) {
-      schema_fail(file, spec.path, "units \"" + units + "\", expected \"" +
-                                       std::string(spec.units) + "\"");
+      schema_fail(file, spec.path,
+                  "units \"" + units + "\", expected \"" + std::string(spec.units) + "\"");
     }
   }
   if (!file.has_attribute(spec.path, "description")) {
@@ -84,13 +84,15 @@ InputFile InputFile::open(const std::filesystem::path& path) {
     schema_fail(f, "/", "missing root attribute 'schema_version'");
   }
   if (f.attribute_type("/", "schema_version") != "int32") {
-    schema_fail(f, "/", "root attribute 'schema_version' is " +
-                            f.attribute_type("/", "schema_version") + ", expected int32");
+    schema_fail(f, "/",
+                "root attribute 'schema_version' is " + f.attribute_type("/", "schema_version") +
+                    ", expected int32");
   }
   const auto version = f.int_attribute("/", "schema_version");
   if (version != schema::kSchemaVersion) {
-    schema_fail(f, "/", "schema_version " + std::to_string(version) +
-                            " is not supported (this reader supports 1)");
+    schema_fail(
+        f, "/",
+        "schema_version " + std::to_string(version) + " is not supported (this reader supports 1)");
   }
 
   // Channels.
@@ -117,8 +119,8 @@ InputFile InputFile::open(const std::filesystem::path& path) {
       if (in.n_ == 0) schema_fail(f, raw[0].path, "holds no spectra (N = 0)");
     } else if (counts[0] != in.n_) {
       schema_fail(f, raw[0].path,
-                  "N = " + std::to_string(counts[0]) + " differs from N = " +
-                      std::to_string(in.n_) + " of " + n_source);
+                  "N = " + std::to_string(counts[0]) +
+                      " differs from N = " + std::to_string(in.n_) + " of " + n_source);
     }
     schema::Sizes sizes{in.n_, counts[1], 0, 0};
     for (const auto& spec : raw) validate_object(f, spec, schema::dims_of(spec.extent, sizes));
@@ -180,8 +182,9 @@ ChannelCalibration InputFile::read_calibration(std::string_view channel) const {
   }
   for (std::uint64_t i = 0; i < p; ++i) {
     if (c.bad_pixel[i] > 1) {
-      schema_fail(file_, g + "/bad_pixel", "value " + std::to_string(c.bad_pixel[i]) +
-                                               " at pixel " + std::to_string(i) + " (expected 0 or 1)");
+      schema_fail(file_, g + "/bad_pixel",
+                  "value " + std::to_string(c.bad_pixel[i]) + " at pixel " + std::to_string(i) +
+                      " (expected 0 or 1)");
     }
     if (c.bad_pixel[i]) continue;
     if (!std::isfinite(c.dark_rate[i]) || c.dark_rate[i] < 0.0) {

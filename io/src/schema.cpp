@@ -10,26 +10,40 @@ bool is_channel(std::string_view name) noexcept {
 
 Dims dims_of(Extent e, const Sizes& s) {
   switch (e) {
-    case Extent::kScalar: return {};
-    case Extent::kN: return {s.n};
-    case Extent::kP: return {s.p};
-    case Extent::kK: return {s.k};
-    case Extent::kL: return {s.l};
-    case Extent::kNxP: return {s.n, s.p};
-    case Extent::kNxL: return {s.n, s.l};
+    case Extent::kScalar:
+      return {};
+    case Extent::kN:
+      return {s.n};
+    case Extent::kP:
+      return {s.p};
+    case Extent::kK:
+      return {s.k};
+    case Extent::kL:
+      return {s.l};
+    case Extent::kNxP:
+      return {s.n, s.p};
+    case Extent::kNxL:
+      return {s.n, s.l};
   }
   return {};
 }
 
 std::string_view extent_name(Extent e) noexcept {
   switch (e) {
-    case Extent::kScalar: return "scalar";
-    case Extent::kN: return "N";
-    case Extent::kP: return "P";
-    case Extent::kK: return "K";
-    case Extent::kL: return "L";
-    case Extent::kNxP: return "N x P";
-    case Extent::kNxL: return "N x L";
+    case Extent::kScalar:
+      return "scalar";
+    case Extent::kN:
+      return "N";
+    case Extent::kP:
+      return "P";
+    case Extent::kK:
+      return "K";
+    case Extent::kL:
+      return "L";
+    case Extent::kNxP:
+      return "N x P";
+    case Extent::kNxL:
+      return "N x L";
   }
   return "?";
 }
@@ -45,7 +59,8 @@ std::string truth_group(std::string_view ch) { return "/truth/" + std::string(ch
 std::vector<ObjectSpec> raw_objects(std::string_view ch) {
   const std::string g = raw_group(ch);
   return {
-      {g + "/counts", DType::kU32, Extent::kNxP, "count", "photon counts per pixel, as telemetered"},
+      {g + "/counts", DType::kU32, Extent::kNxP, "count",
+       "photon counts per pixel, as telemetered"},
       {g + "/exposure_s", DType::kF64, Extent::kN, "s", "integration time of each spectrum"},
       {g + "/detector_temperature", DType::kF32, Extent::kN, "degC",
        "detector temperature during the acquisition"},

@@ -7,9 +7,7 @@
 namespace exospec::kernels {
 namespace {
 
-constexpr std::uint64_t rotl(std::uint64_t x, int k) noexcept {
-  return (x << k) | (x >> (64 - k));
-}
+constexpr std::uint64_t rotl(std::uint64_t x, int k) noexcept { return (x << k) | (x >> (64 - k)); }
 
 constexpr std::uint64_t splitmix64(std::uint64_t& x) noexcept {
   std::uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
@@ -58,8 +56,7 @@ std::uint64_t poisson_ptrs(Rng& rng, double mu) noexcept {
 
 }  // namespace
 
-Rng Rng::stream(std::uint64_t seed, std::uint64_t a, std::uint64_t b,
-                std::uint64_t c) noexcept {
+Rng Rng::stream(std::uint64_t seed, std::uint64_t a, std::uint64_t b, std::uint64_t c) noexcept {
   // Absorb the key words one after the other, each through a full SplitMix64
   // round, then expand into the 256-bit state.
   std::uint64_t x = seed;
@@ -87,9 +84,7 @@ std::uint64_t Rng::next() noexcept {
   return result;
 }
 
-double Rng::uniform() noexcept {
-  return static_cast<double>(next() >> 11) * 0x1.0p-53;
-}
+double Rng::uniform() noexcept { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 
 std::uint64_t Rng::below(std::uint64_t n) noexcept {
   // Rejection of the lowest (2^64 mod n) values makes x mod n exactly uniform.
@@ -112,23 +107,22 @@ std::uint64_t Rng::poisson(double mu) noexcept {
 }
 
 double log_factorial(std::uint64_t k) noexcept {
-  static constexpr double kTable[16] = {
-      0.0,
-      0.0,
-      0.69314718055994530942,
-      1.79175946922805500081,
-      3.17805383034794561964,
-      4.78749174278204599425,
-      6.57925121201010099506,
-      8.52516136106541430017,
-      10.60460290274525022842,
-      12.80182748008146961121,
-      15.10441257307551529523,
-      17.50230784587388583929,
-      19.98721449566188614952,
-      22.55216385312342288557,
-      25.19122118273868150009,
-      27.89927138384089156609};
+  static constexpr double kTable[16] = {0.0,
+                                        0.0,
+                                        0.69314718055994530942,
+                                        1.79175946922805500081,
+                                        3.17805383034794561964,
+                                        4.78749174278204599425,
+                                        6.57925121201010099506,
+                                        8.52516136106541430017,
+                                        10.60460290274525022842,
+                                        12.80182748008146961121,
+                                        15.10441257307551529523,
+                                        17.50230784587388583929,
+                                        19.98721449566188614952,
+                                        22.55216385312342288557,
+                                        25.19122118273868150009,
+                                        27.89927138384089156609};
   if (k < 16) return kTable[k];
   const double n = static_cast<double>(k);
   const double inv = 1.0 / n;

@@ -25,7 +25,8 @@ LineCatalogue parse_catalogue(std::string_view text, const std::string& source) 
     if (key != "euv" && key != "fuv") {
       throw ConfigError(source, key, "unknown channel (expected euv or fuv)");
     }
-    if (!value.is_array()) throw ConfigError(source, key, "must be an array of tables [[" + key + "]]");
+    if (!value.is_array())
+      throw ConfigError(source, key, "must be an array of tables [[" + key + "]]");
     auto& lines = key == "euv" ? cat.euv : cat.fuv;
     std::set<std::string> names;
     for (std::size_t i = 0; i < value.as_array().size(); ++i) {
@@ -34,7 +35,8 @@ LineCatalogue parse_catalogue(std::string_view text, const std::string& source) 
       if (!entry.is_table()) throw ConfigError(source, where, "must be a table");
       for (const auto& [k, v] : entry.as_table()) {
         (void)v;
-        if (k != "name" && k != "components") throw ConfigError(source, where + "." + k, "unknown key");
+        if (k != "name" && k != "components")
+          throw ConfigError(source, where + "." + k, "unknown key");
       }
       detail::TomlReader r(entry, source);
       CatalogueLine line;

@@ -59,27 +59,24 @@ FileInfo inspect(const std::filesystem::path& path) {
     kernels::pixel_wavelengths(cal.wavelength_coeffs, wl);
     c.wavelength_min_nm = *std::min_element(wl.begin(), wl.end());
     c.wavelength_max_nm = *std::max_element(wl.begin(), wl.end());
-    c.bad_pixels = static_cast<std::uint64_t>(std::count(cal.bad_pixel.begin(), cal.bad_pixel.end(), 1));
+    c.bad_pixels =
+        static_cast<std::uint64_t>(std::count(cal.bad_pixel.begin(), cal.bad_pixel.end(), 1));
     c.dead_time_s = cal.dead_time_s;
-    const Range e = stream_range<double>(n, [&](std::uint64_t r0, std::span<double> out) {
-      in.read_exposure(ch, r0, out);
-    });
+    const Range e = stream_range<double>(
+        n, [&](std::uint64_t r0, std::span<double> out) { in.read_exposure(ch, r0, out); });
     c.exposure_min_s = e.lo;
     c.exposure_max_s = e.hi;
-    const Range t = stream_range<float>(n, [&](std::uint64_t r0, std::span<float> out) {
-      in.read_temperature(ch, r0, out);
-    });
+    const Range t = stream_range<float>(
+        n, [&](std::uint64_t r0, std::span<float> out) { in.read_temperature(ch, r0, out); });
     c.temperature_min_c = t.lo;
     c.temperature_max_c = t.hi;
     if (in.has_truth(ch)) c.truth_lines = in.truth_line_names(ch);
     info.channels.push_back(std::move(c));
   }
-  const Range time = stream_range<double>(n, [&](std::uint64_t r0, std::span<double> out) {
-    in.read_time(r0, out);
-  });
-  const Range alt = stream_range<double>(n, [&](std::uint64_t r0, std::span<double> out) {
-    in.read_altitude(r0, out);
-  });
+  const Range time = stream_range<double>(
+      n, [&](std::uint64_t r0, std::span<double> out) { in.read_time(r0, out); });
+  const Range alt = stream_range<double>(
+      n, [&](std::uint64_t r0, std::span<double> out) { in.read_altitude(r0, out); });
   info.time_min_s = time.lo;
   info.time_max_s = time.hi;
   info.altitude_min_km = alt.lo;

@@ -159,8 +159,8 @@ void ChannelSimulator::generate(std::uint64_t i, const Pointing& where, const Sp
   std::copy(continuum_.begin(), continuum_.end(), out.radiance.begin());
   for (std::size_t j = 0; j < lines_.size(); ++j) {
     const auto& e = lines_[j].emission;
-    const double b = e.b0_R * std::exp(-where.tangent_altitude_km / e.scale_height_km) +
-                     e.background_R;
+    const double b =
+        e.b0_R * std::exp(-where.tangent_altitude_km / e.scale_height_km) + e.background_R;
     out.line_brightness[j] = b;
     kernels::add_line(lines_[j].profile, b, out.radiance);
   }

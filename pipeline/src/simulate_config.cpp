@@ -83,8 +83,8 @@ Preset parse_preset(std::string_view name) {
 std::string_view default_simulation_config_text() { return detail::embedded_simulate_toml(); }
 
 SimulationConfig load_simulation_config(const std::optional<std::filesystem::path>& user_file) {
-  detail::Toml root = detail::parse_toml(detail::embedded_simulate_toml(),
-                                         "<built-in data/simulate.toml>");
+  detail::Toml root =
+      detail::parse_toml(detail::embedded_simulate_toml(), "<built-in data/simulate.toml>");
   std::string source = "<built-in data/simulate.toml>";
   if (user_file) {
     source = user_file->string();
@@ -97,7 +97,8 @@ SimulationConfig load_simulation_config(const std::optional<std::filesystem::pat
   } catch (const ConfigError& e) {
     r.fail("simulate.preset", e.message());
   }
-  c.spectra = static_cast<std::uint64_t>(r.integer_in("simulate.spectra", 1, std::int64_t{1} << 40));
+  c.spectra =
+      static_cast<std::uint64_t>(r.integer_in("simulate.spectra", 1, std::int64_t{1} << 40));
   c.seed = static_cast<std::uint64_t>(r.integer_in("simulate.seed", 0, INT64_MAX));
   c.channels = r.strings("simulate.channels");
   c.block_rows = static_cast<std::uint64_t>(r.integer_in("simulate.block_rows", 1, 1 << 20));
@@ -169,7 +170,8 @@ void SimulationConfig::validate(const LineCatalogue& catalogue) const {
       fail(p + "dispersion_curvature", "must be in [-0.5, 0.5] (monotonic dispersion)");
     }
     if (!(m.lsf_fwhm_nm > 0.0)) fail(p + "lsf_fwhm_nm", "must be > 0");
-    if (!(m.dead_time_s >= 0.0 && m.dead_time_s < 1e-2)) fail(p + "dead_time_s", "must be in [0, 0.01)");
+    if (!(m.dead_time_s >= 0.0 && m.dead_time_s < 1e-2))
+      fail(p + "dead_time_s", "must be in [0, 0.01)");
     if (!(m.sensitivity_peak > 0.0)) fail(p + "sensitivity_peak", "must be > 0");
     if (!(m.sensitivity_edge_ratio > 0.0 && m.sensitivity_edge_ratio <= 1.0)) {
       fail(p + "sensitivity_edge_ratio", "must be in (0, 1]");
@@ -253,11 +255,9 @@ std::string SimulationConfig::to_toml() const {
       << "\ndark_rate = " << fmt(m.dark_rate) << "\ndark_rate_rms = " << fmt(m.dark_rate_rms)
       << "\ndark_reference_temperature = " << fmt(m.dark_reference_temperature)
       << "\ndark_temperature_coeff = " << fmt(m.dark_temperature_coeff)
-      << "\nhot_pixels = " << m.hot_pixels
-      << "\nhot_pixel_rate_min = " << fmt(m.hot_pixel_rate_min)
+      << "\nhot_pixels = " << m.hot_pixels << "\nhot_pixel_rate_min = " << fmt(m.hot_pixel_rate_min)
       << "\nhot_pixel_rate_max = " << fmt(m.hot_pixel_rate_max)
-      << "\ndead_pixels = " << m.dead_pixels
-      << "\ntemperature_mean = " << fmt(m.temperature_mean)
+      << "\ndead_pixels = " << m.dead_pixels << "\ntemperature_mean = " << fmt(m.temperature_mean)
       << "\ntemperature_amplitude = " << fmt(m.temperature_amplitude)
       << "\ntemperature_period_s = " << fmt(m.temperature_period_s)
       << "\ntemperature_noise = " << fmt(m.temperature_noise)

@@ -52,17 +52,28 @@ std::vector<std::string> split_key(std::string_view key) {
 
 std::string_view type_name(toml::value_t t) {
   switch (t) {
-    case toml::value_t::boolean: return "a boolean";
-    case toml::value_t::integer: return "an integer";
-    case toml::value_t::floating: return "a number";
-    case toml::value_t::string: return "a string";
-    case toml::value_t::offset_datetime: return "a date-time with offset";
-    case toml::value_t::local_datetime: return "a local date-time";
-    case toml::value_t::local_date: return "a date";
-    case toml::value_t::local_time: return "a time";
-    case toml::value_t::array: return "an array";
-    case toml::value_t::table: return "a table";
-    default: return "empty";
+    case toml::value_t::boolean:
+      return "a boolean";
+    case toml::value_t::integer:
+      return "an integer";
+    case toml::value_t::floating:
+      return "a number";
+    case toml::value_t::string:
+      return "a string";
+    case toml::value_t::offset_datetime:
+      return "a date-time with offset";
+    case toml::value_t::local_datetime:
+      return "a local date-time";
+    case toml::value_t::local_date:
+      return "a date";
+    case toml::value_t::local_time:
+      return "a time";
+    case toml::value_t::array:
+      return "an array";
+    case toml::value_t::table:
+      return "a table";
+    default:
+      return "empty";
   }
 }
 
@@ -103,18 +114,20 @@ void merge_at(Toml& base, const Toml& user, const std::string& source, const std
     Toml& target = it->second;
     if (target.is_table()) {
       if (!value.is_table()) {
-        throw ConfigError(source, path, "must be a table, not " + std::string(type_name(value.type())));
+        throw ConfigError(source, path,
+                          "must be a table, not " + std::string(type_name(value.type())));
       }
       merge_at(target, value, source, path);
       continue;
     }
     const auto want = target.type();
     const auto got = value.type();
-    const bool ok = want == got || (want == toml::value_t::floating && got == toml::value_t::integer);
+    const bool ok =
+        want == got || (want == toml::value_t::floating && got == toml::value_t::integer);
     if (!ok) {
-      throw ConfigError(source, path,
-                        "must be " + std::string(type_name(want)) + ", not " +
-                            std::string(type_name(got)));
+      throw ConfigError(
+          source, path,
+          "must be " + std::string(type_name(want)) + ", not " + std::string(type_name(got)));
     }
     target = value;
   }
@@ -191,8 +204,7 @@ double TomlReader::j2000_seconds(std::string_view key) const {
                   std::string(type_name(v.type())));
   }
   const std::chrono::system_clock::time_point tp = v.as_offset_datetime();
-  const double unix_s =
-      std::chrono::duration<double>(tp.time_since_epoch()).count();
+  const double unix_s = std::chrono::duration<double>(tp.time_since_epoch()).count();
   constexpr double kJ2000Unix = 946728000.0;  // 2000-01-01T12:00:00Z
   return unix_s - kJ2000Unix;
 }

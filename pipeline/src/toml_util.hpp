@@ -2,13 +2,12 @@
 // TOML configuration helpers (private to exospec_pipeline): parse with one-line
 // errors, merge user overrides onto defaults with unknown-key detection, and
 // typed, range-checked access by dotted key path.
-#include <toml.hpp>
-
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
 #include <string_view>
+#include <toml.hpp>
 #include <vector>
 
 namespace exospec::pipeline::detail {

@@ -315,8 +315,8 @@ TEST(ContractRoundTrip, EveryInputAndTruthObject) {
   const schema::Sizes sizes{kN, kP, 3, 4};
   std::vector<schema::ObjectSpec> specs = schema::geometry_objects();
   for (auto ch : schema::kChannels) {
-    for (auto group : {schema::raw_objects(ch), schema::calibration_objects(ch),
-                       schema::truth_objects(ch)}) {
+    for (auto group :
+         {schema::raw_objects(ch), schema::calibration_objects(ch), schema::truth_objects(ch)}) {
       specs.insert(specs.end(), group.begin(), group.end());
     }
   }
@@ -332,7 +332,8 @@ TEST(ContractRoundTrip, EveryInputAndTruthObject) {
     for (std::size_t k = 0; k < specs.size(); ++k) {
       const auto& s = specs[k];
       const Dims dims = schema::dims_of(s.extent, sizes);
-      w.create_dataset(s.path, s.dtype, dims, s.units, s.description, schema::per_spectrum(s.extent));
+      w.create_dataset(s.path, s.dtype, dims, s.units, s.description,
+                       schema::per_spectrum(s.extent));
       std::uint64_t n = 1;
       for (auto d : dims) n *= d;
       const auto v = values(k, n);
@@ -353,14 +354,17 @@ TEST(ContractRoundTrip, EveryInputAndTruthObject) {
           w.write<float>(s.path, b);
           break;
         }
-        case DType::kF64: w.write<double>(s.path, v); break;
+        case DType::kF64:
+          w.write<double>(s.path, v);
+          break;
         case DType::kString: {
           std::vector<std::string> b;
           for (std::uint64_t i = 0; i < n; ++i) b.push_back("line " + std::to_string(v[i]));
           w.write_strings(s.path, b);
           break;
         }
-        default: FAIL();
+        default:
+          FAIL();
       }
     }
     for (auto ch : schema::kChannels) {

@@ -224,7 +224,8 @@ TEST(Simulate, SameSeedGivesIdenticalDatasetsForAnyThreadCountAndBlockSize) {
     }
   }
   EXPECT_EQ(compared, 2 * (3 + 5 + 6) + 2);
-  EXPECT_NE(fa.read_all<std::uint32_t>("/raw/euv/counts"), fc.read_all<std::uint32_t>("/raw/euv/counts"));
+  EXPECT_NE(fa.read_all<std::uint32_t>("/raw/euv/counts"),
+            fc.read_all<std::uint32_t>("/raw/euv/counts"));
 }
 
 TEST(Simulate, TruthFollowsTheExosphereAndGeometry) {
@@ -246,7 +247,8 @@ TEST(Simulate, TruthFollowsTheExosphereAndGeometry) {
     } else {
       const double zmin = *std::min_element(z.begin(), z.end());
       EXPECT_NEAR(zmin, 200.0, 2.0);
-      // Straight pass: z = sqrt((R + z_ca)^2 + (v dt)^2) - R, dt = 59.5 cadences from closest approach.
+      // Straight pass: z = sqrt((R + z_ca)^2 + (v dt)^2) - R, dt = 59.5 cadences from closest
+      // approach.
       const double r0 = config.mercury_radius_km + config.flyby_closest_approach_km;
       const double d = config.flyby_speed_km_s * 59.5 * config.cadence_s;
       EXPECT_NEAR(z.front(), std::sqrt(r0 * r0 + d * d) - config.mercury_radius_km, 1e-6);
@@ -290,7 +292,8 @@ TEST(Simulate, TruthRadianceHoldsEachLinesBrightness) {
   for (std::uint64_t i = 0; i < in.spectra(); ++i) {
     double integral = 0.0;
     for (std::uint64_t p = 0; p < P; ++p) {
-      const double lo = lambda(static_cast<double>(p) - 0.5), hi = lambda(static_cast<double>(p) + 0.5);
+      const double lo = lambda(static_cast<double>(p) - 0.5),
+                   hi = lambda(static_cast<double>(p) + 0.5);
       if (hi < 58.433 - 9 * sigma || lo > 58.433 + 9 * sigma) continue;
       const double continuum = m.continuum + m.continuum_slope * (0.5 * (lo + hi) - mid);
       integral += (radiance[i * P + p] - continuum) * (hi - lo);

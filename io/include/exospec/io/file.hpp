@@ -22,9 +22,9 @@
 namespace exospec::io {
 
 struct DatasetInfo {
-  std::optional<DType> dtype;  // empty when the type is none of DType
-  std::string type_text;       // e.g. "uint32", "float64", "int16", "fixed-length string"
-  Dims dims;                   // empty for a scalar
+  std::optional<DType> dtype;    // empty when the type is none of DType
+  std::string type_text;         // e.g. "uint32", "float64", "int16", "fixed-length string"
+  Dims dims;                     // empty for a scalar
   std::uint64_t chunk_rows = 0;  // rows (first dimension) per chunk; 0 if not chunked
 };
 
@@ -101,8 +101,8 @@ class FileWriter {
   // the options say so); otherwise contiguous (a scalar when dims is empty).
   // Intermediate groups are created as needed. An empty units or description
   // writes no such attribute (strings have no units).
-  void create_dataset(std::string_view path, DType dtype, const Dims& dims,
-                      std::string_view units, std::string_view description, bool row_chunked);
+  void create_dataset(std::string_view path, DType dtype, const Dims& dims, std::string_view units,
+                      std::string_view description, bool row_chunked);
   void create_group(std::string_view path);
 
   template <class T>

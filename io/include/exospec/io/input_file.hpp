@@ -46,7 +46,8 @@ class InputFile {
   ChannelCalibration read_calibration(std::string_view channel) const;
 
   // Row blocks: rows [row0, row0 + out.size() / row_size).
-  void read_counts(std::string_view channel, std::uint64_t row0, std::span<std::uint32_t> out) const;
+  void read_counts(std::string_view channel, std::uint64_t row0,
+                   std::span<std::uint32_t> out) const;
   void read_exposure(std::string_view channel, std::uint64_t row0, std::span<double> out) const;
   void read_temperature(std::string_view channel, std::uint64_t row0, std::span<float> out) const;
   void read_time(std::uint64_t row0, std::span<double> out) const;

@@ -28,7 +28,8 @@ struct FileInfo {
   std::vector<ChannelInfo> channels;
   double time_min_s = 0.0, time_max_s = 0.0;  // since J2000
   double altitude_min_km = 0.0, altitude_max_km = 0.0;
-  std::vector<std::string> groups;  // present, e.g. /raw/euv, /calibration/euv, /truth/euv, /geometry
+  std::vector<std::string>
+      groups;  // present, e.g. /raw/euv, /calibration/euv, /truth/euv, /geometry
 };
 
 // Opens (and validates) the file and summarises it. Throws FileError/SchemaError.

@@ -120,10 +120,10 @@ class ChannelSimulator {
   std::vector<double> line_wavelengths() const;
 
   struct Spectrum {
-    std::span<std::uint32_t> counts;         // P
-    std::span<std::uint32_t> hit_counts;     // P
-    std::span<double> radiance;              // P, truth (R/nm)
-    std::span<double> line_brightness;       // L, truth (R)
+    std::span<std::uint32_t> counts;      // P
+    std::span<std::uint32_t> hit_counts;  // P
+    std::span<double> radiance;           // P, truth (R/nm)
+    std::span<double> line_brightness;    // L, truth (R)
     float* temperature;
   };
   // Draws spectrum i. `work` must hold P doubles (expected counts).
