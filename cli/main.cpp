@@ -13,6 +13,7 @@
 #include "exospec/pipeline/catalogue.hpp"
 #include "exospec/pipeline/info.hpp"
 #include "exospec/pipeline/simulate.hpp"
+#include "exospec/time.hpp"
 #include "exospec/version.hpp"
 
 namespace {
@@ -40,7 +41,7 @@ class Progress {
 };
 
 std::string format_time(double j2000_s) {
-  const double unix_s = j2000_s + 946728000.0;
+  const double unix_s = j2000_s + exospec::kJ2000UnixSeconds;
   const auto whole = static_cast<std::time_t>(unix_s);
   std::tm tm{};
   gmtime_r(&whole, &tm);

@@ -7,6 +7,7 @@
 #include "embedded_data.hpp"
 #include "exospec/error.hpp"
 #include "exospec/pipeline/simulate.hpp"
+#include "exospec/time.hpp"
 #include "toml_util.hpp"
 
 namespace exospec::pipeline {
@@ -221,7 +222,7 @@ std::string SimulationConfig::to_toml() const {
   s << "]\nblock_rows = " << block_rows << "\ndeflate_level = " << deflate_level << "\n\n";
   // start_time back to an RFC 3339 date-time.
   {
-    const double unix_s = start_time_j2000_s + 946728000.0;
+    const double unix_s = start_time_j2000_s + kJ2000UnixSeconds;
     const auto whole = static_cast<std::int64_t>(std::floor(unix_s));
     const std::time_t tt = static_cast<std::time_t>(whole);
     std::tm tm{};

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "exospec/error.hpp"
+#include "exospec/time.hpp"
 
 namespace exospec::pipeline::detail {
 namespace {
@@ -205,8 +206,7 @@ double TomlReader::j2000_seconds(std::string_view key) const {
   }
   const std::chrono::system_clock::time_point tp = v.as_offset_datetime();
   const double unix_s = std::chrono::duration<double>(tp.time_since_epoch()).count();
-  constexpr double kJ2000Unix = 946728000.0;  // 2000-01-01T12:00:00Z
-  return unix_s - kJ2000Unix;
+  return unix_s - kJ2000UnixSeconds;
 }
 
 double TomlReader::positive(std::string_view key) const {
