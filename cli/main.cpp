@@ -40,24 +40,14 @@ class Progress {
   bool enabled_;
 };
 
-std::string format_time(double j2000_s) {
-  const double unix_s = j2000_s + exospec::kJ2000UnixSeconds;
-  const auto whole = static_cast<std::time_t>(unix_s);
-  std::tm tm{};
-  gmtime_r(&whole, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 void print_info_text(const FileInfo& info) {
   std::printf("file:            %s\n", info.path.c_str());
   std::printf("kind:            exospec %s file, schema version %lld\n", info.kind.c_str(),
               static_cast<long long>(info.schema_version));
   std::printf("spectra (N):     %llu\n", static_cast<unsigned long long>(info.spectra));
   std::printf("time:            %s .. %s (%.3f .. %.3f s since J2000)\n",
-              format_time(info.time_min_s).c_str(), format_time(info.time_max_s).c_str(),
-              info.time_min_s, info.time_max_s);
+              exospec::format_utc(info.time_min_s).c_str(),
+              exospec::format_utc(info.time_max_s).c_str(), info.time_min_s, info.time_max_s);
   std::printf("tangent alt.:    %.1f .. %.1f km\n", info.altitude_min_km, info.altitude_max_km);
   for (const auto& c : info.channels) {
     std::printf(
@@ -86,7 +76,7 @@ nlohmann::json info_json(const FileInfo& info) {
   j["schema_version"] = info.schema_version;
   j["spectra"] = info.spectra;
   j["time_s"] = {info.time_min_s, info.time_max_s};
-  j["time_utc"] = {format_time(info.time_min_s), format_time(info.time_max_s)};
+  j["time_utc"] = {exospec::format_utc(info.time_min_s), exospec::format_utc(info.time_max_s)};
   j["tangent_altitude_km"] = {info.altitude_min_km, info.altitude_max_km};
   j["groups"] = info.groups;
   j["channels"] = nlohmann::json::object();

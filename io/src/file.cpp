@@ -63,25 +63,55 @@ Handle open_dataset(hid_t file, const std::string& file_name, std::string_view p
                             "cannot open dataset");
 }
 
+Dims space_dims(hid_t space, const Where& w) {
+  const int rank = check(H5Sget_simple_extent_ndims(space), w, "cannot read dataspace");
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  if (rank > 0) {
+    check(H5Sget_simple_extent_dims(space, dims.data(), nullptr), w, "cannot read dataspace");
+  }
+  return Dims(dims.begin(), dims.end());
+}
+
+Dims dataset_dims(hid_t dset, const Where& w) {
+  Handle space = h5::space_handle(H5Dget_space(dset), w, "cannot read dataspace");
+  return space_dims(space.get(), w);
+}
+
 DatasetInfo describe(hid_t dset, const Where& w) {
   DatasetInfo info;
   Handle type = h5::type_handle(H5Dget_type(dset), w, "cannot read datatype");
   auto [known, dtype] = h5::classify(type.get(), &info.type_text);
   if (known) info.dtype = dtype;
-  Handle space = h5::space_handle(H5Dget_space(dset), w, "cannot read dataspace");
-  const int rank = check(H5Sget_simple_extent_ndims(space.get()), w, "cannot read dataspace");
-  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
-  if (rank > 0)
-    check(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), w, "cannot read dataspace");
-  info.dims.assign(dims.begin(), dims.end());
+  info.dims = dataset_dims(dset, w);
   Handle dcpl = h5::plist_handle(H5Dget_create_plist(dset), w, "cannot read creation properties");
-  if (rank > 0 && H5Pget_layout(dcpl.get()) == H5D_CHUNKED) {
-    std::vector<hsize_t> chunk(static_cast<std::size_t>(rank));
-    check(H5Pget_chunk(dcpl.get(), rank, chunk.data()), w, "cannot read chunking");
+  if (!info.dims.empty() && H5Pget_layout(dcpl.get()) == H5D_CHUNKED) {
+    std::vector<hsize_t> chunk(info.dims.size());
+    check(H5Pget_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), w,
+          "cannot read chunking");
     info.chunk_rows = chunk[0];
   }
   return info;
 }
+
+// Open dataset handles by path, kept open so that consecutive row blocks hit
+// the chunk cache.
+class DatasetCache {
+ public:
+  hid_t get(hid_t file, const std::string& file_name, std::string_view name) {
+    auto it = handles_.find(name);
+    if (it == handles_.end()) {
+      it = handles_.emplace(std::string(name), open_dataset(file, file_name, name)).first;
+    }
+    return it->second.get();
+  }
+  void put(std::string_view name, Handle handle) {
+    handles_.insert_or_assign(std::string(name), std::move(handle));
+  }
+  void clear() noexcept { handles_.clear(); }
+
+ private:
+  std::map<std::string, Handle, std::less<>> handles_;
+};
 
 std::uint64_t element_count(const Dims& dims) {
   std::uint64_t n = 1;
@@ -89,38 +119,74 @@ std::uint64_t element_count(const Dims& dims) {
   return n;
 }
 
-// Selects rows [row0, row0 + nrows) of a dataset in `space` and returns a
-// memory space of the same shape.
-Handle select_rows(hid_t space, const Dims& dims, std::uint64_t row0, std::uint64_t nrows,
-                   const Where& w) {
-  std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
-  start[0] = row0;
-  count[0] = nrows;
-  check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr), w,
-        "cannot select rows");
-  // A memory space of the same shape as the selection lets HDF5 copy whole
-  // rows (a 1-D memory space of the same size forces a general, slower path).
-  return h5::space_handle(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr),
-                          w, "cannot create memory space");
-}
+struct RowSelection {
+  Handle file_space;
+  Handle memory_space;
+  std::uint64_t rows = 0;
+};
 
-void check_rows(const Dims& dims, std::uint64_t row0, std::size_t n_elements, const Where& w,
-                std::uint64_t* nrows) {
-  if (dims.empty())
-    throw FileError(std::string(w.file), std::string(w.object),
-                    "is a scalar, not an array of rows");
+// Selects the rows [row0, row0 + n_elements / row_size) of a dataset whose
+// first dimension is the row index, after checking that the buffer holds whole
+// rows inside the dataset. The memory space has the selection's shape: HDF5
+// then copies whole rows (a 1-D memory space of the same size forces a
+// general, slower path).
+RowSelection select_rows(hid_t dset, std::uint64_t row0, std::size_t n_elements, const Where& w) {
+  auto fail = [&](const std::string& message) {
+    throw FileError(std::string(w.file), std::string(w.object), message);
+  };
+  RowSelection sel;
+  sel.file_space = h5::space_handle(H5Dget_space(dset), w, "cannot read dataspace");
+  const Dims dims = space_dims(sel.file_space.get(), w);
+  if (dims.empty()) fail("is a scalar, not an array of rows");
   const std::uint64_t row_size = element_count(Dims(dims.begin() + 1, dims.end()));
   if (row_size == 0 || n_elements % row_size != 0) {
-    throw FileError(std::string(w.file), std::string(w.object),
-                    "buffer of " + std::to_string(n_elements) +
-                        " elements is not a whole number of rows of " + std::to_string(row_size));
+    fail("buffer of " + std::to_string(n_elements) + " elements is not a whole number of rows of " +
+         std::to_string(row_size));
   }
-  *nrows = n_elements / row_size;
-  if (row0 + *nrows > dims[0]) {
-    throw FileError(std::string(w.file), std::string(w.object),
-                    "rows " + std::to_string(row0) + ".." + std::to_string(row0 + *nrows) +
-                        " beyond its " + std::to_string(dims[0]) + " rows");
+  sel.rows = n_elements / row_size;
+  if (row0 + sel.rows > dims[0]) {
+    fail("rows " + std::to_string(row0) + ".." + std::to_string(row0 + sel.rows) + " beyond its " +
+         std::to_string(dims[0]) + " rows");
   }
+  if (sel.rows == 0) return sel;
+  std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
+  start[0] = row0;
+  count[0] = sel.rows;
+  check(H5Sselect_hyperslab(sel.file_space.get(), H5S_SELECT_SET, start.data(), nullptr,
+                            count.data(), nullptr),
+        w, "cannot select rows");
+  sel.memory_space =
+      h5::space_handle(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), w,
+                       "cannot create memory space");
+  return sel;
+}
+
+// Checks that a dataset holds exactly `n` elements.
+void check_size(hid_t dset, std::uint64_t n, const Where& w) {
+  const std::uint64_t held = element_count(dataset_dims(dset, w));
+  if (held != n) {
+    throw FileError(std::string(w.file), std::string(w.object),
+                    "holds " + std::to_string(held) + " elements, buffer has " + std::to_string(n));
+  }
+}
+
+// Reads a single-number attribute of class `cls` (H5T_FLOAT also accepts
+// integers) converted to the memory type `mtype`.
+template <class T>
+T read_number_attribute(hid_t attr, hid_t mtype, H5T_class_t cls, const Where& w,
+                        std::string_view name) {
+  Handle space = h5::space_handle(H5Aget_space(attr), w, "cannot read attribute");
+  Handle type = h5::type_handle(H5Aget_type(attr), w, "cannot read attribute");
+  const H5T_class_t got = H5Tget_class(type.get());
+  const bool ok = got == cls || (cls == H5T_FLOAT && got == H5T_INTEGER);
+  if (!ok || H5Sget_simple_extent_npoints(space.get()) != 1) {
+    throw SchemaError(std::string(w.file), std::string(w.object),
+                      "attribute '" + std::string(name) + "' is not a single " +
+                          (cls == H5T_FLOAT ? "number" : "integer"));
+  }
+  T value{};
+  check(H5Aread(attr, mtype, &value), w, "cannot read attribute '" + std::string(name) + "'");
+  return value;
 }
 
 Handle open_attribute(hid_t file, const std::string& file_name, std::string_view object,
@@ -172,15 +238,9 @@ std::string read_string_attribute(hid_t attr, const Where& w, std::string_view n
 struct File::Impl {
   std::string path;
   Handle file;
-  mutable std::map<std::string, Handle, std::less<>> datasets;
+  mutable DatasetCache datasets;
 
-  hid_t dataset(std::string_view name) const {
-    auto it = datasets.find(name);
-    if (it == datasets.end()) {
-      it = datasets.emplace(std::string(name), open_dataset(file.get(), path, name)).first;
-    }
-    return it->second.get();
-  }
+  hid_t dataset(std::string_view name) const { return datasets.get(file.get(), path, name); }
 };
 
 File::File(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -251,17 +311,10 @@ template <class T>
 void File::read_rows(std::string_view dataset, std::uint64_t row0, std::span<T> out) const {
   const Where w{impl_->path, dataset};
   const hid_t dset = impl_->dataset(dataset);
-  Handle space = h5::space_handle(H5Dget_space(dset), w, "cannot read dataspace");
-  const int rank = check(H5Sget_simple_extent_ndims(space.get()), w, "cannot read dataspace");
-  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
-  if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
-  const Dims d(dims.begin(), dims.end());
-  std::uint64_t nrows = 0;
-  check_rows(d, row0, out.size(), w, &nrows);
-  if (nrows == 0) return;
-  Handle mem = select_rows(space.get(), d, row0, nrows, w);
-  check(H5Dread(dset, h5::memory_type(DTypeOf<T>::value), mem.get(), space.get(), H5P_DEFAULT,
-                out.data()),
+  const RowSelection sel = select_rows(dset, row0, out.size(), w);
+  if (sel.rows == 0) return;
+  check(H5Dread(dset, h5::memory_type(DTypeOf<T>::value), sel.memory_space.get(),
+                sel.file_space.get(), H5P_DEFAULT, out.data()),
         w, "cannot read rows");
 }
 
@@ -269,12 +322,7 @@ template <class T>
 void File::read(std::string_view dataset, std::span<T> out) const {
   const Where w{impl_->path, dataset};
   const hid_t dset = impl_->dataset(dataset);
-  const DatasetInfo info = describe(dset, w);
-  if (element_count(info.dims) != out.size()) {
-    throw FileError(impl_->path, std::string(dataset),
-                    "holds " + std::to_string(element_count(info.dims)) + " elements, expected " +
-                        std::to_string(out.size()));
-  }
+  check_size(dset, out.size(), w);
   if (out.empty()) return;
   check(
       H5Dread(dset, h5::memory_type(DTypeOf<T>::value), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
@@ -283,8 +331,8 @@ void File::read(std::string_view dataset, std::span<T> out) const {
 
 template <class T>
 std::vector<T> File::read_all(std::string_view dataset) const {
-  const DatasetInfo info = dataset_info(dataset);
-  std::vector<T> out(element_count(info.dims));
+  std::vector<T> out(
+      element_count(dataset_dims(impl_->dataset(dataset), Where{impl_->path, dataset})));
   read(dataset, std::span<T>(out));
   return out;
 }
@@ -324,34 +372,15 @@ std::string File::string_attribute(std::string_view object, std::string_view nam
 }
 
 double File::double_attribute(std::string_view object, std::string_view name) const {
-  const Where w{impl_->path, object};
   Handle attr = open_attribute(impl_->file.get(), impl_->path, object, name);
-  Handle space = h5::space_handle(H5Aget_space(attr.get()), w, "cannot read attribute");
-  Handle type = h5::type_handle(H5Aget_type(attr.get()), w, "cannot read attribute");
-  const H5T_class_t cls = H5Tget_class(type.get());
-  if ((cls != H5T_FLOAT && cls != H5T_INTEGER) || H5Sget_simple_extent_npoints(space.get()) != 1) {
-    throw SchemaError(impl_->path, std::string(object),
-                      "attribute '" + std::string(name) + "' is not a single number");
-  }
-  double value = 0.0;
-  check(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &value), w,
-        "cannot read attribute '" + std::string(name) + "'");
-  return value;
+  return read_number_attribute<double>(attr.get(), H5T_NATIVE_DOUBLE, H5T_FLOAT,
+                                       Where{impl_->path, object}, name);
 }
 
 std::int64_t File::int_attribute(std::string_view object, std::string_view name) const {
-  const Where w{impl_->path, object};
   Handle attr = open_attribute(impl_->file.get(), impl_->path, object, name);
-  Handle space = h5::space_handle(H5Aget_space(attr.get()), w, "cannot read attribute");
-  Handle type = h5::type_handle(H5Aget_type(attr.get()), w, "cannot read attribute");
-  if (H5Tget_class(type.get()) != H5T_INTEGER || H5Sget_simple_extent_npoints(space.get()) != 1) {
-    throw SchemaError(impl_->path, std::string(object),
-                      "attribute '" + std::string(name) + "' is not a single integer");
-  }
-  std::int64_t value = 0;
-  check(H5Aread(attr.get(), H5T_NATIVE_INT64, &value), w,
-        "cannot read attribute '" + std::string(name) + "'");
-  return value;
+  return read_number_attribute<std::int64_t>(attr.get(), H5T_NATIVE_INT64, H5T_INTEGER,
+                                             Where{impl_->path, object}, name);
 }
 
 std::string File::attribute_type(std::string_view object, std::string_view name) const {
@@ -381,18 +410,12 @@ struct FileWriter::Impl {
   std::string tmp;
   WriteOptions options;
   Handle file;
-  std::map<std::string, Handle, std::less<>> datasets;
+  DatasetCache datasets;
   bool committed = false;
 
   Where where(std::string_view object) const { return Where{path, object}; }
 
-  hid_t dataset(std::string_view name) {
-    auto it = datasets.find(name);
-    if (it == datasets.end()) {
-      it = datasets.emplace(std::string(name), open_dataset(file.get(), path, name)).first;
-    }
-    return it->second.get();
-  }
+  hid_t dataset(std::string_view name) { return datasets.get(file.get(), path, name); }
 
   void discard() noexcept {
     datasets.clear();
@@ -539,21 +562,17 @@ void FileWriter::create_dataset(std::string_view path, DType dtype, const Dims& 
                                    w, "cannot create dataset");
   if (!units.empty()) impl_->write_string_attr(dset.get(), path, "units", units);
   if (!description.empty()) impl_->write_string_attr(dset.get(), path, "description", description);
-  impl_->datasets.insert_or_assign(std::string(path), std::move(dset));
+  impl_->datasets.put(path, std::move(dset));
 }
 
 template <class T>
 void FileWriter::write_rows(std::string_view dataset, std::uint64_t row0, std::span<const T> data) {
   const Where w = impl_->where(dataset);
   const hid_t dset = impl_->dataset(dataset);
-  const DatasetInfo info = describe(dset, w);
-  std::uint64_t nrows = 0;
-  check_rows(info.dims, row0, data.size(), w, &nrows);
-  if (nrows == 0) return;
-  Handle space = h5::space_handle(H5Dget_space(dset), w, "cannot read dataspace");
-  Handle mem = select_rows(space.get(), info.dims, row0, nrows, w);
-  check(H5Dwrite(dset, h5::memory_type(DTypeOf<T>::value), mem.get(), space.get(), H5P_DEFAULT,
-                 data.data()),
+  const RowSelection sel = select_rows(dset, row0, data.size(), w);
+  if (sel.rows == 0) return;
+  check(H5Dwrite(dset, h5::memory_type(DTypeOf<T>::value), sel.memory_space.get(),
+                 sel.file_space.get(), H5P_DEFAULT, data.data()),
         w, "cannot write rows");
 }
 
@@ -561,12 +580,7 @@ template <class T>
 void FileWriter::write(std::string_view dataset, std::span<const T> data) {
   const Where w = impl_->where(dataset);
   const hid_t dset = impl_->dataset(dataset);
-  const DatasetInfo info = describe(dset, w);
-  if (element_count(info.dims) != data.size()) {
-    throw FileError(impl_->path, std::string(dataset),
-                    "holds " + std::to_string(element_count(info.dims)) + " elements, given " +
-                        std::to_string(data.size()));
-  }
+  check_size(dset, data.size(), w);
   check(H5Dwrite(dset, h5::memory_type(DTypeOf<T>::value), H5S_ALL, H5S_ALL, H5P_DEFAULT,
                  data.data()),
         w, "cannot write dataset");
@@ -575,12 +589,7 @@ void FileWriter::write(std::string_view dataset, std::span<const T> data) {
 void FileWriter::write_strings(std::string_view dataset, const std::vector<std::string>& values) {
   const Where w = impl_->where(dataset);
   const hid_t dset = impl_->dataset(dataset);
-  const DatasetInfo info = describe(dset, w);
-  if (element_count(info.dims) != values.size()) {
-    throw FileError(impl_->path, std::string(dataset),
-                    "holds " + std::to_string(element_count(info.dims)) + " strings, given " +
-                        std::to_string(values.size()));
-  }
+  check_size(dset, values.size(), w);
   std::vector<const char*> ptrs;
   ptrs.reserve(values.size());
   for (const auto& s : values) ptrs.push_back(s.c_str());

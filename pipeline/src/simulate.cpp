@@ -12,6 +12,7 @@
 #include "exospec/io/file.hpp"
 #include "exospec/io/schema.hpp"
 #include "exospec/kernels/random.hpp"
+#include "exospec/time.hpp"
 #include "exospec/version.hpp"
 
 namespace exospec::pipeline {
@@ -21,15 +22,6 @@ namespace {
 enum Stream : std::uint64_t { kCalibration = 1, kTemperature = 2, kCounts = 3, kHits = 4 };
 
 std::uint64_t channel_id(std::string_view ch) { return ch == "euv" ? 1 : 2; }
-
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 }  // namespace
 
@@ -99,8 +91,7 @@ ChannelSimulator::ChannelSimulator(const SimulationConfig& config, std::string_v
   response_.resize(P);
   dark_live_.resize(P);
   continuum_.resize(P);
-  std::vector<double> wl(P), edges(P + 1);
-  kernels::pixel_wavelengths(coeffs_, wl);
+  std::vector<double> edges(P + 1);
   kernels::pixel_edges(coeffs_, edges);
   const double mid = 0.5 * (model_.wavelength_min_nm + model_.wavelength_max_nm);
   for (std::size_t p = 0; p < P; ++p) {
@@ -213,7 +204,7 @@ SimulationSummary simulate(const SimulationConfig& config, const LineCatalogue& 
   w.set_attribute("/", "generator", std::string_view("exospec simulate"));
   w.set_attribute("/", "preset", preset_name(config.preset));
   w.set_attribute("/", "config", config.to_toml());
-  w.set_attribute("/", "created_utc", utc_now());
+  w.set_attribute("/", "created_utc", format_utc(now_j2000()));
 
   for (const auto& spec : io::schema::geometry_objects()) {
     w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, {N, 0, 0, 0}),

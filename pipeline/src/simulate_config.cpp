@@ -220,24 +220,8 @@ std::string SimulationConfig::to_toml() const {
     << "\nseed = " << seed << "\nchannels = [";
   for (std::size_t i = 0; i < channels.size(); ++i) s << (i ? ", " : "") << quote(channels[i]);
   s << "]\nblock_rows = " << block_rows << "\ndeflate_level = " << deflate_level << "\n\n";
-  // start_time back to an RFC 3339 date-time.
-  {
-    const double unix_s = start_time_j2000_s + kJ2000UnixSeconds;
-    const auto whole = static_cast<std::int64_t>(std::floor(unix_s));
-    const std::time_t tt = static_cast<std::time_t>(whole);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[40];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    s << "[schedule]\nstart_time = " << buf;
-    const double frac = unix_s - static_cast<double>(whole);
-    if (frac > 0.0) {
-      char f[16];
-      std::snprintf(f, sizeof f, "%.6f", frac);
-      s << (f + 1);
-    }
-    s << "Z\ncadence_s = " << fmt(cadence_s) << "\nexposure_s = " << fmt(exposure_s) << "\n\n";
-  }
+  s << "[schedule]\nstart_time = " << format_utc(start_time_j2000_s, 6)
+    << "\ncadence_s = " << fmt(cadence_s) << "\nexposure_s = " << fmt(exposure_s) << "\n\n";
   s << "[limb_scan]\naltitude_min_km = " << fmt(limb_altitude_min_km)
     << "\naltitude_max_km = " << fmt(limb_altitude_max_km)
     << "\nspectra_per_scan = " << limb_spectra_per_scan << "\n\n";
