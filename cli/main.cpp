@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -12,6 +13,7 @@
 #include "exospec/error.hpp"
 #include "exospec/pipeline/catalogue.hpp"
 #include "exospec/pipeline/info.hpp"
+#include "exospec/pipeline/run.hpp"
 #include "exospec/pipeline/simulate.hpp"
 #include "exospec/time.hpp"
 #include "exospec/version.hpp"
@@ -95,6 +97,54 @@ nlohmann::json info_json(const FileInfo& info) {
   return j;
 }
 
+nlohmann::json run_report_json(const exospec::pipeline::RunSummary& s, const std::string& in,
+                               const std::string& out) {
+  static constexpr const char* kBits[] = {"bad_pixel",           "saturated",
+                                          "invalid_exposure",    "invalid_temperature",
+                                          "particle_hit",        "bit5",
+                                          "bit6",                "bit7"};
+  nlohmann::json j;
+  j["input"] = in;
+  j["output"] = out;
+  j["spectra"] = s.spectra;
+  j["channels"] = s.channels;
+  j["seconds"] = {{"total", s.seconds},
+                  {"read", s.read_seconds},
+                  {"calibrate", s.calibrate_seconds},
+                  {"write", s.write_seconds},
+                  {"hash", s.hash_seconds}};
+  j["spectra_per_second"] = s.seconds > 0 ? static_cast<double>(s.spectra) / s.seconds : 0.0;
+  nlohmann::json q = nlohmann::json::object();
+  for (std::size_t b = 0; b < s.quality_bit_pixels.size(); ++b) {
+    if (b < 5 || s.quality_bit_pixels[b] > 0) q[kBits[b]] = s.quality_bit_pixels[b];
+  }
+  j["flagged_pixels"] = q;
+  return j;
+}
+
+void write_report(const std::string& path, const nlohmann::json& report) {
+  std::ofstream f(path);
+  f << report.dump(2) << '\n';
+  f.close();
+  if (!f) throw exospec::FileError(path, "", "cannot write the JSON report");
+}
+
+void print_run_summary(const exospec::pipeline::RunSummary& s, const std::string& out) {
+  std::fprintf(stderr, "run: wrote %s: %llu spectra x", out.c_str(),
+               static_cast<unsigned long long>(s.spectra));
+  for (const auto& c : s.channels) std::fprintf(stderr, " %s", c.c_str());
+  std::fprintf(stderr, " in %.2f s (%.0f spectra/s)\n", s.seconds,
+               s.seconds > 0 ? static_cast<double>(s.spectra) / s.seconds : 0.0);
+  std::fprintf(stderr, "     read %.2f s, calibrate %.2f s, write %.2f s, input hash %.2f s\n",
+               s.read_seconds, s.calibrate_seconds, s.write_seconds, s.hash_seconds);
+  std::fprintf(stderr, "     flagged pixels: bad %llu, saturated %llu, invalid exposure %llu, "
+               "invalid temperature %llu\n",
+               static_cast<unsigned long long>(s.quality_bit_pixels[0]),
+               static_cast<unsigned long long>(s.quality_bit_pixels[1]),
+               static_cast<unsigned long long>(s.quality_bit_pixels[2]),
+               static_cast<unsigned long long>(s.quality_bit_pixels[3]));
+}
+
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   std::string cur;
@@ -140,6 +190,25 @@ int main(int argc, char** argv) {
   sim->add_flag("-f,--force", sim_force, "Replace an existing output file");
   sim->add_flag("-q,--quiet", sim_quiet, "No progress or summary");
 
+  // run
+  auto* runc = app.add_subcommand("run", "Calibrate an input file into an output file");
+  std::string run_in, run_out, run_stages, run_channels, run_config, run_report;
+  int run_threads = 0;
+  bool run_force = false, run_quiet = false;
+  runc->add_option("input", run_in, "Input HDF5 file (never modified)")->required();
+  runc->add_option("-o,--output", run_out, "Output HDF5 file")->required();
+  auto* o_stages = runc->add_option("--stages", run_stages,
+                                    "Comma-separated stages, in pipeline order: calibrate");
+  auto* o_run_channels = runc->add_option("--channels", run_channels, "Comma-separated: euv,fuv");
+  runc->add_option("--config", run_config,
+                   "TOML file overriding the defaults (exospec config --defaults run)")
+      ->check(CLI::ExistingFile);
+  runc->add_option("--threads", run_threads, "Threads (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+  runc->add_option("--json-report", run_report, "Write the run summary as JSON to this file");
+  runc->add_flag("-f,--force", run_force, "Replace an existing output file");
+  runc->add_flag("-q,--quiet", run_quiet, "No progress or summary");
+
   // info
   auto* info = app.add_subcommand("info", "Summarise an exospec file");
   std::string info_file;
@@ -152,8 +221,9 @@ int main(int argc, char** argv) {
   std::string cfg_which = "simulate";
   bool cfg_defaults = false;
   cfg->add_flag("--defaults", cfg_defaults, "Print the built-in defaults")->required();
-  cfg->add_option("which", cfg_which, "simulate (default) or lines (the line catalogue)")
-      ->check(CLI::IsMember({"simulate", "lines"}));
+  cfg->add_option("which", cfg_which,
+                  "simulate (default), run, or lines (the line catalogue)")
+      ->check(CLI::IsMember({"simulate", "run", "lines"}));
 
   try {
     app.parse(argc, argv);
@@ -190,6 +260,22 @@ int main(int argc, char** argv) {
                      std::string(exospec::pipeline::preset_name(config.preset)).c_str(),
                      static_cast<unsigned long long>(config.seed), summary.seconds);
       }
+    } else if (*runc) {
+      auto config = exospec::pipeline::load_run_config(
+          run_config.empty() ? std::nullopt : std::optional<std::filesystem::path>(run_config));
+      if (*o_stages) config.stages = exospec::pipeline::parse_stages(run_stages, "--stages");
+      if (*o_run_channels) {
+        config.channels = split_list(run_channels);
+        config.source = "--channels";
+      }
+      config.validate();
+      const Progress progress("run", !run_quiet);
+      const auto s =
+          exospec::pipeline::run(config, run_in, run_out, run_force, run_threads,
+                                 [&](std::uint64_t d, std::uint64_t t) { progress(d, t); });
+      const nlohmann::json report = run_report_json(s, run_in, run_out);
+      if (!run_report.empty()) write_report(run_report, report);
+      if (!run_quiet) print_run_summary(s, run_out);
     } else if (*info) {
       const auto fi = exospec::pipeline::inspect(info_file);
       if (info_json_flag) {
@@ -199,6 +285,7 @@ int main(int argc, char** argv) {
       }
     } else if (*cfg) {
       const auto text = cfg_which == "lines" ? exospec::pipeline::default_catalogue_text()
+                        : cfg_which == "run" ? exospec::pipeline::default_run_config_text()
                                              : exospec::pipeline::default_simulation_config_text();
       std::fwrite(text.data(), 1, text.size(), stdout);
     }

@@ -107,3 +107,50 @@ std::vector<ObjectSpec> truth_objects(std::string_view ch) {
 }
 
 }  // namespace exospec::io::schema
+
+namespace exospec::io::schema {
+
+std::string calibrated_group(std::string_view ch) { return "/calibrated/" + std::string(ch); }
+std::string denoised_group(std::string_view ch) { return "/denoised/" + std::string(ch); }
+std::string fit_group(std::string_view ch) { return "/fit/" + std::string(ch); }
+
+std::vector<ObjectSpec> calibrated_objects(std::string_view ch) {
+  const std::string g = calibrated_group(ch);
+  return {
+      {g + "/wavelength_nm", DType::kF64, Extent::kP, "nm", "pixel-centre wavelength"},
+      {g + "/radiance", DType::kF32, Extent::kNxP, "R/nm",
+       "calibrated spectral radiance (NaN where unusable)"},
+      {g + "/variance", DType::kF32, Extent::kNxP, "(R/nm)^2",
+       "its propagated variance (Poisson, from a model-based expected count)"},
+      {g + "/quality", DType::kU8, Extent::kNxP, "1",
+       "bit flags; 0 = good. 1 bad pixel, 2 saturated (dead-time correction beyond the "
+       "limit), 4 invalid exposure, 8 invalid temperature, 16 particle hit"},
+  };
+}
+
+std::vector<ObjectSpec> denoised_objects(std::string_view ch) {
+  const std::string g = denoised_group(ch);
+  return {
+      {g + "/radiance", DType::kF32, Extent::kNxP, "R/nm", "spectral radiance after denoising"},
+      {g + "/variance", DType::kF32, Extent::kNxP, "(R/nm)^2", "propagated variance"},
+  };
+}
+
+std::vector<ObjectSpec> fit_objects(std::string_view ch) {
+  const std::string g = fit_group(ch);
+  return {
+      {g + "/line_name", DType::kString, Extent::kL, "", "lines fitted, in output column order"},
+      {g + "/line_wavelength_nm", DType::kF64, Extent::kL, "nm",
+       "rest wavelength (strongest component of a multiplet)"},
+      {g + "/brightness", DType::kF64, Extent::kNxL, "R",
+       "fitted line brightness (integrated over the line)"},
+      {g + "/brightness_sigma", DType::kF64, Extent::kNxL, "R", "its 1-sigma uncertainty"},
+      {g + "/center_nm", DType::kF64, Extent::kNxL, "nm", "fitted line centre"},
+      {g + "/fwhm_nm", DType::kF64, Extent::kNxL, "nm", "fitted line FWHM"},
+      {g + "/chi2_reduced", DType::kF32, Extent::kNxL, "1",
+       "reduced chi-square of the fit window holding the line"},
+      {g + "/status", DType::kU8, Extent::kNxL, "1", "0 = converged; other codes documented"},
+  };
+}
+
+}  // namespace exospec::io::schema

@@ -6,4 +6,5 @@
 namespace exospec::pipeline::detail {
 std::string_view embedded_lines_toml() noexcept;
 std::string_view embedded_simulate_toml() noexcept;
+std::string_view embedded_run_toml() noexcept;
 }  // namespace exospec::pipeline::detail

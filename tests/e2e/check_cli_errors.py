@@ -59,6 +59,25 @@ expect_error(["simulate", "-o", os.path.join(work, "o.h5"), "--channels", "euv,x
 expect_error(["simulate", "-o", os.path.join(work, "o.h5"), "--preset", "orbit"], ["preset"])
 expect_error(["simulate", "-o", good, "--spectra", "5"], ["good.h5", "already exists"])
 expect_error(["simulate", "-o", os.path.join(work, "nodir", "o.h5")], ["nodir", "does not exist"])
+# run: bad inputs, bad options, refused outputs.
+out = os.path.join(work, "out.h5")
+badrun = os.path.join(work, "badrun.toml")
+with open(badrun, "w") as fh:
+    fh.write("[calibrate]\nvariance_half_width = 0\n")
+unknownrun = os.path.join(work, "unknownrun.toml")
+with open(unknownrun, "w") as fh:
+    fh.write("[calibrate]\nsmoothing = 3\n")
+expect_error(["run", os.path.join(work, "absent.h5"), "-o", out], ["absent.h5", "no such file"])
+expect_error(["run", text, "-o", out], ["text.h5", "not an HDF5 file"])
+expect_error(["run", cut, "-o", out], ["cut.h5", "truncated"])
+expect_error(["run", good, "-o", good], ["good.h5", "input"])
+expect_error(["run", good, "-o", out, "--stages", "calibrate,polish"], ["--stages", "polish"])
+expect_error(["run", good, "-o", out, "--config", badrun],
+             ["badrun.toml", "calibrate.variance_half_width"])
+expect_error(["run", good, "-o", out, "--config", unknownrun],
+             ["unknownrun.toml", "calibrate.smoothing", "unknown key"])
+expect_error(["run", good, "-o", out, "--channels", "xuv"], ["xuv", "run.channels"])
+expect_error(["run", good, "-o", os.path.join(work, "nodir", "o.h5")], ["nodir", "does not exist"])
 expect_error(["info"], ["file"])
 expect_error(["frobnicate"], ["subcommand"])
 

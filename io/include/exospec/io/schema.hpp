@@ -55,4 +55,12 @@ std::string raw_group(std::string_view channel);
 std::string calibration_group(std::string_view channel);
 std::string truth_group(std::string_view channel);
 
+// Output file objects (what `run` writes).
+std::vector<ObjectSpec> calibrated_objects(std::string_view channel);
+std::vector<ObjectSpec> denoised_objects(std::string_view channel);
+std::vector<ObjectSpec> fit_objects(std::string_view channel);
+std::string calibrated_group(std::string_view channel);
+std::string denoised_group(std::string_view channel);
+std::string fit_group(std::string_view channel);
+
 }  // namespace exospec::io::schema

@@ -1,0 +1,411 @@
+#include "exospec/kernels/calibrate.hpp"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+namespace exospec::kernels {
+namespace {
+
+int fit_order(std::size_t n) noexcept { return n >= 5 ? 2 : n >= 3 ? 1 : 0; }
+
+// The smoother window of pixel p: [lo, lo + width), shifted inwards at the edges.
+struct Window {
+  std::size_t lo, hi;  // inclusive
+};
+Window window_of(std::size_t p, std::size_t pixels, std::size_t h) noexcept {
+  if (pixels < 2 * h + 1) return {0, pixels - 1};
+  const std::size_t lo = std::min(p > h ? p - h : 0, pixels - 1 - 2 * h);
+  return {lo, lo + 2 * h};
+}
+
+// Per-spectrum scalars shared by run() and run_reference().
+struct SpectrumTerms {
+  std::uint8_t flags = 0;
+  bool values = false;    // whether radiance and variance are computed
+  double total = 0.0;     // M, counts
+  double g = 1.0;         // dead-time factor
+  double a = 0.0;         // 1 / (t g)
+  double tg = 0.0;        // t g
+  double dark_scale = 1.0;
+  double beta = 0.0;      // tau / (t g)
+};
+
+SpectrumTerms spectrum_terms(double total, double t, double temp, double tau, double t_ref,
+                             double coeff, double max_correction) noexcept {
+  SpectrumTerms s;
+  s.total = total;
+  if (!(std::isfinite(t) && t > 0.0)) s.flags |= quality::kInvalidExposure;
+  if (!std::isfinite(temp)) s.flags |= quality::kInvalidTemperature;
+  if (s.flags) return s;
+  s.g = 1.0 - tau * total / t;
+  if (!(s.g > 0.0)) {
+    s.flags |= quality::kSaturated;
+    return s;
+  }
+  if (1.0 / s.g > max_correction) s.flags |= quality::kSaturated;
+  s.values = true;
+  s.tg = t * s.g;
+  s.a = 1.0 / s.tg;
+  s.dark_scale = 1.0 + coeff * (temp - t_ref);
+  s.beta = tau * s.a;
+  return s;
+}
+
+// The variance of one pixel from its smoothed radiance (see the header).
+inline double pixel_variance(double smoothed, double dark_radiance, double response,
+                             double inv_response, const SpectrumTerms& s,
+                             double min_counts) noexcept {
+  const double expected = std::max(smoothed, 0.0) + s.dark_scale * dark_radiance;
+  const double mu = std::max(expected * response * s.tg, min_counts);
+  const double base = s.a * inv_response;
+  const double one = 1.0 + s.beta * mu;
+  return base * base * mu * (one * one + s.beta * s.beta * mu * std::max(s.total - mu, 0.0));
+}
+
+template <class Count>
+double row_total(const Count* c, std::size_t n) noexcept {
+  if constexpr (std::is_integral_v<Count>) {
+    std::uint64_t sum = 0;
+    for (std::size_t p = 0; p < n; ++p) sum += c[p];
+    return static_cast<double>(sum);
+  } else {
+    double sum = 0.0;
+    for (std::size_t p = 0; p < n; ++p) sum += static_cast<double>(c[p]);
+    return sum;
+  }
+}
+
+}  // namespace
+
+void leave_one_out_weights(std::span<const double> xs, std::span<double> out) {
+  assert(xs.size() == out.size());
+  const auto n = static_cast<Eigen::Index>(xs.size());
+  if (n == 0) return;
+  const int order = fit_order(xs.size());
+  Eigen::MatrixXd a(n, order + 1);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    double v = 1.0;
+    for (int k = 0; k <= order; ++k, v *= xs[static_cast<std::size_t>(i)]) a(i, k) = v;
+  }
+  // Row 0 of (A^T A)^-1 A^T: the fitted polynomial's value at x = 0.
+  const Eigen::MatrixXd w = (a.transpose() * a).ldlt().solve(a.transpose());
+  for (Eigen::Index i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = w(0, i);
+}
+
+Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& settings)
+    : pixels_(cal.sensitivity.size()),
+      settings_(settings),
+      dead_time_s_(cal.dead_time_s),
+      t_ref_(cal.dark_reference_temperature),
+      temp_coeff_(cal.dark_temperature_coeff) {
+  const std::size_t P = pixels_;
+  assert(cal.flat.size() == P && cal.dark_rate.size() == P && cal.bad_pixel.size() == P);
+  assert(settings.variance_half_width >= 1);
+  response_.assign(P, 0.0);
+  inv_response_.assign(P, 0.0);
+  dark_radiance_.assign(P, 0.0);
+  bad_.assign(P, 0);
+  usable_.assign(P, 0);
+  for (std::size_t p = 0; p < P; ++p) {
+    const double r = cal.sensitivity[p] * cal.flat[p];
+    const bool ok = cal.bad_pixel[p] == 0 && std::isfinite(r) && r > 0.0 &&
+                    std::isfinite(cal.dark_rate[p]);
+    usable_[p] = ok ? 1 : 0;
+    bad_[p] = ok ? 0 : quality::kBadPixel;
+    if (ok) {
+      response_[p] = r;
+      inv_response_[p] = 1.0 / r;
+      dark_radiance_[p] = cal.dark_rate[p] / r;
+    }
+  }
+  for (std::size_t p = 0; p < P; ++p) {
+    if (!usable_[p]) bad_list_.push_back(static_cast<std::uint32_t>(p));
+  }
+  const auto h = static_cast<std::size_t>(settings.variance_half_width);
+  // Regular weights: the full window, centre excluded.
+  {
+    std::vector<double> xs, w(2 * h);
+    for (std::size_t k = 0; k <= 2 * h; ++k) {
+      if (k != h) xs.push_back(static_cast<double>(k) - static_cast<double>(h));
+    }
+    leave_one_out_weights(xs, w);
+    regular_.assign(2 * h + 1, 0.0);
+    for (std::size_t k = 0, j = 0; k <= 2 * h; ++k) {
+      if (k != h) regular_[k] = w[j++];
+    }
+  }
+  auto fill = [&](auto& t) {
+    using T = typename std::decay_t<decltype(t.response)>::value_type;
+    t.response.assign(response_.begin(), response_.end());
+    t.inv_response.assign(inv_response_.begin(), inv_response_.end());
+    t.dark_radiance.assign(dark_radiance_.begin(), dark_radiance_.end());
+    t.regular.resize(regular_.size());
+    for (std::size_t k = 0; k < regular_.size(); ++k) t.regular[k] = static_cast<T>(regular_[k]);
+  };
+  fill(tables_f32_);
+  fill(tables_f64_);
+  if (P >= 2 * h + 1) {
+    interior_begin_ = h;
+    interior_end_ = P - h;
+  }
+  // Every usable pixel whose window is not the full regular one gets its own taps.
+  std::vector<double> xs, w;
+  for (std::size_t p = 0; p < P; ++p) {
+    if (!usable_[p]) continue;
+    const Window win = window_of(p, P, h);
+    bool regular = p >= interior_begin_ && p < interior_end_;
+    xs.clear();
+    std::vector<std::uint32_t> idx;
+    for (std::size_t q = win.lo; q <= win.hi; ++q) {
+      if (q == p) continue;
+      if (!usable_[q]) {
+        regular = false;
+        continue;
+      }
+      xs.push_back(static_cast<double>(q) - static_cast<double>(p));
+      idx.push_back(static_cast<std::uint32_t>(q));
+    }
+    if (regular) continue;
+    w.assign(xs.size(), 0.0);
+    leave_one_out_weights(xs, w);
+    irregular_.push_back({static_cast<std::uint32_t>(p), static_cast<std::uint32_t>(taps_.size()),
+                          static_cast<std::uint32_t>(xs.size())});
+    for (std::size_t j = 0; j < xs.size(); ++j) taps_.push_back({idx[j], w[j]});
+  }
+}
+
+namespace {
+
+// One row of the fast path, in compute type T (float for float output: the
+// output's precision; double for double). Tables are the Calibrator's, in T.
+template <class T>
+struct RowTables {
+  const T* inv_response;
+  const T* response;
+  const T* dark_radiance;
+  const std::uint8_t* bad;
+  const T* regular;  // 2h + 1 weights, centre 0
+  std::size_t pixels, half_width, interior_begin, interior_end;
+};
+
+// The variance of one pixel from its smoothed radiance, in T (see the header).
+template <class T>
+struct VarianceTerms {
+  T tg, a, ds, beta, total, min_counts;
+  VarianceTerms(const SpectrumTerms& s, double min_counts_)
+      : tg(static_cast<T>(s.tg)),
+        a(static_cast<T>(s.a)),
+        ds(static_cast<T>(s.dark_scale)),
+        beta(static_cast<T>(s.beta)),
+        total(static_cast<T>(s.total)),
+        min_counts(static_cast<T>(min_counts_)) {}
+  T operator()(T smoothed, T dark, T resp, T inv_resp) const noexcept {
+    smoothed = smoothed > T(0) ? smoothed : T(0);
+    const T mu0 = (smoothed + ds * dark) * resp * tg;
+    const T mu = mu0 > min_counts ? mu0 : min_counts;
+    const T base = a * inv_resp;
+    const T one = T(1) + beta * mu;
+    const T rest = total - mu > T(0) ? total - mu : T(0);
+    return base * base * mu * (one * one + beta * beta * mu * rest);
+  }
+};
+
+// Smoothing and variance of the interior pixels in one pass; H > 0 is the half
+// width known at compile time (the taps unroll and p vectorises), H = 0 reads it
+// from the tables.
+template <int H, class T>
+inline void interior_variance(const RowTables<T>& tb, const VarianceTerms<T>& vt,
+                              const T* __restrict L, T* __restrict V) noexcept {
+  const std::size_t h = H > 0 ? static_cast<std::size_t>(H) : tb.half_width;
+  const T* __restrict w = tb.regular;
+  const T* __restrict inv_resp = tb.inv_response;
+  const T* __restrict resp = tb.response;
+  const T* __restrict dark = tb.dark_radiance;
+  for (std::size_t p = tb.interior_begin; p < tb.interior_end; ++p) {
+    T acc = T(0);
+    if constexpr (H > 0) {
+      for (int k = 0; k < 2 * H + 1; ++k) acc += w[k] * L[p + static_cast<std::size_t>(k) - h];
+    } else {
+      for (std::size_t k = 0; k <= 2 * h; ++k) acc += w[k] * L[p + k - h];
+    }
+    V[p] = vt(acc, dark[p], resp[p], inv_resp[p]);
+  }
+}
+
+template <class Count, class T>
+inline void row_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts,
+                       const Count* __restrict c, T* __restrict L, T* __restrict V,
+                       std::uint8_t* __restrict Q) noexcept {
+  const std::size_t P = tb.pixels;
+  const T* __restrict inv_resp = tb.inv_response;
+  const T* __restrict dark = tb.dark_radiance;
+  const std::uint8_t* __restrict bad = tb.bad;
+  const std::uint8_t flags = s.flags;
+  // Radiance (0 on unusable pixels for now: their tables are 0) and quality.
+  const T a = static_cast<T>(s.a), ds = static_cast<T>(s.dark_scale);
+  for (std::size_t p = 0; p < P; ++p) {
+    L[p] = a * inv_resp[p] * static_cast<T>(c[p]) - ds * dark[p];
+    Q[p] = static_cast<std::uint8_t>(bad[p] | flags);
+  }
+  const VarianceTerms<T> vt(s, min_counts);
+  if (tb.half_width == 4) {
+    interior_variance<4>(tb, vt, L, V);
+  } else {
+    interior_variance<0>(tb, vt, L, V);
+  }
+}
+
+// Runtime dispatch on the instruction set: portable builds still use AVX2 or
+// AVX-512 where the CPU has them (GCC function multi-versioning).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
+#define EXOSPEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define EXOSPEC_CLONES
+#endif
+
+#define EXOSPEC_ROW_KERNEL(Count, T, name)                                                    \
+  EXOSPEC_CLONES void name(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts, \
+                           const Count* c, T* L, T* V, std::uint8_t* Q) noexcept {            \
+    row_kernel<Count, T>(tb, s, min_counts, c, L, V, Q);                                      \
+  }                                                                                           \
+  inline void row_dispatch(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts, \
+                           const Count* c, T* L, T* V, std::uint8_t* Q) noexcept {            \
+    name(tb, s, min_counts, c, L, V, Q);                                                      \
+  }
+EXOSPEC_ROW_KERNEL(std::uint32_t, float, row_u32_f32)
+EXOSPEC_ROW_KERNEL(std::uint32_t, double, row_u32_f64)
+EXOSPEC_ROW_KERNEL(double, float, row_f64_f32)
+EXOSPEC_ROW_KERNEL(double, double, row_f64_f64)
+#undef EXOSPEC_ROW_KERNEL
+
+}  // namespace
+
+template <class Count, class Real>
+void Calibrator::run(std::span<const Count> counts, std::span<const double> exposure_s,
+                     std::span<const double> temperature_c, std::span<Real> radiance,
+                     std::span<Real> variance, std::span<std::uint8_t> quality) const noexcept {
+  const std::size_t P = pixels_, rows = exposure_s.size();
+  assert(counts.size() == rows * P && temperature_c.size() == rows);
+  assert(radiance.size() == rows * P && variance.size() == rows * P && quality.size() == rows * P);
+  constexpr Real kNaN = std::numeric_limits<Real>::quiet_NaN();
+  const auto& t = tables<Real>();
+  const RowTables<Real> tb{t.inv_response.data(),
+                           t.response.data(),
+                           t.dark_radiance.data(),
+                           bad_.data(),
+                           t.regular.data(),
+                           P,
+                           static_cast<std::size_t>(settings_.variance_half_width),
+                           interior_begin_,
+                           interior_end_};
+  for (std::size_t r = 0; r < rows; ++r) {
+    const Count* c = counts.data() + r * P;
+    Real* L = radiance.data() + r * P;
+    Real* V = variance.data() + r * P;
+    std::uint8_t* Q = quality.data() + r * P;
+    const SpectrumTerms s =
+        spectrum_terms(row_total(c, P), exposure_s[r], temperature_c[r], dead_time_s_, t_ref_,
+                       temp_coeff_, settings_.max_dead_time_correction);
+    if (!s.values) {
+      for (std::size_t p = 0; p < P; ++p) Q[p] = static_cast<std::uint8_t>(bad_[p] | s.flags);
+      std::fill(L, L + P, kNaN);
+      std::fill(V, V + P, kNaN);
+      continue;
+    }
+    row_dispatch(tb, s, settings_.min_expected_counts, c, L, V, Q);
+    // The pixels near edges and bad pixels, with their own taps.
+    const VarianceTerms<Real> vt(s, settings_.min_expected_counts);
+    for (const Irregular& ir : irregular_) {
+      double acc = 0.0;
+      for (std::uint32_t j = ir.first; j < ir.first + ir.count; ++j) {
+        acc += taps_[j].weight * static_cast<double>(L[taps_[j].pixel]);
+      }
+      const std::uint32_t p = ir.pixel;
+      V[p] = vt(static_cast<Real>(acc), t.dark_radiance[p], t.response[p], t.inv_response[p]);
+    }
+    for (const std::uint32_t p : bad_list_) {
+      L[p] = kNaN;
+      V[p] = kNaN;
+    }
+  }
+}
+
+template <class Count, class Real>
+void Calibrator::run_reference(std::span<const Count> counts, std::span<const double> exposure_s,
+                               std::span<const double> temperature_c, std::span<Real> radiance,
+                               std::span<Real> variance, std::span<std::uint8_t> quality) const {
+  const std::size_t P = pixels_, rows = exposure_s.size();
+  const std::size_t h = static_cast<std::size_t>(settings_.variance_half_width);
+  constexpr Real kNaN = std::numeric_limits<Real>::quiet_NaN();
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::size_t o = r * P;
+    double total = 0.0;
+    for (std::size_t p = 0; p < P; ++p) total += static_cast<double>(counts[o + p]);
+    const double t = exposure_s[r], temp = temperature_c[r];
+    const SpectrumTerms s = spectrum_terms(total, t, temp, dead_time_s_, t_ref_, temp_coeff_,
+                                           settings_.max_dead_time_correction);
+    for (std::size_t p = 0; p < P; ++p) {
+      quality[o + p] = static_cast<std::uint8_t>((usable_[p] ? 0 : quality::kBadPixel) | s.flags);
+      if (!s.values || !usable_[p]) {
+        radiance[o + p] = kNaN;
+        continue;
+      }
+      // L = (c / (t g) - s D) / (S F), written out as in the forward model.
+      const double rate = static_cast<double>(counts[o + p]) / (t * s.g);
+      radiance[o + p] = static_cast<Real>(
+          (rate - s.dark_scale * dark_radiance_[p] * response_[p]) / response_[p]);
+    }
+    for (std::size_t p = 0; p < P; ++p) {
+      if (!s.values || !usable_[p]) {
+        variance[o + p] = kNaN;
+        continue;
+      }
+      // Least-squares polynomial through the usable neighbours, by normal equations.
+      const Window win = window_of(p, P, h);
+      std::size_t n = 0;
+      for (std::size_t q = win.lo; q <= win.hi; ++q) n += (q != p && usable_[q]) ? 1 : 0;
+      double smoothed = 0.0;
+      if (n > 0) {
+        const int order = fit_order(n);
+        Eigen::Matrix3d ata = Eigen::Matrix3d::Zero();
+        Eigen::Vector3d aty = Eigen::Vector3d::Zero();
+        for (std::size_t q = win.lo; q <= win.hi; ++q) {
+          if (q == p || !usable_[q]) continue;
+          const double x = static_cast<double>(q) - static_cast<double>(p);
+          const double y = static_cast<double>(radiance[o + q]);
+          const double pw[3] = {1.0, x, x * x};
+          for (int i = 0; i <= order; ++i) {
+            aty(i) += pw[i] * y;
+            for (int j = 0; j <= order; ++j) ata(i, j) += pw[i] * pw[j];
+          }
+        }
+        const auto m = order + 1;
+        const Eigen::VectorXd coef =
+            ata.topLeftCorner(m, m).ldlt().solve(aty.head(m)).eval();
+        smoothed = coef(0);
+      }
+      variance[o + p] = static_cast<Real>(pixel_variance(
+          smoothed, dark_radiance_[p], response_[p], inv_response_[p], s,
+          settings_.min_expected_counts));
+    }
+  }
+}
+
+#define EXOSPEC_CALIBRATE_INSTANTIATE(Count, Real)                                             \
+  template void Calibrator::run<Count, Real>(                                                \
+      std::span<const Count>, std::span<const double>, std::span<const double>,              \
+      std::span<Real>, std::span<Real>, std::span<std::uint8_t>) const noexcept;             \
+  template void Calibrator::run_reference<Count, Real>(                                      \
+      std::span<const Count>, std::span<const double>, std::span<const double>,              \
+      std::span<Real>, std::span<Real>, std::span<std::uint8_t>) const;
+EXOSPEC_CALIBRATE_INSTANTIATE(std::uint32_t, float)
+EXOSPEC_CALIBRATE_INSTANTIATE(std::uint32_t, double)
+EXOSPEC_CALIBRATE_INSTANTIATE(double, float)
+EXOSPEC_CALIBRATE_INSTANTIATE(double, double)
+#undef EXOSPEC_CALIBRATE_INSTANTIATE
+
+}  // namespace exospec::kernels

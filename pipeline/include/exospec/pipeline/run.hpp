@@ -1,0 +1,68 @@
+#pragma once
+// `exospec run`: stream an input file through the pipeline's stages and write
+// an output file (shared/SCHEMA.md) atomically.
+//
+// Stages, in pipeline order: calibrate (counts to R/nm with variance and
+// quality, kernels/calibrate.hpp). The input file is only ever opened
+// read-only; the output is written under a temporary name beside it and
+// renamed at the end. Rows are processed in blocks, so memory does not grow
+// with the number of spectra, and results do not depend on the thread count.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "exospec/kernels/calibrate.hpp"
+
+namespace exospec::pipeline {
+
+enum class Stage : std::uint8_t { kCalibrate };
+std::string_view stage_name(Stage s) noexcept;
+// "calibrate" or a comma-separated list; throws ConfigError naming `where`.
+std::vector<Stage> parse_stages(std::string_view list, const std::string& where = "--stages");
+
+struct RunConfig {
+  std::vector<Stage> stages = {Stage::kCalibrate};
+  std::vector<std::string> channels;  // empty: every channel of the input
+  std::uint64_t block_rows = 1024;
+  int deflate_level = 0;
+  kernels::CalibrateSettings calibrate;
+  std::string source = "configuration";  // where the values came from
+
+  bool has_stage(Stage s) const noexcept;
+  // Checks ranges and consistency; throws ConfigError naming the key.
+  void validate() const;
+  // The effective configuration as TOML text (stored in the output's `config`).
+  std::string to_toml() const;
+};
+
+// The built-in defaults (data/run.toml), optionally overridden by a user file of
+// the same layout; errors name the file and the key.
+RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file = {});
+std::string_view default_run_config_text();
+
+struct RunSummary {
+  std::uint64_t spectra = 0;
+  std::vector<std::string> channels;
+  double seconds = 0.0;            // wall time of the whole run
+  double read_seconds = 0.0;       // HDF5 reads
+  double calibrate_seconds = 0.0;  // calibrate kernel (wall)
+  double write_seconds = 0.0;      // HDF5 writes
+  double hash_seconds = 0.0;       // input SHA-256
+  // Pixels (over all channels) with each quality bit set; index = bit number.
+  std::vector<std::uint64_t> quality_bit_pixels;
+};
+
+using RunProgress = std::function<void(std::uint64_t done, std::uint64_t total)>;
+
+// Runs the configured stages on `input`, writing `output`. threads <= 0: OpenMP's
+// default. Throws FileError / SchemaError / ConfigError; on any error the output
+// does not appear.
+RunSummary run(const RunConfig& config, const std::filesystem::path& input,
+               const std::filesystem::path& output, bool overwrite, int threads = 0,
+               const RunProgress& progress = {});
+
+}  // namespace exospec::pipeline

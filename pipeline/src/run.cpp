@@ -1,0 +1,205 @@
+#include "exospec/pipeline/run.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "exospec/error.hpp"
+#include "exospec/io/file.hpp"
+#include "exospec/io/hash.hpp"
+#include "exospec/io/input_file.hpp"
+#include "exospec/io/schema.hpp"
+#include "exospec/kernels/spectrum_model.hpp"
+#include "exospec/time.hpp"
+#include "exospec/version.hpp"
+
+namespace exospec::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// One channel's calibration and its per-block buffers.
+struct ChannelWork {
+  std::string name;
+  std::size_t pixels = 0;
+  io::ChannelCalibration calibration;
+  kernels::Calibrator calibrator;
+  std::vector<std::uint32_t> counts;
+  std::vector<double> exposure, temperature;
+  std::vector<float> temperature_f, radiance, variance;
+  std::vector<std::uint8_t> quality;
+
+  ChannelWork(std::string ch, const io::InputFile& in, const kernels::CalibrateSettings& settings)
+      : name(std::move(ch)),
+        pixels(in.pixels(name)),
+        calibration(in.read_calibration(name)),
+        calibrator(
+            kernels::DetectorCalibration{calibration.dark_rate, calibration.flat,
+                                         calibration.sensitivity, calibration.bad_pixel,
+                                         calibration.dead_time_s,
+                                         calibration.dark_reference_temperature,
+                                         calibration.dark_temperature_coeff},
+            settings) {}
+};
+
+std::vector<std::string> select_channels(const RunConfig& config, const io::InputFile& in) {
+  if (config.channels.empty()) return in.channels();
+  std::vector<std::string> out;
+  for (auto ch : io::schema::kChannels) {
+    if (std::find(config.channels.begin(), config.channels.end(), ch) == config.channels.end()) {
+      continue;
+    }
+    if (!in.has_channel(ch)) {
+      throw FileError(in.path(), io::schema::raw_group(ch),
+                      "channel " + std::string(ch) + " was asked for but is not in the file");
+    }
+    out.emplace_back(ch);
+  }
+  return out;
+}
+
+}  // namespace
+
+RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& output,
+               bool overwrite, int threads, const RunProgress& progress) {
+  config.validate();
+  const auto t_start = Clock::now();
+  RunSummary summary;
+  summary.quality_bit_pixels.assign(8, 0);
+
+  const io::InputFile in = io::InputFile::open(input);
+  {
+    std::error_code ec;
+    if (fs::exists(output, ec) && fs::equivalent(input, output, ec)) {
+      throw FileError(output.string(), "", "output would replace the input file");
+    }
+  }
+  const std::vector<std::string> channels = select_channels(config, in);
+  const std::uint64_t N = in.spectra();
+
+  std::vector<ChannelWork> work;
+  work.reserve(channels.size());
+  for (const auto& ch : channels) work.emplace_back(ch, in, config.calibrate);
+
+  auto t0 = Clock::now();
+  const std::string input_hash = io::sha256_file(input);
+  summary.hash_seconds = seconds_since(t0);
+
+  io::WriteOptions options;
+  options.deflate_level = config.deflate_level;
+  io::FileWriter w(output, options, overwrite);
+  w.create_group("/");
+  w.set_attribute("/", "schema", io::schema::kSchemaName);
+  w.set_attribute("/", "schema_version", io::schema::kSchemaVersion);
+  w.set_attribute("/", "software_version", std::string_view(kVersion));
+  w.set_attribute("/", "config", config.to_toml());
+  w.set_attribute("/", "input_file", fs::absolute(input).lexically_normal().string());
+  w.set_attribute("/", "input_sha256", input_hash);
+  w.set_attribute("/", "created_utc", format_utc(now_j2000()));
+
+  for (const auto& spec : io::schema::geometry_objects()) {
+    w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, {N, 0, 0, 0}),
+                     spec.units, spec.description, true);
+  }
+  const std::size_t block = static_cast<std::size_t>(std::min<std::uint64_t>(config.block_rows, N));
+  for (auto& cw : work) {
+    const std::size_t P = cw.pixels;
+    const io::schema::Sizes sizes{N, P, cw.calibration.wavelength_coeffs.size(), 0};
+    if (config.has_stage(Stage::kCalibrate)) {
+      for (const auto& spec : io::schema::calibrated_objects(cw.name)) {
+        w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, sizes),
+                         spec.units, spec.description, io::schema::per_spectrum(spec.extent));
+      }
+      std::vector<double> wl(P);
+      kernels::pixel_wavelengths(cw.calibration.wavelength_coeffs, wl);
+      w.write<double>(io::schema::calibrated_group(cw.name) + "/wavelength_nm", wl);
+    }
+    cw.counts.resize(block * P);
+    cw.exposure.resize(block);
+    cw.temperature.resize(block);
+    cw.temperature_f.resize(block);
+    cw.radiance.resize(block * P);
+    cw.variance.resize(block * P);
+    cw.quality.resize(block * P);
+  }
+
+  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
+  std::vector<double> geometry(block);
+  // Rows per parallel task: small enough to balance, large enough to amortise.
+  constexpr std::size_t kTaskRows = 16;
+  for (std::uint64_t row0 = 0; row0 < N; row0 += block) {
+    const std::size_t rows = static_cast<std::size_t>(std::min<std::uint64_t>(block, N - row0));
+    const auto g = std::span<double>(geometry).first(rows);
+    t0 = Clock::now();
+    in.read_time(row0, g);
+    summary.read_seconds += seconds_since(t0);
+    t0 = Clock::now();
+    w.write_rows<double>("/geometry/time", row0, g);
+    summary.write_seconds += seconds_since(t0);
+    t0 = Clock::now();
+    in.read_altitude(row0, g);
+    summary.read_seconds += seconds_since(t0);
+    t0 = Clock::now();
+    w.write_rows<double>("/geometry/tangent_altitude_km", row0, g);
+    summary.write_seconds += seconds_since(t0);
+
+    for (auto& cw : work) {
+      const std::size_t P = cw.pixels;
+      t0 = Clock::now();
+      in.read_counts(cw.name, row0, std::span(cw.counts).first(rows * P));
+      in.read_exposure(cw.name, row0, std::span(cw.exposure).first(rows));
+      in.read_temperature(cw.name, row0, std::span(cw.temperature_f).first(rows));
+      summary.read_seconds += seconds_since(t0);
+      for (std::size_t r = 0; r < rows; ++r) cw.temperature[r] = cw.temperature_f[r];
+
+      if (config.has_stage(Stage::kCalibrate)) {
+        t0 = Clock::now();
+        const auto tasks = static_cast<std::int64_t>((rows + kTaskRows - 1) / kTaskRows);
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic)
+        for (std::int64_t task = 0; task < tasks; ++task) {
+          const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
+          const std::size_t n = std::min(kTaskRows, rows - r0);
+          cw.calibrator.run<std::uint32_t, float>(
+              std::span<const std::uint32_t>(cw.counts).subspan(r0 * P, n * P),
+              std::span<const double>(cw.exposure).subspan(r0, n),
+              std::span<const double>(cw.temperature).subspan(r0, n),
+              std::span(cw.radiance).subspan(r0 * P, n * P),
+              std::span(cw.variance).subspan(r0 * P, n * P),
+              std::span(cw.quality).subspan(r0 * P, n * P));
+        }
+        summary.calibrate_seconds += seconds_since(t0);
+        for (std::size_t i = 0; i < rows * P; ++i) {
+          const unsigned q = cw.quality[i];
+          if (q == 0) continue;
+          for (unsigned b = 0; b < 8; ++b) summary.quality_bit_pixels[b] += (q >> b) & 1u;
+        }
+        t0 = Clock::now();
+        const std::string grp = io::schema::calibrated_group(cw.name);
+        w.write_rows<float>(grp + "/radiance", row0,
+                            std::span<const float>(cw.radiance).first(rows * P));
+        w.write_rows<float>(grp + "/variance", row0,
+                            std::span<const float>(cw.variance).first(rows * P));
+        w.write_rows<std::uint8_t>(grp + "/quality", row0,
+                                   std::span<const std::uint8_t>(cw.quality).first(rows * P));
+        summary.write_seconds += seconds_since(t0);
+      }
+    }
+    if (progress) progress(row0 + rows, N);
+  }
+  t0 = Clock::now();
+  w.commit();
+  summary.write_seconds += seconds_since(t0);
+
+  summary.spectra = N;
+  summary.channels = channels;
+  summary.seconds = seconds_since(t_start);
+  return summary;
+}
+
+}  // namespace exospec::pipeline

@@ -1,0 +1,261 @@
+// The calibrate kernel against analytic answers, a finite-difference Jacobian
+// and its own scalar reference.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "exospec/kernels/calibrate.hpp"
+#include "exospec/kernels/random.hpp"
+
+namespace exospec::kernels {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+TEST(LeaveOneOutWeights, ReproducePolynomialsUpToTheirOrder) {
+  // Symmetric window of +-4 without the centre: a quadratic is reproduced exactly.
+  const std::vector<double> xs = {-4, -3, -2, -1, 1, 2, 3, 4};
+  std::vector<double> w(xs.size());
+  leave_one_out_weights(xs, w);
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    s0 += w[i];
+    s1 += w[i] * xs[i];
+    s2 += w[i] * xs[i] * xs[i];
+    s3 += w[i] * xs[i] * xs[i] * xs[i];
+  }
+  EXPECT_NEAR(s0, 1.0, 1e-14);
+  EXPECT_NEAR(s1, 0.0, 1e-14);
+  EXPECT_NEAR(s2, 0.0, 1e-13);
+  EXPECT_NEAR(s3, 0.0, 1e-12);  // odd moments vanish by symmetry
+  // Hand-computed: the +-1 weights of the quadratic through {-4..4}\{0} are
+  // (sum x^4 - x^2 sum x^2) / (n sum x^4 - (sum x^2)^2) = (708 - 60) / (8 * 708 - 3600).
+  EXPECT_NEAR(w[3], 648.0 / 2064.0, 1e-14);
+  // One-sided (edge) window: extrapolation of a quadratic is still exact.
+  const std::vector<double> edge = {1, 2, 3, 4, 5, 6, 7, 8};
+  leave_one_out_weights(edge, w);
+  double y0 = 0;
+  for (std::size_t i = 0; i < edge.size(); ++i) y0 += w[i] * (3.0 - 2.0 * edge[i] + 0.5 * edge[i] * edge[i]);
+  EXPECT_NEAR(y0, 3.0, 1e-11);
+  // Two points: the mean (order 0).
+  std::vector<double> two = {-1, 2}, w2(2);
+  leave_one_out_weights(two, w2);
+  EXPECT_DOUBLE_EQ(w2[0], 0.5);
+  EXPECT_DOUBLE_EQ(w2[1], 0.5);
+}
+
+struct Detector {
+  std::vector<double> dark, flat, sens;
+  std::vector<std::uint8_t> bad;
+  double tau = 0.0, t_ref = 0.0, coeff = 0.03;
+  DetectorCalibration view() const { return {dark, flat, sens, bad, tau, t_ref, coeff}; }
+};
+
+Detector make_detector(std::size_t P, std::uint64_t seed, double tau) {
+  Detector d;
+  auto rng = Rng::stream(seed);
+  d.dark.resize(P);
+  d.flat.resize(P);
+  d.sens.resize(P);
+  d.bad.assign(P, 0);
+  for (std::size_t p = 0; p < P; ++p) {
+    d.dark[p] = 0.02 + 0.005 * rng.uniform();
+    d.flat[p] = 1.0 + 0.03 * rng.normal();
+    d.sens[p] = 0.05 + 0.25 * rng.uniform();
+  }
+  d.tau = tau;
+  return d;
+}
+
+TEST(Calibrate, NoiseFreeQuadraticRadianceGivesTheAnalyticVariance) {
+  // Expected counts of a quadratic radiance: the leave-one-out quadratic
+  // recovers each pixel's expectation exactly, so the variance must equal the
+  // delta-method variance computed here from the true expectations, with the
+  // Jacobian dL_p/dc_q taken by finite differences of the kernel itself.
+  const std::size_t P = 60;
+  Detector d = make_detector(P, 3, 2e-5);
+  const double t = 8.0, temp = 4.0, ds = 1.0 + 0.03 * temp;
+  std::vector<double> truth(P), mu(P), rate(P);
+  double R = 0;
+  for (std::size_t p = 0; p < P; ++p) {
+    const double x = static_cast<double>(p);
+    truth[p] = 50.0 + 3.0 * x - 0.04 * x * x;
+    rate[p] = truth[p] * d.sens[p] * d.flat[p] + ds * d.dark[p];
+    R += rate[p];
+  }
+  const double factor = 1.0 / (1.0 + d.tau * R);
+  for (std::size_t p = 0; p < P; ++p) mu[p] = rate[p] * t * factor;
+  ASSERT_GT(1.0 / factor, 1.02);  // a dead-time correction of a few per cent
+
+  const Calibrator cal(d.view(), {});
+  std::vector<double> L(P), V(P);
+  std::vector<std::uint8_t> Q(P);
+  const std::vector<double> exposure = {t}, temperature = {temp};
+  cal.run<double, double>(mu, exposure, temperature, L, V, Q);
+  for (std::size_t p = 0; p < P; ++p) {
+    EXPECT_EQ(Q[p], 0);
+    EXPECT_NEAR(L[p], truth[p], 1e-10 * truth[p]) << p;
+  }
+  // Jacobian by central differences of the radiance the kernel returns.
+  std::vector<std::vector<double>> J(P, std::vector<double>(P));
+  std::vector<double> Lp(P), Lm(P), Vd(P);
+  for (std::size_t q = 0; q < P; ++q) {
+    std::vector<double> cp = mu, cm = mu;
+    const double h = 1e-3 * std::max(mu[q], 1.0);
+    cp[q] += h;
+    cm[q] -= h;
+    cal.run<double, double>(cp, exposure, temperature, Lp, Vd, Q);
+    cal.run<double, double>(cm, exposure, temperature, Lm, Vd, Q);
+    for (std::size_t p = 0; p < P; ++p) J[p][q] = (Lp[p] - Lm[p]) / (2 * h);
+  }
+  for (std::size_t p = 0; p < P; ++p) {
+    double var = 0;
+    for (std::size_t q = 0; q < P; ++q) var += J[p][q] * J[p][q] * mu[q];
+    EXPECT_NEAR(V[p], var, 1e-6 * var) << "pixel " << p;
+  }
+}
+
+TEST(Calibrate, FastPathMatchesTheScalarReference) {
+  const std::size_t P = 300, rows = 40;
+  Detector d = make_detector(P, 5, 1e-6);
+  // Bad pixels at the edge, adjacent pairs, and isolated.
+  for (std::size_t p : {0u, 1u, 57u, 58u, 59u, 150u, 297u}) d.bad[p] = 1;
+  d.sens[200] = 0.0;  // no response: unusable without a bad flag
+  d.bad[201] = 0;
+  auto rng = Rng::stream(9);
+  std::vector<std::uint32_t> counts(rows * P);
+  std::vector<double> exposure(rows, 8.0), temperature(rows, 3.0);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const double level = std::pow(10.0, -1.0 + 4.0 * static_cast<double>(r) / static_cast<double>(rows));
+    for (std::size_t p = 0; p < P; ++p) {
+      counts[r * P + p] = static_cast<std::uint32_t>(rng.poisson(level * (1.0 + 0.5 * std::sin(0.1 * static_cast<double>(p)))));
+    }
+    temperature[r] = -5.0 + 0.3 * static_cast<double>(r);
+  }
+  exposure[3] = 0.0;
+  exposure[4] = -1.0;
+  exposure[5] = kNaN;
+  temperature[6] = kNaN;
+  for (std::size_t p = 0; p < P; ++p) counts[7 * P + p] = 5000;  // dead-time limit exceeded
+
+  for (int half_width : {4, 3, 6}) {
+    CalibrateSettings settings;
+    settings.variance_half_width = half_width;
+    const Calibrator cal(d.view(), settings);
+    std::vector<double> L(rows * P), V(rows * P), Lr(rows * P), Vr(rows * P);
+    std::vector<std::uint8_t> Q(rows * P), Qr(rows * P);
+    cal.run<std::uint32_t, double>(counts, exposure, temperature, L, V, Q);
+    cal.run_reference<std::uint32_t, double>(counts, exposure, temperature, Lr, Vr, Qr);
+    std::size_t finite = 0;
+    for (std::size_t i = 0; i < rows * P; ++i) {
+      ASSERT_EQ(Q[i], Qr[i]) << i;
+      ASSERT_EQ(std::isnan(L[i]), std::isnan(Lr[i])) << i;
+      ASSERT_EQ(std::isnan(V[i]), std::isnan(Vr[i])) << i;
+      if (std::isnan(L[i])) continue;
+      ++finite;
+      EXPECT_NEAR(L[i], Lr[i], 1e-12 * (std::abs(Lr[i]) + 1.0)) << i;
+      EXPECT_NEAR(V[i], Vr[i], 1e-10 * Vr[i]) << i;
+    }
+    EXPECT_GT(finite, rows * P / 2);
+    // float output: the same within float precision.
+    std::vector<float> Lf(rows * P), Vf(rows * P);
+    cal.run<std::uint32_t, float>(counts, exposure, temperature, Lf, Vf, Q);
+    for (std::size_t i = 0; i < rows * P; ++i) {
+      ASSERT_EQ(Q[i], Qr[i]);
+      if (std::isnan(Lr[i])) {
+        ASSERT_TRUE(std::isnan(Lf[i]));
+        continue;
+      }
+      EXPECT_NEAR(Lf[i], Lr[i], 1e-5 * (std::abs(Lr[i]) + 1.0)) << i;
+      EXPECT_NEAR(Vf[i], Vr[i], 1e-4 * Vr[i]) << i;
+    }
+  }
+}
+
+TEST(Calibrate, QualityFlagsAndIsolationOfBadSpectra) {
+  const std::size_t P = 64, rows = 6;
+  Detector d = make_detector(P, 11, 1e-6);
+  d.bad[10] = 1;
+  CalibrateSettings settings;
+  settings.max_dead_time_correction = 1.25;
+  const Calibrator cal(d.view(), settings);
+  std::vector<std::uint32_t> counts(rows * P, 3);
+  std::vector<double> exposure = {8.0, 0.0, 8.0, 8.0, 8.0, -2.0};
+  std::vector<double> temperature = {1.0, 1.0, kNaN, 1.0, 1.0, 1.0};
+  // Row 3: measured rate m with 1 / (1 - m tau) = 1.3 > 1.25 (saturated, values kept).
+  // Row 4: m tau >= 1 (no inversion possible: NaN).
+  const double m3 = (1.0 - 1.0 / 1.3) / d.tau, m4 = 1.1 / d.tau, per_pixel = 8.0 / static_cast<double>(P);
+  for (std::size_t p = 0; p < P; ++p) {
+    counts[3 * P + p] = static_cast<std::uint32_t>(m3 * per_pixel);
+    counts[4 * P + p] = static_cast<std::uint32_t>(m4 * per_pixel);
+  }
+  std::vector<float> L(rows * P), V(rows * P);
+  std::vector<std::uint8_t> Q(rows * P);
+  cal.run<std::uint32_t, float>(counts, exposure, temperature, L, V, Q);
+  auto at = [&](std::size_t r, std::size_t p) { return r * P + p; };
+  EXPECT_EQ(Q[at(0, 0)], 0);
+  EXPECT_EQ(Q[at(0, 10)], quality::kBadPixel);
+  EXPECT_TRUE(std::isnan(L[at(0, 10)]) && std::isnan(V[at(0, 10)]));
+  EXPECT_EQ(Q[at(1, 0)], quality::kInvalidExposure);
+  EXPECT_EQ(Q[at(5, 3)], quality::kInvalidExposure);
+  EXPECT_EQ(Q[at(2, 0)], quality::kInvalidTemperature);
+  EXPECT_EQ(Q[at(2, 10)], quality::kInvalidTemperature | quality::kBadPixel);
+  EXPECT_EQ(Q[at(3, 0)], quality::kSaturated);
+  EXPECT_TRUE(std::isfinite(L[at(3, 0)]) && V[at(3, 0)] > 0);
+  EXPECT_EQ(Q[at(4, 0)], quality::kSaturated);
+  EXPECT_TRUE(std::isnan(L[at(4, 0)]));
+  for (std::size_t r : {1u, 2u, 4u, 5u}) {
+    for (std::size_t p = 0; p < P; ++p) EXPECT_TRUE(std::isnan(L[at(r, p)]) && std::isnan(V[at(r, p)]));
+  }
+  // Row 0 is unaffected by its bad neighbours in the batch.
+  std::vector<float> L0(P), V0(P);
+  std::vector<std::uint8_t> Q0(P);
+  cal.run<std::uint32_t, float>(std::span(counts).first(P), std::span(exposure).first(1),
+                                std::span(temperature).first(1), L0, V0, Q0);
+  for (std::size_t p = 0; p < P; ++p) {
+    if (p == 10) continue;
+    EXPECT_EQ(L0[p], L[p]);
+    EXPECT_EQ(V0[p], V[p]);
+  }
+}
+
+TEST(Calibrate, ZeroCountsNeverGetZeroVariance) {
+  const std::size_t P = 100;
+  Detector d = make_detector(P, 13, 0.0);
+  std::fill(d.dark.begin(), d.dark.end(), 0.0);
+  CalibrateSettings settings;
+  settings.min_expected_counts = 0.1;
+  const Calibrator cal(d.view(), settings);
+  std::vector<std::uint32_t> counts(P, 0);
+  std::vector<double> L(P), V(P);
+  std::vector<std::uint8_t> Q(P);
+  const std::vector<double> exposure = {8.0}, temperature = {0.0};
+  cal.run<std::uint32_t, double>(counts, exposure, temperature, L, V, Q);
+  for (std::size_t p = 0; p < P; ++p) {
+    EXPECT_EQ(L[p], 0.0);
+    // The floor: 0.1 expected counts through the pixel's response.
+    const double k = 1.0 / (8.0 * d.sens[p] * d.flat[p]);
+    EXPECT_NEAR(V[p], 0.1 * k * k, 1e-12 * k * k) << p;
+  }
+}
+
+TEST(Calibrate, VarianceDoesNotFollowThePixelsOwnCount) {
+  // Neyman's bias: a pixel's variance must not move with its own count.
+  const std::size_t P = 50;
+  Detector d = make_detector(P, 17, 1e-7);
+  const Calibrator cal(d.view(), {});
+  std::vector<std::uint32_t> counts(P, 20);
+  std::vector<double> L(P), V(P), V2(P);
+  std::vector<std::uint8_t> Q(P);
+  const std::vector<double> exposure = {8.0}, temperature = {0.0};
+  cal.run<std::uint32_t, double>(counts, exposure, temperature, L, V, Q);
+  counts[25] = 0;
+  cal.run<std::uint32_t, double>(counts, exposure, temperature, L, V2, Q);
+  // Only through the dead-time total (a part in 1e6 here).
+  EXPECT_NEAR(V2[25], V[25], 1e-5 * V[25]);
+}
+
+}  // namespace
+}  // namespace exospec::kernels
