@@ -105,6 +105,10 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
   const std::size_t P = pixels_;
   assert(cal.flat.size() == P && cal.dark_rate.size() == P && cal.bad_pixel.size() == P);
   assert(settings.variance_half_width >= 1);
+  // A detector narrower than one window: the window shrinks to the detector.
+  settings_.variance_half_width =
+      static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(settings.variance_half_width),
+                                             P > 0 ? (P - 1) / 2 : 0));
   response_.assign(P, 0.0);
   inv_response_.assign(P, 0.0);
   dark_radiance_.assign(P, 0.0);
@@ -125,7 +129,7 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
   for (std::size_t p = 0; p < P; ++p) {
     if (!usable_[p]) bad_list_.push_back(static_cast<std::uint32_t>(p));
   }
-  const auto h = static_cast<std::size_t>(settings.variance_half_width);
+  const auto h = static_cast<std::size_t>(settings_.variance_half_width);
   // Regular weights: the full window, centre excluded.
   {
     std::vector<double> xs, w(2 * h);
@@ -138,28 +142,20 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
       if (k != h) regular_[k] = w[j++];
     }
   }
-  auto fill = [&](auto& t) {
-    using T = typename std::decay_t<decltype(t.response)>::value_type;
-    t.response.assign(response_.begin(), response_.end());
-    t.inv_response.assign(inv_response_.begin(), inv_response_.end());
-    t.dark_radiance.assign(dark_radiance_.begin(), dark_radiance_.end());
-    t.regular.resize(regular_.size());
-    for (std::size_t k = 0; k < regular_.size(); ++k) t.regular[k] = static_cast<T>(regular_[k]);
-  };
-  fill(tables_f32_);
-  fill(tables_f64_);
   if (P >= 2 * h + 1) {
     interior_begin_ = h;
     interior_end_ = P - h;
   }
-  // Every usable pixel whose window is not the full regular one gets its own taps.
+  // Every usable pixel whose window is not the full regular one gets its own
+  // weights over its window (0 for itself and for unusable pixels).
   std::vector<double> xs, w;
+  std::vector<std::size_t> idx;
   for (std::size_t p = 0; p < P; ++p) {
     if (!usable_[p]) continue;
     const Window win = window_of(p, P, h);
     bool regular = p >= interior_begin_ && p < interior_end_;
     xs.clear();
-    std::vector<std::uint32_t> idx;
+    idx.clear();
     for (std::size_t q = win.lo; q <= win.hi; ++q) {
       if (q == p) continue;
       if (!usable_[q]) {
@@ -167,15 +163,32 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
         continue;
       }
       xs.push_back(static_cast<double>(q) - static_cast<double>(p));
-      idx.push_back(static_cast<std::uint32_t>(q));
+      idx.push_back(q - win.lo);
     }
     if (regular) continue;
     w.assign(xs.size(), 0.0);
     leave_one_out_weights(xs, w);
-    irregular_.push_back({static_cast<std::uint32_t>(p), static_cast<std::uint32_t>(taps_.size()),
-                          static_cast<std::uint32_t>(xs.size())});
-    for (std::size_t j = 0; j < xs.size(); ++j) taps_.push_back({idx[j], w[j]});
+    irregular_pixel_.push_back(static_cast<std::uint32_t>(p));
+    irregular_lo_.push_back(static_cast<std::uint32_t>(win.lo));
+    const std::size_t base = irregular_weights_.size();
+    irregular_weights_.resize(base + 2 * h + 1, 0.0);
+    for (std::size_t k = 0; k < xs.size(); ++k) irregular_weights_[base + idx[k]] = w[k];
   }
+  // A window narrower than 2h + 1 (P < 2h + 1) is padded with zero weights.
+  auto fill = [&](auto& t) {
+    using T = typename std::decay_t<decltype(t.response)>::value_type;
+    t.response.assign(response_.begin(), response_.end());
+    t.inv_response.assign(inv_response_.begin(), inv_response_.end());
+    t.dark_radiance.assign(dark_radiance_.begin(), dark_radiance_.end());
+    t.regular.resize(regular_.size());
+    for (std::size_t k = 0; k < regular_.size(); ++k) t.regular[k] = static_cast<T>(regular_[k]);
+    t.irregular.resize(irregular_weights_.size());
+    for (std::size_t k = 0; k < irregular_weights_.size(); ++k) {
+      t.irregular[k] = static_cast<T>(irregular_weights_[k]);
+    }
+  };
+  fill(tables_f32_);
+  fill(tables_f64_);
 }
 
 namespace {
@@ -190,6 +203,10 @@ struct RowTables {
   const std::uint8_t* bad;
   const T* regular;  // 2h + 1 weights, centre 0
   std::size_t pixels, half_width, interior_begin, interior_end;
+  const std::uint32_t* irregular_pixel;
+  const std::uint32_t* irregular_lo;
+  const T* irregular;  // 2h + 1 weights per irregular pixel
+  std::size_t irregular_count;
 };
 
 // The variance of one pixel from its smoothed radiance, in T (see the header).
@@ -257,7 +274,20 @@ inline void row_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double mi
   } else {
     interior_variance<0>(tb, vt, L, V);
   }
+  // The pixels near edges and bad pixels, with their own weights.
+  const std::size_t width = 2 * tb.half_width + 1;
+  const T* __restrict resp = tb.response;
+  for (std::size_t i = 0; i < tb.irregular_count; ++i) {
+    const T* __restrict w = tb.irregular + i * width;
+    const T* __restrict src = L + tb.irregular_lo[i];
+    T acc = T(0);
+    for (std::size_t k = 0; k < width; ++k) acc += w[k] * src[k];
+    const std::uint32_t p = tb.irregular_pixel[i];
+    V[p] = vt(acc, dark[p], resp[p], inv_resp[p]);
+  }
 }
+
+
 
 // Runtime dispatch on the instruction set: portable builds still use AVX2 or
 // AVX-512 where the CPU has them (GCC function multi-versioning).
@@ -281,6 +311,12 @@ EXOSPEC_ROW_KERNEL(std::uint32_t, double, row_u32_f64)
 EXOSPEC_ROW_KERNEL(double, float, row_f64_f32)
 EXOSPEC_ROW_KERNEL(double, double, row_f64_f64)
 #undef EXOSPEC_ROW_KERNEL
+EXOSPEC_CLONES double sum_dispatch(const std::uint32_t* c, std::size_t n) noexcept {
+  return row_total(c, n);
+}
+EXOSPEC_CLONES double sum_dispatch(const double* c, std::size_t n) noexcept {
+  return row_total(c, n);
+}
 
 }  // namespace
 
@@ -301,14 +337,18 @@ void Calibrator::run(std::span<const Count> counts, std::span<const double> expo
                            P,
                            static_cast<std::size_t>(settings_.variance_half_width),
                            interior_begin_,
-                           interior_end_};
+                           interior_end_,
+                           irregular_pixel_.data(),
+                           irregular_lo_.data(),
+                           t.irregular.data(),
+                           irregular_pixel_.size()};
   for (std::size_t r = 0; r < rows; ++r) {
     const Count* c = counts.data() + r * P;
     Real* L = radiance.data() + r * P;
     Real* V = variance.data() + r * P;
     std::uint8_t* Q = quality.data() + r * P;
     const SpectrumTerms s =
-        spectrum_terms(row_total(c, P), exposure_s[r], temperature_c[r], dead_time_s_, t_ref_,
+        spectrum_terms(sum_dispatch(c, P), exposure_s[r], temperature_c[r], dead_time_s_, t_ref_,
                        temp_coeff_, settings_.max_dead_time_correction);
     if (!s.values) {
       for (std::size_t p = 0; p < P; ++p) Q[p] = static_cast<std::uint8_t>(bad_[p] | s.flags);
@@ -317,16 +357,6 @@ void Calibrator::run(std::span<const Count> counts, std::span<const double> expo
       continue;
     }
     row_dispatch(tb, s, settings_.min_expected_counts, c, L, V, Q);
-    // The pixels near edges and bad pixels, with their own taps.
-    const VarianceTerms<Real> vt(s, settings_.min_expected_counts);
-    for (const Irregular& ir : irregular_) {
-      double acc = 0.0;
-      for (std::uint32_t j = ir.first; j < ir.first + ir.count; ++j) {
-        acc += taps_[j].weight * static_cast<double>(L[taps_[j].pixel]);
-      }
-      const std::uint32_t p = ir.pixel;
-      V[p] = vt(static_cast<Real>(acc), t.dark_radiance[p], t.response[p], t.inv_response[p]);
-    }
     for (const std::uint32_t p : bad_list_) {
       L[p] = kNaN;
       V[p] = kNaN;

@@ -259,3 +259,28 @@ TEST(Calibrate, VarianceDoesNotFollowThePixelsOwnCount) {
 
 }  // namespace
 }  // namespace exospec::kernels
+
+namespace exospec::kernels {
+namespace {
+
+TEST(Calibrate, DetectorNarrowerThanTheWindowShrinksIt) {
+  for (std::size_t P : {1u, 2u, 5u, 8u}) {
+    Detector d = make_detector(P, 19, 1e-6);
+    const Calibrator cal(d.view(), {});
+    EXPECT_EQ(cal.settings().variance_half_width, static_cast<int>((P - 1) / 2));
+    std::vector<std::uint32_t> counts(P, 7);
+    const std::vector<double> exposure = {8.0}, temperature = {1.0};
+    std::vector<double> L(P), V(P), Lr(P), Vr(P);
+    std::vector<std::uint8_t> Q(P), Qr(P);
+    cal.run<std::uint32_t, double>(counts, exposure, temperature, L, V, Q);
+    cal.run_reference<std::uint32_t, double>(counts, exposure, temperature, Lr, Vr, Qr);
+    for (std::size_t p = 0; p < P; ++p) {
+      EXPECT_NEAR(L[p], Lr[p], 1e-12 * std::abs(Lr[p]));
+      EXPECT_NEAR(V[p], Vr[p], 1e-10 * Vr[p]) << "P " << P << " pixel " << p;
+      EXPECT_GT(V[p], 0.0);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace exospec::kernels

@@ -71,7 +71,7 @@ struct DetectorCalibration {
 
 struct CalibrateSettings {
   double max_dead_time_correction = 1.25;  // 1/g above this flags the spectrum saturated
-  int variance_half_width = 4;             // pixels each side of the variance smoother
+  int variance_half_width = 4;  // pixels each side of the variance smoother (<= (P - 1) / 2)
   double min_expected_counts = 0.1;        // floor of mu_p (counts)
 };
 
@@ -103,13 +103,6 @@ class Calibrator {
                      std::span<Real> variance, std::span<std::uint8_t> quality) const;
 
  private:
-  struct Tap {
-    std::uint32_t pixel;
-    double weight;
-  };
-  struct Irregular {  // a pixel whose smoother window is not the regular one
-    std::uint32_t pixel, first, count;  // taps_[first, first + count)
-  };
   std::size_t pixels_;
   CalibrateSettings settings_;
   double dead_time_s_, t_ref_, temp_coeff_;
@@ -120,13 +113,15 @@ class Calibrator {
   std::vector<std::uint8_t> usable_;
   std::vector<double> regular_;       // 2h + 1 weights, centre 0
   std::size_t interior_begin_ = 0, interior_end_ = 0;
-  std::vector<Irregular> irregular_;
-  std::vector<Tap> taps_;
+  // Pixels whose smoother window is not the regular one (near the edges or a bad
+  // pixel): window start and 2h + 1 weights each (0 for excluded pixels).
+  std::vector<std::uint32_t> irregular_pixel_, irregular_lo_;
+  std::vector<double> irregular_weights_;
   std::vector<std::uint32_t> bad_list_;  // unusable pixels
   // The tables in the fast path's compute type (float for float output).
   template <class T>
   struct Tables {
-    std::vector<T> response, inv_response, dark_radiance, regular;
+    std::vector<T> response, inv_response, dark_radiance, regular, irregular;
   };
   Tables<float> tables_f32_;
   Tables<double> tables_f64_;
