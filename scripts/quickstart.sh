@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds exospec, simulates the default Phebus-like limb-scan dataset
-# (out/default_scan.h5, both channels, 1000 spectra, seed 1) and summarises it.
+# (out/default_scan.h5, both channels, 1000 spectra, seed 1), summarises it and
+# runs the pipeline on it (out/default_scan_out.h5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,3 +10,4 @@ cmake --build build -j "$(nproc)" --target exospec_cli
 mkdir -p out
 ./build/cli/exospec simulate -o out/default_scan.h5 --force
 ./build/cli/exospec info out/default_scan.h5
+./build/cli/exospec run out/default_scan.h5 -o out/default_scan_out.h5 --force
