@@ -1,0 +1,243 @@
+#include "exospec/kernels/savgol.hpp"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+namespace exospec::kernels {
+namespace {
+
+// Interior samples: y_j = sum_i c_i x_{j - h + i}, in blocks of 64 outputs
+// kept in registers while the taps stream past (vectorises over j).
+template <class T>
+inline void interior_kernel(const T* __restrict x, T* __restrict y, const T* __restrict c,
+                            std::size_t width, std::size_t begin, std::size_t end) noexcept {
+  constexpr std::size_t kBlock = 64;
+  const std::size_t h = width / 2;
+  std::size_t j = begin;
+  for (; j + kBlock <= end; j += kBlock) {
+    T acc[kBlock] = {};
+    for (std::size_t i = 0; i < width; ++i) {
+      const T ci = c[i];
+      const T* __restrict src = x + j - h + i;
+      for (std::size_t k = 0; k < kBlock; ++k) acc[k] += ci * src[k];
+    }
+    for (std::size_t k = 0; k < kBlock; ++k) y[j + k] = acc[k];
+  }
+  for (; j < end; ++j) {
+    T acc = T(0);
+    for (std::size_t i = 0; i < width; ++i) acc += c[i] * x[j - h + i];
+    y[j] = acc;
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
+#define EXOSPEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define EXOSPEC_CLONES
+#endif
+EXOSPEC_CLONES void interior(const float* x, float* y, const float* c, std::size_t width,
+                             std::size_t begin, std::size_t end) noexcept {
+  interior_kernel(x, y, c, width, begin, end);
+}
+EXOSPEC_CLONES void interior(const double* x, double* y, const double* c, std::size_t width,
+                             std::size_t begin, std::size_t end) noexcept {
+  interior_kernel(x, y, c, width, begin, end);
+}
+
+}  // namespace
+
+std::optional<SavgolMode> parse_savgol_mode(std::string_view name) noexcept {
+  if (name == "interp") return SavgolMode::kInterp;
+  if (name == "mirror") return SavgolMode::kMirror;
+  if (name == "nearest") return SavgolMode::kNearest;
+  if (name == "constant") return SavgolMode::kConstant;
+  if (name == "wrap") return SavgolMode::kWrap;
+  return std::nullopt;
+}
+
+std::string_view savgol_mode_name(SavgolMode m) noexcept {
+  switch (m) {
+    case SavgolMode::kInterp:
+      return "interp";
+    case SavgolMode::kMirror:
+      return "mirror";
+    case SavgolMode::kNearest:
+      return "nearest";
+    case SavgolMode::kConstant:
+      return "constant";
+    case SavgolMode::kWrap:
+      return "wrap";
+  }
+  return "?";
+}
+
+std::vector<double> savgol_coeffs(int window, int polyorder, int deriv, double delta,
+                                  std::optional<double> pos, bool use_conv) {
+  if (window < 1) throw std::invalid_argument("window must be at least 1");
+  if (polyorder < 0 || polyorder >= window) {
+    throw std::invalid_argument("polyorder must be in [0, window)");
+  }
+  if (deriv < 0) throw std::invalid_argument("deriv must be >= 0");
+  if (!(delta > 0.0)) throw std::invalid_argument("delta must be > 0");
+  const int half = window / 2;
+  const double p = pos ? *pos : (window % 2 == 0 ? half - 0.5 : static_cast<double>(half));
+  if (!(p >= 0.0 && p < window)) throw std::invalid_argument("pos must be in [0, window)");
+  const auto W = static_cast<std::size_t>(window);
+  std::vector<double> out(W, 0.0);
+  if (deriv > polyorder) return out;
+
+  // Minimum-norm solution of A c = y, A_ki = x_i^k (k = 0..polyorder), y =
+  // deriv! / delta^deriv e_deriv: the weights of the deriv-th derivative of the
+  // least-squares polynomial at x = 0. Abscissae are scaled by s (x' = x / s,
+  // y'_deriv = y_deriv / s^deriv) for conditioning; long double throughout.
+  using Mat = Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vec = Eigen::Matrix<long double, Eigen::Dynamic, 1>;
+  const auto m = static_cast<Eigen::Index>(polyorder + 1);
+  const auto n = static_cast<Eigen::Index>(W);
+  long double s = 0.0L;
+  for (std::size_t i = 0; i < W; ++i) {
+    s = std::max(s, std::abs(static_cast<long double>(i) - static_cast<long double>(p)));
+  }
+  if (s == 0.0L) s = 1.0L;
+  Mat a(m, n);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const long double x = (static_cast<long double>(i) - static_cast<long double>(p)) / s;
+    long double v = 1.0L;
+    for (Eigen::Index k = 0; k < m; ++k, v *= x) a(k, i) = v;
+  }
+  Vec y = Vec::Zero(m);
+  long double fact = 1.0L;
+  for (int k = 2; k <= deriv; ++k) fact *= static_cast<long double>(k);
+  y(deriv) = fact / std::pow(static_cast<long double>(delta) * s, static_cast<long double>(deriv));
+  const Vec c = a.completeOrthogonalDecomposition().solve(y);
+  for (Eigen::Index i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = static_cast<double>(c(i));
+  if (use_conv) std::reverse(out.begin(), out.end());  // scipy's use="conv"
+  return out;
+}
+
+SavgolFilter::SavgolFilter(std::size_t length, const SavgolSettings& settings)
+    : n_(length), s_(settings) {
+  if (s_.window % 2 == 0) throw std::invalid_argument("the filter needs an odd window");
+  centre_ = savgol_coeffs(s_.window, s_.polyorder, s_.deriv, s_.delta, std::nullopt, false);
+  for (double c : centre_) {
+    centre_f32_.push_back(static_cast<float>(c));
+    centre2_f32_.push_back(static_cast<float>(c * c));
+    centre2_f64_.push_back(c * c);
+  }
+  const auto W = static_cast<std::size_t>(s_.window);
+  const std::size_t h = W / 2;
+  if (s_.mode == SavgolMode::kInterp && n_ < W) {
+    throw std::invalid_argument("mode interp needs a signal at least as long as the window (" +
+                                std::to_string(n_) + " < " + std::to_string(W) + ")");
+  }
+  if (n_ == 0) return;
+  if (n_ >= W) {
+    interior_begin_ = h;
+    interior_end_ = n_ - h;
+  }
+  auto add_row = [&](std::size_t j, const std::map<std::size_t, double>& w, double constant) {
+    edges_.push_back({static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(taps_.size()),
+                      static_cast<std::uint32_t>(w.size()), constant});
+    for (const auto& [q, v] : w) taps_.push_back({static_cast<std::uint32_t>(q), v});
+  };
+  const auto N = static_cast<std::int64_t>(n_);
+  for (std::size_t j = 0; j < n_; ++j) {
+    if (j >= interior_begin_ && j < interior_end_) continue;
+    std::map<std::size_t, double> w;
+    double constant = 0.0;
+    if (s_.mode == SavgolMode::kInterp) {
+      // Polynomial through the first (last) W samples, evaluated at j.
+      const std::size_t start = j < h ? 0 : n_ - W;
+      const auto c = savgol_coeffs(s_.window, s_.polyorder, s_.deriv, s_.delta,
+                                   static_cast<double>(j - start), false);
+      for (std::size_t i = 0; i < W; ++i) w[start + i] += c[i];
+    } else {
+      for (std::size_t i = 0; i < W; ++i) {
+        std::int64_t k = static_cast<std::int64_t>(j + i) - static_cast<std::int64_t>(h);
+        if (k < 0 || k >= N) {
+          switch (s_.mode) {
+            case SavgolMode::kConstant:
+              constant += centre_[i] * s_.cval;
+              continue;
+            case SavgolMode::kNearest:
+              k = std::clamp<std::int64_t>(k, 0, N - 1);
+              break;
+            case SavgolMode::kWrap:
+              k = ((k % N) + N) % N;
+              break;
+            case SavgolMode::kMirror: {
+              if (N == 1) {
+                k = 0;
+                break;
+              }
+              const std::int64_t period = 2 * (N - 1);
+              k = ((k % period) + period) % period;
+              if (k >= N) k = period - k;
+              break;
+            }
+            case SavgolMode::kInterp:
+              break;
+          }
+        }
+        w[static_cast<std::size_t>(k)] += centre_[i];
+      }
+    }
+    add_row(j, w, constant);
+  }
+}
+
+template <class T>
+void SavgolFilter::apply(std::span<const T> x, std::span<T> y) const noexcept {
+  assert(x.size() == n_ && y.size() == n_);
+  const T* __restrict xs = x.data();
+  T* __restrict ys = y.data();
+  const auto& c = centre<T>();
+  interior(xs, ys, c.data(), c.size(), interior_begin_, interior_end_);
+  for (const EdgeRow& e : edges_) {
+    double acc = e.constant;
+    for (std::uint32_t t = e.first; t < e.first + e.count; ++t) {
+      acc += taps_[t].weight * static_cast<double>(xs[taps_[t].source]);
+    }
+    ys[e.output] = static_cast<T>(acc);
+  }
+}
+
+template <class T>
+void SavgolFilter::apply_variance(std::span<const T> var, std::span<T> out) const noexcept {
+  assert(var.size() == n_ && out.size() == n_);
+  const auto& c2 = centre_squared<T>();
+  interior(var.data(), out.data(), c2.data(), c2.size(), interior_begin_, interior_end_);
+  for (const EdgeRow& e : edges_) {
+    double acc = 0.0;
+    for (std::uint32_t t = e.first; t < e.first + e.count; ++t) {
+      acc += taps_[t].weight * taps_[t].weight * static_cast<double>(var[taps_[t].source]);
+    }
+    out[e.output] = static_cast<T>(acc);
+  }
+}
+
+template <class T>
+void SavgolFilter::apply_rows(std::span<const T> x, std::span<T> y) const noexcept {
+  assert(n_ > 0 && x.size() % n_ == 0 && y.size() == x.size());
+  for (std::size_t r = 0; r < x.size() / n_; ++r) {
+    apply<T>(x.subspan(r * n_, n_), y.subspan(r * n_, n_));
+  }
+}
+
+template void SavgolFilter::apply<float>(std::span<const float>, std::span<float>) const noexcept;
+template void SavgolFilter::apply<double>(std::span<const double>, std::span<double>) const noexcept;
+template void SavgolFilter::apply_variance<float>(std::span<const float>,
+                                                  std::span<float>) const noexcept;
+template void SavgolFilter::apply_variance<double>(std::span<const double>,
+                                                   std::span<double>) const noexcept;
+template void SavgolFilter::apply_rows<float>(std::span<const float>,
+                                              std::span<float>) const noexcept;
+template void SavgolFilter::apply_rows<double>(std::span<const double>,
+                                               std::span<double>) const noexcept;
+
+}  // namespace exospec::kernels
