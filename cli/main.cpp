@@ -111,6 +111,7 @@ nlohmann::json run_report_json(const exospec::pipeline::RunSummary& s, const std
   j["seconds"] = {{"total", s.seconds},
                   {"read", s.read_seconds},
                   {"calibrate", s.calibrate_seconds},
+                  {"denoise", s.denoise_seconds},
                   {"write", s.write_seconds},
                   {"hash", s.hash_seconds}};
   j["spectra_per_second"] = s.seconds > 0 ? static_cast<double>(s.spectra) / s.seconds : 0.0;
@@ -135,14 +136,17 @@ void print_run_summary(const exospec::pipeline::RunSummary& s, const std::string
   for (const auto& c : s.channels) std::fprintf(stderr, " %s", c.c_str());
   std::fprintf(stderr, " in %.2f s (%.0f spectra/s)\n", s.seconds,
                s.seconds > 0 ? static_cast<double>(s.spectra) / s.seconds : 0.0);
-  std::fprintf(stderr, "     read %.2f s, calibrate %.2f s, write %.2f s, input hash %.2f s\n",
-               s.read_seconds, s.calibrate_seconds, s.write_seconds, s.hash_seconds);
+  std::fprintf(stderr,
+               "     read %.2f s, calibrate %.2f s, denoise %.2f s, write %.2f s, input hash %.2f s\n",
+               s.read_seconds, s.calibrate_seconds, s.denoise_seconds, s.write_seconds,
+               s.hash_seconds);
   std::fprintf(stderr, "     flagged pixels: bad %llu, saturated %llu, invalid exposure %llu, "
-               "invalid temperature %llu\n",
+               "invalid temperature %llu, particle hit %llu\n",
                static_cast<unsigned long long>(s.quality_bit_pixels[0]),
                static_cast<unsigned long long>(s.quality_bit_pixels[1]),
                static_cast<unsigned long long>(s.quality_bit_pixels[2]),
-               static_cast<unsigned long long>(s.quality_bit_pixels[3]));
+               static_cast<unsigned long long>(s.quality_bit_pixels[3]),
+               static_cast<unsigned long long>(s.quality_bit_pixels[4]));
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -191,14 +195,14 @@ int main(int argc, char** argv) {
   sim->add_flag("-q,--quiet", sim_quiet, "No progress or summary");
 
   // run
-  auto* runc = app.add_subcommand("run", "Calibrate an input file into an output file");
+  auto* runc = app.add_subcommand("run", "Calibrate and denoise an input file into an output file");
   std::string run_in, run_out, run_stages, run_channels, run_config, run_report;
   int run_threads = 0;
   bool run_force = false, run_quiet = false;
   runc->add_option("input", run_in, "Input HDF5 file (never modified)")->required();
   runc->add_option("-o,--output", run_out, "Output HDF5 file")->required();
   auto* o_stages = runc->add_option("--stages", run_stages,
-                                    "Comma-separated stages, in pipeline order: calibrate");
+                                    "Comma-separated stages, in pipeline order: calibrate,denoise");
   auto* o_run_channels = runc->add_option("--channels", run_channels, "Comma-separated: euv,fuv");
   runc->add_option("--config", run_config,
                    "TOML file overriding the defaults (exospec config --defaults run)")

@@ -254,9 +254,9 @@ inline void interior_variance(const RowTables<T>& tb, const VarianceTerms<T>& vt
 }
 
 template <class Count, class T>
-inline void row_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts,
-                       const Count* __restrict c, T* __restrict L, T* __restrict V,
-                       std::uint8_t* __restrict Q) noexcept {
+inline void radiance_kernel(const RowTables<T>& tb, const SpectrumTerms& s,
+                            const Count* __restrict c, T* __restrict L,
+                            std::uint8_t* __restrict Q) noexcept {
   const std::size_t P = tb.pixels;
   const T* __restrict inv_resp = tb.inv_response;
   const T* __restrict dark = tb.dark_radiance;
@@ -268,6 +268,13 @@ inline void row_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double mi
     L[p] = a * inv_resp[p] * static_cast<T>(c[p]) - ds * dark[p];
     Q[p] = static_cast<std::uint8_t>(bad[p] | flags);
   }
+}
+
+template <class T>
+inline void variance_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts,
+                            const T* __restrict L, T* __restrict V) noexcept {
+  const T* __restrict inv_resp = tb.inv_response;
+  const T* __restrict dark = tb.dark_radiance;
   const VarianceTerms<T> vt(s, min_counts);
   if (tb.half_width == 4) {
     interior_variance<4>(tb, vt, L, V);
@@ -287,7 +294,149 @@ inline void row_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double mi
   }
 }
 
+// Particle hits (spikes of 1-3 pixels) in one row, after the radiance and
+// before the variance. For each usable pixel p:
+//   reference   ref_p = mean radiance of the usable pixels at p +- 2 and p +- 3
+//               (a spike up to 3 pixels wide never covers both sides);
+//   expectation mu_p = ref_p k_p + d_p counts (k_p = S F t g counts per R/nm,
+//               d_p = s D t g dark counts), floored at min_counts;
+//   tolerance   tol_p = line_tolerance k_p max(0, ref_p - B_p), B_p the lowest
+//               3-pixel mean within +-10 pixels: a Gaussian line spread of
+//               sigma >= 4 pixels makes L_p exceed ref_p by at most ~20 % of its
+//               height above the local baseline, a spike by all of it;
+//   statistic   z_p = 2 (sqrt(c_p + 3/8) - sqrt(mu_p + 3/8)) /
+//                     sqrt(1 + 1/4 + tol_p^2 / (mu_p + 3/8))
+//               (Anscombe's transform keeps low-count Poisson tails honest; the
+//               1/4 is the reference's own noise).
+// z_p > threshold flags p; its neighbours are flagged too when z > grow
+// threshold (the sides of 2-3 pixel hits). Each run of flagged pixels is
+// replaced by linear interpolation between the nearest unflagged usable pixels.
+// Returns the number of flagged pixels. `work` holds P values (scratch).
+template <class Count, class T>
+std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts,
+                        const DespikeSettings& ds_settings, const std::uint8_t* usable,
+                        const Count* c, T* L, std::uint8_t* Q, T* work) noexcept {
+  const std::size_t P = tb.pixels;
+  if (P < 7) return 0;
+  const double tg = s.tg, dark_scale = s.dark_scale;
+  // 3-pixel means (NaN-free: unusable pixels are 0 here, so skip them).
+  T* mean3 = work;
+  for (std::size_t p = 0; p < P; ++p) {
+    double acc = 0;
+    int n = 0;
+    for (std::size_t q = p > 0 ? p - 1 : 0; q <= std::min(P - 1, p + 1); ++q) {
+      if (usable[q]) {
+        acc += static_cast<double>(L[q]);
+        ++n;
+      }
+    }
+    mean3[p] = n ? static_cast<T>(acc / n) : std::numeric_limits<T>::infinity();
+  }
+  auto z_of = [&](std::size_t p) -> double {
+    double ref = 0;
+    int n = 0;
+    for (std::ptrdiff_t off : {-3, -2, 2, 3}) {
+      const std::ptrdiff_t q = static_cast<std::ptrdiff_t>(p) + off;
+      if (q < 0 || q >= static_cast<std::ptrdiff_t>(P) || !usable[q]) continue;
+      if (Q[q] & quality::kParticleHit) continue;  // already a hit
+      ref += static_cast<double>(L[q]);
+      ++n;
+    }
+    if (n < 2) return 0.0;
+    ref /= n;
+    const double k = static_cast<double>(tb.response[p]) * tg;
+    const double d = dark_scale * static_cast<double>(tb.dark_radiance[p]) * k;
+    const double mu = std::max(ref * k + d, min_counts);
+    const std::size_t lo = p >= 10 ? p - 10 : 0, hi = std::min(P - 1, p + 10);
+    double base = std::numeric_limits<double>::infinity();
+    for (std::size_t q = lo; q <= hi; ++q) base = std::min(base, static_cast<double>(mean3[q]));
+    const double tol = ds_settings.line_tolerance * k * std::max(0.0, ref - base);
+    const double a = mu + 0.375;
+    return 2.0 * (std::sqrt(static_cast<double>(c[p]) + 0.375) - std::sqrt(a)) /
+           std::sqrt(1.25 + tol * tol / a);
+  };
+  const auto hit = [&](std::size_t q) { return (Q[q] & quality::kParticleHit) != 0; };
+  std::size_t n = 0;
+  for (std::size_t p = 0; p < P; ++p) {
+    if (!usable[p] || hit(p) || z_of(p) <= ds_settings.threshold) continue;
+    Q[p] |= quality::kParticleHit;
+    ++n;
+  }
+  if (n == 0) return 0;
+  // Grow: the unflagged pixels within 2 of a hit join it above the lower
+  // threshold, their reference now excluding the hit (until nothing changes;
+  // hits are at most 3 pixels wide, so 2 rounds suffice).
+  for (int round = 0; round < 2; ++round) {
+    bool grew = false;
+    for (std::size_t p = 0; p < P; ++p) {
+      if (!usable[p] || hit(p)) continue;
+      bool near = false;
+      for (std::size_t q = p >= 2 ? p - 2 : 0; q <= std::min(P - 1, p + 2); ++q) near |= hit(q);
+      if (!near || z_of(p) <= ds_settings.grow_threshold) continue;
+      Q[p] |= quality::kParticleHit;
+      ++n;
+      grew = true;
+    }
+    if (!grew) break;
+  }
+  // Linear interpolation across each run of flagged pixels.
+  for (std::size_t a = 0; a < P;) {
+    if (!hit(a)) {
+      ++a;
+      continue;
+    }
+    std::size_t b = a;
+    while (b + 1 < P && hit(b + 1)) ++b;
+    std::ptrdiff_t left = static_cast<std::ptrdiff_t>(a) - 1, right = static_cast<std::ptrdiff_t>(b) + 1;
+    while (left >= 0 && (!usable[left] || (Q[left] & quality::kParticleHit))) --left;
+    while (right < static_cast<std::ptrdiff_t>(P) &&
+           (!usable[right] || (Q[right] & quality::kParticleHit))) {
+      ++right;
+    }
+    for (std::size_t p = a; p <= b; ++p) {
+      double v;
+      if (left >= 0 && right < static_cast<std::ptrdiff_t>(P)) {
+        const double w = static_cast<double>(static_cast<std::ptrdiff_t>(p) - left) /
+                         static_cast<double>(right - left);
+        v = (1 - w) * static_cast<double>(L[left]) + w * static_cast<double>(L[right]);
+      } else if (left >= 0) {
+        v = static_cast<double>(L[left]);
+      } else if (right < static_cast<std::ptrdiff_t>(P)) {
+        v = static_cast<double>(L[right]);
+      } else {
+        v = 0.0;
+      }
+      L[p] = static_cast<T>(v);
+    }
+    a = b + 1;
+  }
+  return n;
+}
 
+// The variance of a replaced pixel: that of the interpolation between its
+// nearest unflagged usable neighbours.
+template <class T>
+void replaced_variance(std::size_t P, const std::uint8_t* usable, const std::uint8_t* Q,
+                       T* V) noexcept {
+  for (std::size_t i = 0; i < P; ++i) {
+    if (!(Q[i] & quality::kParticleHit) || !usable[i]) continue;
+    const auto p = static_cast<std::ptrdiff_t>(i);
+    std::ptrdiff_t left = p - 1, right = p + 1;
+    auto clean = [&](std::ptrdiff_t q) { return usable[q] && !(Q[q] & quality::kParticleHit); };
+    while (left >= 0 && !clean(left)) --left;
+    while (right < static_cast<std::ptrdiff_t>(P) && !clean(right)) ++right;
+    double v = 0.0;
+    if (left >= 0 && right < static_cast<std::ptrdiff_t>(P)) {
+      const double w = static_cast<double>(p - left) / static_cast<double>(right - left);
+      v = (1 - w) * (1 - w) * static_cast<double>(V[left]) + w * w * static_cast<double>(V[right]);
+    } else if (left >= 0) {
+      v = static_cast<double>(V[left]);
+    } else if (right < static_cast<std::ptrdiff_t>(P)) {
+      v = static_cast<double>(V[right]);
+    }
+    V[p] = static_cast<T>(v);
+  }
+}
 
 // Runtime dispatch on the instruction set: portable builds still use AVX2 or
 // AVX-512 where the CPU has them (GCC function multi-versioning).
@@ -297,20 +446,28 @@ inline void row_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double mi
 #define EXOSPEC_CLONES
 #endif
 
-#define EXOSPEC_ROW_KERNEL(Count, T, name)                                                    \
-  EXOSPEC_CLONES void name(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts, \
-                           const Count* c, T* L, T* V, std::uint8_t* Q) noexcept {            \
-    row_kernel<Count, T>(tb, s, min_counts, c, L, V, Q);                                      \
-  }                                                                                           \
-  inline void row_dispatch(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts, \
-                           const Count* c, T* L, T* V, std::uint8_t* Q) noexcept {            \
-    name(tb, s, min_counts, c, L, V, Q);                                                      \
+#define EXOSPEC_RADIANCE_KERNEL(Count, T, name)                                                \
+  EXOSPEC_CLONES void name(const RowTables<T>& tb, const SpectrumTerms& s, const Count* c, T* L, \
+                           std::uint8_t* Q) noexcept {                                            \
+    radiance_kernel<Count, T>(tb, s, c, L, Q);                                                   \
+  }                                                                                              \
+  inline void radiance_dispatch(const RowTables<T>& tb, const SpectrumTerms& s, const Count* c,  \
+                                T* L, std::uint8_t* Q) noexcept {                                \
+    name(tb, s, c, L, Q);                                                                        \
   }
-EXOSPEC_ROW_KERNEL(std::uint32_t, float, row_u32_f32)
-EXOSPEC_ROW_KERNEL(std::uint32_t, double, row_u32_f64)
-EXOSPEC_ROW_KERNEL(double, float, row_f64_f32)
-EXOSPEC_ROW_KERNEL(double, double, row_f64_f64)
-#undef EXOSPEC_ROW_KERNEL
+EXOSPEC_RADIANCE_KERNEL(std::uint32_t, float, radiance_u32_f32)
+EXOSPEC_RADIANCE_KERNEL(std::uint32_t, double, radiance_u32_f64)
+EXOSPEC_RADIANCE_KERNEL(double, float, radiance_f64_f32)
+EXOSPEC_RADIANCE_KERNEL(double, double, radiance_f64_f64)
+#undef EXOSPEC_RADIANCE_KERNEL
+EXOSPEC_CLONES void variance_dispatch(const RowTables<float>& tb, const SpectrumTerms& s,
+                                      double min_counts, const float* L, float* V) noexcept {
+  variance_kernel<float>(tb, s, min_counts, L, V);
+}
+EXOSPEC_CLONES void variance_dispatch(const RowTables<double>& tb, const SpectrumTerms& s,
+                                      double min_counts, const double* L, double* V) noexcept {
+  variance_kernel<double>(tb, s, min_counts, L, V);
+}
 EXOSPEC_CLONES double sum_dispatch(const std::uint32_t* c, std::size_t n) noexcept {
   return row_total(c, n);
 }
@@ -356,7 +513,14 @@ void Calibrator::run(std::span<const Count> counts, std::span<const double> expo
       std::fill(V, V + P, kNaN);
       continue;
     }
-    row_dispatch(tb, s, settings_.min_expected_counts, c, L, V, Q);
+    radiance_dispatch(tb, s, c, L, Q);
+    std::size_t replaced = 0;
+    if (settings_.despike.enabled) {
+      replaced = despike_row<Count, Real>(tb, s, settings_.min_expected_counts, settings_.despike,
+                                          usable_.data(), c, L, Q, V);
+    }
+    variance_dispatch(tb, s, settings_.min_expected_counts, L, V);
+    if (replaced > 0) replaced_variance(P, usable_.data(), Q, V);
     for (const std::uint32_t p : bad_list_) {
       L[p] = kNaN;
       V[p] = kNaN;

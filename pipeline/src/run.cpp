@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
+#include <optional>
+#include <stdexcept>
 
 #include "exospec/error.hpp"
 #include "exospec/io/file.hpp"
@@ -24,18 +27,90 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+kernels::CalibrateSettings calibrate_settings(const RunConfig& config, const std::string& ch) {
+  kernels::CalibrateSettings s = config.calibrate;
+  s.despike.enabled = false;
+  if (config.has_stage(Stage::kDenoise)) {
+    s.despike = config.denoise.at(ch).despike;
+    s.despike.enabled = true;
+  }
+  return s;
+}
+
+// The smoothing of one channel: the adaptive (LPA-ICI) smoother or one fixed
+// Savitzky-Golay filter, with per-thread scratch.
+class Smoother {
+ public:
+  Smoother(std::size_t pixels, const DenoiseConfig& config, int threads) : config_(config) {
+    if (config.method == DenoiseMethod::kAdaptive) {
+      adaptive_.emplace(pixels, config.adaptive);
+      for (int t = 0; t < threads; ++t) {
+        adaptive_work_.push_back(adaptive_->make_workspace<float>());
+      }
+    } else {
+      savgol_.emplace(pixels, config.savgol);
+    }
+    for (int t = 0; t < threads; ++t) {
+      scratch_.emplace_back(2 * pixels);
+    }
+  }
+
+  void run(std::span<const float> radiance, std::span<const float> variance,
+           std::span<const std::uint8_t> quality, std::span<float> out, std::span<float> out_var,
+           int thread) {
+    if (adaptive_) {
+      adaptive_->run<float>(radiance, variance, quality, out, out_var,
+                            adaptive_work_[static_cast<std::size_t>(thread)]);
+      return;
+    }
+    const std::size_t P = savgol_->length();
+    auto& scratch = scratch_[static_cast<std::size_t>(thread)];
+    const auto value = std::span<float>(scratch).first(P);
+    const auto var = std::span<float>(scratch).subspan(P, P);
+    constexpr std::uint8_t kFill = kernels::quality::kUnusable | kernels::quality::kParticleHit;
+    for (std::size_t r = 0; r < radiance.size() / P; ++r) {
+      const std::size_t o = r * P;
+      std::copy_n(radiance.begin() + static_cast<std::ptrdiff_t>(o), P, value.begin());
+      std::copy_n(variance.begin() + static_cast<std::ptrdiff_t>(o), P, var.begin());
+      const auto q = quality.subspan(o, P);
+      auto y = out.subspan(o, P), yv = out_var.subspan(o, P);
+      if (!kernels::fill_flagged<float>(value, var, q, kFill)) {
+        std::fill(y.begin(), y.end(), std::numeric_limits<float>::quiet_NaN());
+        std::fill(yv.begin(), yv.end(), std::numeric_limits<float>::quiet_NaN());
+        continue;
+      }
+      savgol_->apply<float>(value, y);
+      savgol_->apply_variance<float>(var, yv);
+      for (std::size_t p = 0; p < P; ++p) {
+        if (q[p] & kernels::quality::kUnusable) {
+          y[p] = std::numeric_limits<float>::quiet_NaN();
+          yv[p] = std::numeric_limits<float>::quiet_NaN();
+        }
+      }
+    }
+  }
+
+ private:
+  DenoiseConfig config_;
+  std::optional<kernels::AdaptiveSmoother> adaptive_;
+  std::vector<kernels::AdaptiveSmoother::Workspace<float>> adaptive_work_;
+  std::optional<kernels::SavgolFilter> savgol_;
+  std::vector<std::vector<float>> scratch_;
+};
+
 // One channel's calibration and its per-block buffers.
 struct ChannelWork {
   std::string name;
   std::size_t pixels = 0;
   io::ChannelCalibration calibration;
   kernels::Calibrator calibrator;
+  std::optional<Smoother> smoother;
   std::vector<std::uint32_t> counts;
   std::vector<double> exposure, temperature;
-  std::vector<float> temperature_f, radiance, variance;
+  std::vector<float> temperature_f, radiance, variance, denoised, denoised_variance;
   std::vector<std::uint8_t> quality;
 
-  ChannelWork(std::string ch, const io::InputFile& in, const kernels::CalibrateSettings& settings)
+  ChannelWork(std::string ch, const io::InputFile& in, const RunConfig& config, int threads)
       : name(std::move(ch)),
         pixels(in.pixels(name)),
         calibration(in.read_calibration(name)),
@@ -45,7 +120,16 @@ struct ChannelWork {
                                          calibration.dead_time_s,
                                          calibration.dark_reference_temperature,
                                          calibration.dark_temperature_coeff},
-            settings) {}
+            calibrate_settings(config, name)) {
+    if (config.has_stage(Stage::kDenoise)) {
+      try {
+        smoother.emplace(pixels, config.denoise.at(name), threads);
+      } catch (const std::invalid_argument& e) {
+        throw ConfigError(config.source, "denoise." + name,
+                          std::string(e.what()) + " (" + std::to_string(pixels) + " pixels)");
+      }
+    }
+  }
 };
 
 std::vector<std::string> select_channels(const RunConfig& config, const io::InputFile& in) {
@@ -83,9 +167,10 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   const std::vector<std::string> channels = select_channels(config, in);
   const std::uint64_t N = in.spectra();
 
+  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
   std::vector<ChannelWork> work;
   work.reserve(channels.size());
-  for (const auto& ch : channels) work.emplace_back(ch, in, config.calibrate);
+  for (const auto& ch : channels) work.emplace_back(ch, in, config, nthreads);
 
   auto t0 = Clock::now();
   const std::string input_hash = io::sha256_file(input);
@@ -120,6 +205,14 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
       kernels::pixel_wavelengths(cw.calibration.wavelength_coeffs, wl);
       w.write<double>(io::schema::calibrated_group(cw.name) + "/wavelength_nm", wl);
     }
+    if (config.has_stage(Stage::kDenoise)) {
+      for (const auto& spec : io::schema::denoised_objects(cw.name)) {
+        w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, sizes),
+                         spec.units, spec.description, io::schema::per_spectrum(spec.extent));
+      }
+      cw.denoised.resize(block * P);
+      cw.denoised_variance.resize(block * P);
+    }
     cw.counts.resize(block * P);
     cw.exposure.resize(block);
     cw.temperature.resize(block);
@@ -129,7 +222,6 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     cw.quality.resize(block * P);
   }
 
-  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
   std::vector<double> geometry(block);
   // Rows per parallel task: small enough to balance, large enough to amortise.
   constexpr std::size_t kTaskRows = 16;
@@ -174,6 +266,21 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
               std::span(cw.quality).subspan(r0 * P, n * P));
         }
         summary.calibrate_seconds += seconds_since(t0);
+        if (cw.smoother) {
+          t0 = Clock::now();
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic)
+          for (std::int64_t task = 0; task < tasks; ++task) {
+            const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
+            const std::size_t n = std::min(kTaskRows, rows - r0);
+            cw.smoother->run(std::span<const float>(cw.radiance).subspan(r0 * P, n * P),
+                             std::span<const float>(cw.variance).subspan(r0 * P, n * P),
+                             std::span<const std::uint8_t>(cw.quality).subspan(r0 * P, n * P),
+                             std::span(cw.denoised).subspan(r0 * P, n * P),
+                             std::span(cw.denoised_variance).subspan(r0 * P, n * P),
+                             omp_get_thread_num());
+          }
+          summary.denoise_seconds += seconds_since(t0);
+        }
         for (std::size_t i = 0; i < rows * P; ++i) {
           const unsigned q = cw.quality[i];
           if (q == 0) continue;
@@ -187,6 +294,13 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
                             std::span<const float>(cw.variance).first(rows * P));
         w.write_rows<std::uint8_t>(grp + "/quality", row0,
                                    std::span<const std::uint8_t>(cw.quality).first(rows * P));
+        if (cw.smoother) {
+          const std::string dg = io::schema::denoised_group(cw.name);
+          w.write_rows<float>(dg + "/radiance", row0,
+                              std::span<const float>(cw.denoised).first(rows * P));
+          w.write_rows<float>(dg + "/variance", row0,
+                              std::span<const float>(cw.denoised_variance).first(rows * P));
+        }
         summary.write_seconds += seconds_since(t0);
       }
     }

@@ -12,7 +12,7 @@
 namespace exospec::pipeline {
 namespace {
 
-constexpr Stage kAllStages[] = {Stage::kCalibrate};
+constexpr Stage kAllStages[] = {Stage::kCalibrate, Stage::kDenoise};
 constexpr std::string_view kBuiltIn = "<built-in data/run.toml>";
 
 std::string fmt(double x) {
@@ -35,8 +35,14 @@ std::string_view stage_name(Stage s) noexcept {
   switch (s) {
     case Stage::kCalibrate:
       return "calibrate";
+    case Stage::kDenoise:
+      return "denoise";
   }
   return "?";
+}
+
+std::string_view denoise_method_name(DenoiseMethod m) noexcept {
+  return m == DenoiseMethod::kSavgol ? "savgol" : "adaptive";
 }
 
 std::vector<Stage> parse_stages(std::string_view list, const std::string& where) {
@@ -96,6 +102,40 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
   c.calibrate.variance_half_width =
       static_cast<int>(r.integer_in("calibrate.variance_half_width", 2, 64));
   c.calibrate.min_expected_counts = r.in_range("calibrate.min_expected_counts", 1e-6, 1e6);
+  for (const auto& [ch, table] : r.at("denoise").as_table()) {
+    (void)table;
+    const std::string k = "denoise." + ch;
+    if (!io::schema::is_channel(ch)) r.fail(k, "unknown channel \"" + ch + "\"");
+    DenoiseConfig d;
+    const std::string method = r.string(k + ".method");
+    if (method == "adaptive") {
+      d.method = DenoiseMethod::kAdaptive;
+    } else if (method == "savgol") {
+      d.method = DenoiseMethod::kSavgol;
+    } else {
+      r.fail(k + ".method", "unknown method \"" + method + "\" (adaptive or savgol)");
+    }
+    d.despike.enabled = true;
+    d.despike.threshold = r.in_range(k + ".despike.threshold", 1.0, 1e3);
+    d.despike.grow_threshold = r.in_range(k + ".despike.grow_threshold", 0.0, 1e3);
+    d.despike.line_tolerance = r.in_range(k + ".despike.line_tolerance", 0.0, 10.0);
+    d.adaptive.polyorder = static_cast<int>(r.integer_in(k + ".adaptive.polyorder", 0, 6));
+    d.adaptive.windows.clear();
+    for (auto w : r.integers(k + ".adaptive.windows")) {
+      if (w < 3 || w > 1001 || w % 2 == 0) {
+        r.fail(k + ".adaptive.windows", "windows must be odd, between 3 and 1001");
+      }
+      d.adaptive.windows.push_back(static_cast<int>(w));
+    }
+    d.adaptive.gamma = r.in_range(k + ".adaptive.gamma", 0.1, 100.0);
+    d.savgol.window = static_cast<int>(r.integer_in(k + ".savgol.window", 3, 1001));
+    d.savgol.polyorder = static_cast<int>(r.integer_in(k + ".savgol.polyorder", 0, 10));
+    const std::string mode = r.string(k + ".savgol.mode");
+    const auto m = kernels::parse_savgol_mode(mode);
+    if (!m) r.fail(k + ".savgol.mode", "unknown mode \"" + mode + "\" (interp, mirror, nearest, constant, wrap)");
+    d.savgol.mode = *m;
+    c.denoise[ch] = d;
+  }
   c.validate();
   return c;
 }
@@ -117,6 +157,35 @@ void RunConfig::validate() const {
   if (!(calibrate.min_expected_counts > 0.0) || !std::isfinite(calibrate.min_expected_counts)) {
     fail("calibrate.min_expected_counts", "must be positive");
   }
+  for (const auto& [ch, d] : denoise) {
+    const std::string k = "denoise." + ch;
+    const auto& w = d.adaptive.windows;
+    if (w.empty()) fail(k + ".adaptive.windows", "needs at least one window");
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      if (w[i] % 2 == 0 || w[i] < 3) fail(k + ".adaptive.windows", "windows must be odd and >= 3");
+      if (i > 0 && w[i] <= w[i - 1]) fail(k + ".adaptive.windows", "windows must increase");
+      if (w[i] <= d.adaptive.polyorder) {
+        fail(k + ".adaptive.windows", "every window must exceed adaptive.polyorder");
+      }
+    }
+    if (d.savgol.window % 2 == 0) fail(k + ".savgol.window", "must be odd");
+    if (d.savgol.polyorder >= d.savgol.window) {
+      fail(k + ".savgol.polyorder", "must be less than savgol.window");
+    }
+    if (!(d.despike.grow_threshold <= d.despike.threshold)) {
+      fail(k + ".despike.grow_threshold", "must not exceed despike.threshold");
+    }
+  }
+  if (has_stage(Stage::kDenoise) && !has_stage(Stage::kCalibrate)) {
+    fail("run.stages", "stage denoise needs calibrate (stages: calibrate,denoise)");
+  }
+  if (has_stage(Stage::kDenoise)) {
+    for (auto ch : io::schema::kChannels) {
+      if (denoise.find(ch) == denoise.end()) {
+        fail("denoise." + std::string(ch), "missing (the denoise stage needs one table per channel)");
+      }
+    }
+  }
 }
 
 std::string RunConfig::to_toml() const {
@@ -132,6 +201,22 @@ std::string RunConfig::to_toml() const {
   s += "max_dead_time_correction = " + fmt(calibrate.max_dead_time_correction) + "\n";
   s += "variance_half_width = " + std::to_string(calibrate.variance_half_width) + "\n";
   s += "min_expected_counts = " + fmt(calibrate.min_expected_counts) + "\n";
+  for (const auto& [ch, d] : denoise) {
+    s += "\n[denoise." + ch + "]\nmethod = \"" + std::string(denoise_method_name(d.method)) + "\"\n";
+    s += "\n[denoise." + ch + ".despike]\n";
+    s += "threshold = " + fmt(d.despike.threshold) + "\n";
+    s += "grow_threshold = " + fmt(d.despike.grow_threshold) + "\n";
+    s += "line_tolerance = " + fmt(d.despike.line_tolerance) + "\n";
+    s += "\n[denoise." + ch + ".adaptive]\npolyorder = " + std::to_string(d.adaptive.polyorder) +
+         "\nwindows = [";
+    for (std::size_t i = 0; i < d.adaptive.windows.size(); ++i) {
+      s += (i ? ", " : "") + std::to_string(d.adaptive.windows[i]);
+    }
+    s += "]\ngamma = " + fmt(d.adaptive.gamma) + "\n";
+    s += "\n[denoise." + ch + ".savgol]\nwindow = " + std::to_string(d.savgol.window) +
+         "\npolyorder = " + std::to_string(d.savgol.polyorder) + "\nmode = \"" +
+         std::string(kernels::savgol_mode_name(d.savgol.mode)) + "\"\n";
+  }
   return s;
 }
 

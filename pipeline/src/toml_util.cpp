@@ -198,6 +198,17 @@ std::vector<std::string> TomlReader::strings(std::string_view key) const {
   return out;
 }
 
+std::vector<std::int64_t> TomlReader::integers(std::string_view key) const {
+  const Toml& v = at(key);
+  if (!v.is_array()) fail(key, "must be an array of integers");
+  std::vector<std::int64_t> out;
+  for (const auto& e : v.as_array()) {
+    if (!e.is_integer()) fail(key, "must be an array of integers");
+    out.push_back(e.as_integer());
+  }
+  return out;
+}
+
 double TomlReader::j2000_seconds(std::string_view key) const {
   const Toml& v = at(key);
   if (!v.is_offset_datetime()) {

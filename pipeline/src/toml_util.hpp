@@ -34,6 +34,7 @@ class TomlReader {
   std::string string(std::string_view key) const;
   bool boolean(std::string_view key) const;
   std::vector<std::string> strings(std::string_view key) const;
+  std::vector<std::int64_t> integers(std::string_view key) const;
   // Seconds since J2000 (2000-01-01T12:00:00 UTC, leap seconds ignored) of an
   // offset date-time value.
   double j2000_seconds(std::string_view key) const;

@@ -69,10 +69,20 @@ struct DetectorCalibration {
   double dark_temperature_coeff = 0.0;      // 1/degC
 };
 
+// Particle-hit removal (the denoise stage turns it on): see despike_row in
+// calibrate.cpp and docs/DENOISE.md. Off by default in the calibrate stage.
+struct DespikeSettings {
+  bool enabled = false;
+  double threshold = 4.0;       // Anscombe-scale sigma for a hit
+  double grow_threshold = 2.0;  // for the neighbours of a hit (2-3 pixel hits)
+  double line_tolerance = 0.25;  // share of a line's height the reference may miss
+};
+
 struct CalibrateSettings {
   double max_dead_time_correction = 1.25;  // 1/g above this flags the spectrum saturated
   int variance_half_width = 4;  // pixels each side of the variance smoother (<= (P - 1) / 2)
   double min_expected_counts = 0.1;        // floor of mu_p (counts)
+  DespikeSettings despike;
 };
 
 // Set-up copies the calibration into per-pixel tables and precomputes the

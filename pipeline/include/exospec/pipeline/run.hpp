@@ -3,26 +3,41 @@
 // an output file (shared/SCHEMA.md) atomically.
 //
 // Stages, in pipeline order: calibrate (counts to R/nm with variance and
-// quality, kernels/calibrate.hpp). The input file is only ever opened
+// quality, kernels/calibrate.hpp); denoise (particle hits flagged in the
+// calibrated quality and interpolated over in the calibrated radiance, then an
+// adaptive or fixed Savitzky-Golay smoothing into /denoised, kernels/denoise.hpp). The input file is only ever opened
 // read-only; the output is written under a temporary name beside it and
 // renamed at the end. Rows are processed in blocks, so memory does not grow
 // with the number of spectra, and results do not depend on the thread count.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "exospec/kernels/calibrate.hpp"
+#include "exospec/kernels/denoise.hpp"
+#include "exospec/kernels/savgol.hpp"
 
 namespace exospec::pipeline {
 
-enum class Stage : std::uint8_t { kCalibrate };
+enum class Stage : std::uint8_t { kCalibrate, kDenoise };
 std::string_view stage_name(Stage s) noexcept;
 // "calibrate" or a comma-separated list; throws ConfigError naming `where`.
 std::vector<Stage> parse_stages(std::string_view list, const std::string& where = "--stages");
+
+enum class DenoiseMethod : std::uint8_t { kAdaptive, kSavgol };
+std::string_view denoise_method_name(DenoiseMethod m) noexcept;
+
+struct DenoiseConfig {
+  DenoiseMethod method = DenoiseMethod::kAdaptive;
+  kernels::DespikeSettings despike{true, 4.0, 2.0, 0.25};
+  kernels::AdaptiveSettings adaptive;
+  kernels::SavgolSettings savgol;
+};
 
 struct RunConfig {
   std::vector<Stage> stages = {Stage::kCalibrate};
@@ -30,6 +45,8 @@ struct RunConfig {
   std::uint64_t block_rows = 1024;
   int deflate_level = 0;
   kernels::CalibrateSettings calibrate;
+  // Per channel ("euv", "fuv").
+  std::map<std::string, DenoiseConfig, std::less<>> denoise;
   std::string source = "configuration";  // where the values came from
 
   bool has_stage(Stage s) const noexcept;
@@ -49,7 +66,8 @@ struct RunSummary {
   std::vector<std::string> channels;
   double seconds = 0.0;            // wall time of the whole run
   double read_seconds = 0.0;       // HDF5 reads
-  double calibrate_seconds = 0.0;  // calibrate kernel (wall)
+  double calibrate_seconds = 0.0;  // calibrate kernel, spike removal included (wall)
+  double denoise_seconds = 0.0;    // smoothing (wall)
   double write_seconds = 0.0;      // HDF5 writes
   double hash_seconds = 0.0;       // input SHA-256
   // Pixels (over all channels) with each quality bit set; index = bit number.

@@ -1,0 +1,155 @@
+#include "exospec/kernels/denoise.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "exospec/kernels/calibrate.hpp"
+
+namespace exospec::kernels {
+
+template <class T>
+bool fill_flagged(std::span<T> value, std::span<T> variance, std::span<const std::uint8_t> quality,
+                  std::uint8_t mask_bits) noexcept {
+  const std::size_t P = value.size();
+  auto bad = [&](std::size_t q) { return (quality[q] & mask_bits) != 0; };
+  std::size_t first_good = P;
+  for (std::size_t q = 0; q < P; ++q) {
+    if (!bad(q)) {
+      first_good = q;
+      break;
+    }
+  }
+  if (first_good == P) return false;
+  for (std::size_t a = 0; a < P;) {
+    if (!bad(a)) {
+      ++a;
+      continue;
+    }
+    std::size_t b = a;
+    while (b + 1 < P && bad(b + 1)) ++b;
+    const bool has_left = a > 0, has_right = b + 1 < P;
+    for (std::size_t p = a; p <= b; ++p) {
+      if (has_left && has_right) {
+        const double w = static_cast<double>(p - a + 1) / static_cast<double>(b - a + 2);
+        value[p] = static_cast<T>((1 - w) * static_cast<double>(value[a - 1]) +
+                                  w * static_cast<double>(value[b + 1]));
+        variance[p] = static_cast<T>((1 - w) * (1 - w) * static_cast<double>(variance[a - 1]) +
+                                     w * w * static_cast<double>(variance[b + 1]));
+      } else {
+        const std::size_t src = has_left ? a - 1 : b + 1;
+        value[p] = value[src];
+        variance[p] = variance[src];
+      }
+    }
+    a = b + 1;
+  }
+  return true;
+}
+
+template bool fill_flagged<float>(std::span<float>, std::span<float>, std::span<const std::uint8_t>,
+                                  std::uint8_t) noexcept;
+template bool fill_flagged<double>(std::span<double>, std::span<double>,
+                                   std::span<const std::uint8_t>, std::uint8_t) noexcept;
+
+AdaptiveSmoother::AdaptiveSmoother(std::size_t pixels, const AdaptiveSettings& settings)
+    : pixels_(pixels), settings_(settings) {
+  if (!(settings.gamma > 0.0)) throw std::invalid_argument("gamma must be > 0");
+  if (settings.windows.empty()) throw std::invalid_argument("needs at least one window");
+  int previous = 1;
+  for (int w : settings.windows) {
+    if (w % 2 == 0 || w <= previous) {
+      throw std::invalid_argument("windows must be odd, > 1 and increasing");
+    }
+    if (w <= settings.polyorder) throw std::invalid_argument("each window must exceed polyorder");
+    previous = w;
+    if (static_cast<std::size_t>(w) > pixels) {
+      if (filters_.empty()) throw std::invalid_argument("the narrowest window exceeds the spectrum");
+      break;
+    }
+    SavgolSettings s;
+    s.window = w;
+    s.polyorder = settings.polyorder;
+    s.mode = SavgolMode::kInterp;
+    filters_.emplace_back(pixels, s);
+  }
+}
+
+template <class T>
+AdaptiveSmoother::Workspace<T> AdaptiveSmoother::make_workspace() const {
+  Workspace<T> w;
+  w.value.resize(pixels_);
+  w.variance.resize(pixels_);
+  w.estimate.resize(filters_.size() * pixels_);
+  w.sigma.resize(filters_.size() * pixels_);
+  return w;
+}
+
+template <class T>
+void AdaptiveSmoother::run(std::span<const T> radiance, std::span<const T> variance,
+                           std::span<const std::uint8_t> quality, std::span<T> out,
+                           std::span<T> out_variance, Workspace<T>& work,
+                           std::span<std::uint8_t> chosen) const noexcept {
+  const std::size_t P = pixels_, K = filters_.size();
+  assert(P > 0 && radiance.size() % P == 0);
+  const std::size_t rows = radiance.size() / P;
+  constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
+  const T gamma = static_cast<T>(settings_.gamma);
+  constexpr std::uint8_t kFill = quality::kUnusable | quality::kParticleHit;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::size_t o = r * P;
+    const auto q = quality.subspan(o, P);
+    auto y = out.subspan(o, P);
+    auto yv = out_variance.subspan(o, P);
+    std::copy_n(radiance.begin() + static_cast<std::ptrdiff_t>(o), P, work.value.begin());
+    std::copy_n(variance.begin() + static_cast<std::ptrdiff_t>(o), P, work.variance.begin());
+    if (!fill_flagged<T>(work.value, work.variance, q, kFill)) {
+      std::fill(y.begin(), y.end(), kNaN);
+      std::fill(yv.begin(), yv.end(), kNaN);
+      if (!chosen.empty()) std::fill_n(chosen.begin() + static_cast<std::ptrdiff_t>(o), P, 0);
+      continue;
+    }
+    for (std::size_t k = 0; k < K; ++k) {
+      auto est = std::span<T>(work.estimate).subspan(k * P, P);
+      auto sig = std::span<T>(work.sigma).subspan(k * P, P);
+      filters_[k].apply<T>(work.value, est);
+      filters_[k].apply_variance<T>(work.variance, sig);
+    }
+    for (std::size_t p = 0; p < P; ++p) {
+      // Window 0 (the narrowest) always; then grow while the intervals meet.
+      T best = work.estimate[p], best_var = work.sigma[p];
+      T sd = std::sqrt(std::max(best_var, T(0)));
+      T lo = best - gamma * sd, hi = best + gamma * sd;
+      std::uint8_t used = 0;
+      for (std::size_t k = 1; k < K; ++k) {
+        const T e = work.estimate[k * P + p], v = work.sigma[k * P + p];
+        const T s = std::sqrt(std::max(v, T(0)));
+        lo = std::max(lo, e - gamma * s);
+        hi = std::min(hi, e + gamma * s);
+        if (lo > hi) break;
+        best = e;
+        best_var = v;
+        used = static_cast<std::uint8_t>(k);
+      }
+      const bool unusable = (q[p] & quality::kUnusable) != 0;
+      y[p] = unusable ? kNaN : best;
+      yv[p] = unusable ? kNaN : best_var;
+      if (!chosen.empty()) chosen[o + p] = used;
+    }
+  }
+}
+
+template AdaptiveSmoother::Workspace<float> AdaptiveSmoother::make_workspace<float>() const;
+template AdaptiveSmoother::Workspace<double> AdaptiveSmoother::make_workspace<double>() const;
+template void AdaptiveSmoother::run<float>(std::span<const float>, std::span<const float>,
+                                           std::span<const std::uint8_t>, std::span<float>,
+                                           std::span<float>, Workspace<float>&,
+                                           std::span<std::uint8_t>) const noexcept;
+template void AdaptiveSmoother::run<double>(std::span<const double>, std::span<const double>,
+                                            std::span<const std::uint8_t>, std::span<double>,
+                                            std::span<double>, Workspace<double>&,
+                                            std::span<std::uint8_t>) const noexcept;
+
+}  // namespace exospec::kernels
