@@ -73,9 +73,9 @@ struct DetectorCalibration {
 // calibrate.cpp and docs/DENOISE.md. Off by default in the calibrate stage.
 struct DespikeSettings {
   bool enabled = false;
-  double threshold = 4.0;       // Anscombe-scale sigma for a hit
+  double threshold = 3.5;       // Anscombe-scale sigma for a hit
   double grow_threshold = 2.0;  // for the neighbours of a hit (2-3 pixel hits)
-  double line_tolerance = 0.25;  // share of a line's height the reference may miss
+  double line_tolerance = 0.2;  // share of a line's height the reference may miss
 };
 
 struct CalibrateSettings {

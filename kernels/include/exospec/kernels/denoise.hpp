@@ -42,7 +42,7 @@ namespace exospec::kernels {
 struct AdaptiveSettings {
   int polyorder = 2;
   std::vector<int> windows = {5, 9, 15, 25, 41};  // odd, > 1, increasing
-  double gamma = 1.5;                              // ICI interval half-width in sigma
+  double gamma = 1.0;                              // ICI interval half-width in sigma
 };
 
 class AdaptiveSmoother {

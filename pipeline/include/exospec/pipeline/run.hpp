@@ -34,7 +34,7 @@ std::string_view denoise_method_name(DenoiseMethod m) noexcept;
 
 struct DenoiseConfig {
   DenoiseMethod method = DenoiseMethod::kAdaptive;
-  kernels::DespikeSettings despike{true, 4.0, 2.0, 0.25};
+  kernels::DespikeSettings despike{true, 3.5, 2.0, 0.2};
   kernels::AdaptiveSettings adaptive;
   kernels::SavgolSettings savgol;
 };
