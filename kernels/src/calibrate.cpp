@@ -528,6 +528,22 @@ void Calibrator::run(std::span<const Count> counts, std::span<const double> expo
   }
 }
 
+bool Calibrator::count_model(double total_counts, double exposure_s, double temperature_c,
+                             std::span<double> scale, std::span<double> offset) const noexcept {
+  const SpectrumTerms s = spectrum_terms(total_counts, exposure_s, temperature_c, dead_time_s_,
+                                         t_ref_, temp_coeff_, settings_.max_dead_time_correction);
+  if (!s.values) {
+    std::fill(scale.begin(), scale.end(), 0.0);
+    std::fill(offset.begin(), offset.end(), 0.0);
+    return false;
+  }
+  for (std::size_t p = 0; p < pixels_; ++p) {
+    scale[p] = response_[p] * s.tg;
+    offset[p] = s.dark_scale * dark_radiance_[p] * response_[p] * s.tg;
+  }
+  return true;
+}
+
 template <class Count, class Real>
 void Calibrator::run_reference(std::span<const Count> counts, std::span<const double> exposure_s,
                                std::span<const double> temperature_c, std::span<Real> radiance,

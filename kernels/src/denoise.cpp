@@ -152,4 +152,72 @@ template void AdaptiveSmoother::run<double>(std::span<const double>, std::span<c
                                             std::span<double>, Workspace<double>&,
                                             std::span<std::uint8_t>) const noexcept;
 
+double anscombe(double counts) noexcept { return 2.0 * std::sqrt(std::max(counts, 0.0) + 0.375); }
+
+double anscombe_inverse(double d) noexcept {
+  constexpr double kRoot = 1.2247448713915890;  // sqrt(3/2)
+  if (d < 1.2247448713915890) return 0.0;      // 2 sqrt(3/8): A of zero counts
+  const double i = 1.0 / d;
+  const double v = 0.25 * d * d + 0.25 * kRoot * i - 1.375 * i * i + 0.625 * kRoot * i * i * i -
+                   0.125;
+  return std::max(v, 0.0);
+}
+
+double anscombe_inverse_derivative(double d) noexcept {
+  constexpr double kRoot = 1.2247448713915890;
+  if (d < 1.2247448713915890) return 0.5 * d;
+  const double i = 1.0 / d;
+  return 0.5 * d - 0.25 * kRoot * i * i + 2.75 * i * i * i - 1.875 * kRoot * i * i * i * i;
+}
+
+AnscombeSmoother::AnscombeSmoother(std::size_t pixels, const AdaptiveSettings& settings)
+    : smoother_(pixels, settings) {}
+
+AnscombeSmoother::Workspace AnscombeSmoother::make_workspace() const {
+  const std::size_t P = smoother_.pixels();
+  Workspace w{smoother_.make_workspace<double>(), std::vector<double>(P), std::vector<double>(P, 1.0),
+              std::vector<double>(P), std::vector<double>(P), std::vector<std::uint8_t>(P)};
+  return w;
+}
+
+template <class T>
+void AnscombeSmoother::run(std::span<const T> radiance, std::span<const std::uint8_t> quality,
+                           std::span<const double> scale, std::span<const double> offset,
+                           std::span<T> out, std::span<T> out_variance,
+                           Workspace& work) const noexcept {
+  const std::size_t P = smoother_.pixels(), rows = radiance.size() / P;
+  constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::size_t o = r * P;
+    for (std::size_t p = 0; p < P; ++p) {
+      const double l = static_cast<double>(radiance[o + p]);
+      work.q[p] = quality[o + p];
+      // Spike pixels were interpolated over by calibrate: their value is a fair
+      // estimate, so they are transformed like the others.
+      work.a[p] = std::isfinite(l) ? anscombe(l * scale[o + p] + offset[o + p]) : 0.0;
+    }
+    smoother_.run<double>(work.a, work.ones, work.q, work.d, work.dv, work.adaptive);
+    for (std::size_t p = 0; p < P; ++p) {
+      if ((quality[o + p] & quality::kUnusable) || !(scale[o + p] > 0.0)) {
+        out[o + p] = kNaN;
+        out_variance[o + p] = kNaN;
+        continue;
+      }
+      const double d = work.d[p];
+      const double c = anscombe_inverse(d), g = anscombe_inverse_derivative(d);
+      out[o + p] = static_cast<T>((c - offset[o + p]) / scale[o + p]);
+      out_variance[o + p] = static_cast<T>(g * g * work.dv[p] / (scale[o + p] * scale[o + p]));
+    }
+  }
+}
+
+template void AnscombeSmoother::run<float>(std::span<const float>, std::span<const std::uint8_t>,
+                                           std::span<const double>, std::span<const double>,
+                                           std::span<float>, std::span<float>,
+                                           Workspace&) const noexcept;
+template void AnscombeSmoother::run<double>(std::span<const double>, std::span<const std::uint8_t>,
+                                            std::span<const double>, std::span<const double>,
+                                            std::span<double>, std::span<double>,
+                                            Workspace&) const noexcept;
+
 }  // namespace exospec::kernels

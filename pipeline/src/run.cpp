@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <stdexcept>
@@ -37,80 +40,21 @@ kernels::CalibrateSettings calibrate_settings(const RunConfig& config, const std
   return s;
 }
 
-// The smoothing of one channel: the adaptive (LPA-ICI) smoother or one fixed
-// Savitzky-Golay filter, with per-thread scratch.
-class Smoother {
- public:
-  Smoother(std::size_t pixels, const DenoiseConfig& config, int threads) : config_(config) {
-    if (config.method == DenoiseMethod::kAdaptive) {
-      adaptive_.emplace(pixels, config.adaptive);
-      for (int t = 0; t < threads; ++t) {
-        adaptive_work_.push_back(adaptive_->make_workspace<float>());
-      }
-    } else {
-      savgol_.emplace(pixels, config.savgol);
-    }
-    for (int t = 0; t < threads; ++t) {
-      scratch_.emplace_back(2 * pixels);
-    }
-  }
-
-  void run(std::span<const float> radiance, std::span<const float> variance,
-           std::span<const std::uint8_t> quality, std::span<float> out, std::span<float> out_var,
-           int thread) {
-    if (adaptive_) {
-      adaptive_->run<float>(radiance, variance, quality, out, out_var,
-                            adaptive_work_[static_cast<std::size_t>(thread)]);
-      return;
-    }
-    const std::size_t P = savgol_->length();
-    auto& scratch = scratch_[static_cast<std::size_t>(thread)];
-    const auto value = std::span<float>(scratch).first(P);
-    const auto var = std::span<float>(scratch).subspan(P, P);
-    constexpr std::uint8_t kFill = kernels::quality::kUnusable | kernels::quality::kParticleHit;
-    for (std::size_t r = 0; r < radiance.size() / P; ++r) {
-      const std::size_t o = r * P;
-      std::copy_n(radiance.begin() + static_cast<std::ptrdiff_t>(o), P, value.begin());
-      std::copy_n(variance.begin() + static_cast<std::ptrdiff_t>(o), P, var.begin());
-      const auto q = quality.subspan(o, P);
-      auto y = out.subspan(o, P), yv = out_var.subspan(o, P);
-      if (!kernels::fill_flagged<float>(value, var, q, kFill)) {
-        std::fill(y.begin(), y.end(), std::numeric_limits<float>::quiet_NaN());
-        std::fill(yv.begin(), yv.end(), std::numeric_limits<float>::quiet_NaN());
-        continue;
-      }
-      savgol_->apply<float>(value, y);
-      savgol_->apply_variance<float>(var, yv);
-      for (std::size_t p = 0; p < P; ++p) {
-        if (q[p] & kernels::quality::kUnusable) {
-          y[p] = std::numeric_limits<float>::quiet_NaN();
-          yv[p] = std::numeric_limits<float>::quiet_NaN();
-        }
-      }
-    }
-  }
-
- private:
-  DenoiseConfig config_;
-  std::optional<kernels::AdaptiveSmoother> adaptive_;
-  std::vector<kernels::AdaptiveSmoother::Workspace<float>> adaptive_work_;
-  std::optional<kernels::SavgolFilter> savgol_;
-  std::vector<std::vector<float>> scratch_;
-};
-
 // One channel's calibration and its per-block buffers.
 struct ChannelWork {
   std::string name;
   std::size_t pixels = 0;
   io::ChannelCalibration calibration;
   kernels::Calibrator calibrator;
-  std::optional<Smoother> smoother;
+  std::optional<DenoiseStage> smoother;
   std::vector<std::uint32_t> counts;
   std::vector<double> exposure, temperature;
   std::vector<float> temperature_f, radiance, variance, denoised, denoised_variance;
+  std::vector<double> scale, offset;  // count model rows (anscombe only)
   std::vector<std::uint8_t> quality;
 
-  ChannelWork(std::string ch, const io::InputFile& in, const RunConfig& config, int threads)
+  ChannelWork(std::string ch, const io::InputFile& in, const RunConfig& config, int threads,
+              const std::string& wisdom)
       : name(std::move(ch)),
         pixels(in.pixels(name)),
         calibration(in.read_calibration(name)),
@@ -123,7 +67,11 @@ struct ChannelWork {
             calibrate_settings(config, name)) {
     if (config.has_stage(Stage::kDenoise)) {
       try {
-        smoother.emplace(pixels, config.denoise.at(name), threads);
+        const auto& c = calibration.wavelength_coeffs;
+        const double span_nm = std::abs(kernels::eval_polynomial(c, static_cast<double>(pixels - 1)) -
+                                        kernels::eval_polynomial(c, 0.0));
+        const double nm_per_pixel = span_nm / static_cast<double>(std::max<std::size_t>(pixels - 1, 1));
+        smoother.emplace(pixels, nm_per_pixel, config.denoise.at(name), threads, wisdom);
       } catch (const std::invalid_argument& e) {
         throw ConfigError(config.source, "denoise." + name,
                           std::string(e.what()) + " (" + std::to_string(pixels) + " pixels)");
@@ -170,7 +118,12 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   const int nthreads = threads > 0 ? threads : omp_get_max_threads();
   std::vector<ChannelWork> work;
   work.reserve(channels.size());
-  for (const auto& ch : channels) work.emplace_back(ch, in, config, nthreads);
+  std::string wisdom;
+  if (!config.fftw_wisdom_file.empty() && fs::exists(config.fftw_wisdom_file)) {
+    std::ifstream wf(config.fftw_wisdom_file);
+    wisdom.assign(std::istreambuf_iterator<char>(wf), {});
+  }
+  for (const auto& ch : channels) work.emplace_back(ch, in, config, nthreads, wisdom);
 
   auto t0 = Clock::now();
   const std::string input_hash = io::sha256_file(input);
@@ -212,6 +165,10 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
       }
       cw.denoised.resize(block * P);
       cw.denoised_variance.resize(block * P);
+      if (cw.smoother->needs_count_model()) {
+        cw.scale.resize(block * P);
+        cw.offset.resize(block * P);
+      }
     }
     cw.counts.resize(block * P);
     cw.exposure.resize(block);
@@ -272,10 +229,22 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
           for (std::int64_t task = 0; task < tasks; ++task) {
             const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
             const std::size_t n = std::min(kTaskRows, rows - r0);
+            std::span<const double> scale, offset;
+            if (cw.smoother->needs_count_model()) {
+              for (std::size_t r = r0; r < r0 + n; ++r) {
+                double total = 0.0;
+                for (std::size_t p = 0; p < P; ++p) total += cw.counts[r * P + p];
+                cw.calibrator.count_model(total, cw.exposure[r], cw.temperature[r],
+                                          std::span(cw.scale).subspan(r * P, P),
+                                          std::span(cw.offset).subspan(r * P, P));
+              }
+              scale = std::span<const double>(cw.scale).subspan(r0 * P, n * P);
+              offset = std::span<const double>(cw.offset).subspan(r0 * P, n * P);
+            }
             cw.smoother->run(std::span<const float>(cw.radiance).subspan(r0 * P, n * P),
                              std::span<const float>(cw.variance).subspan(r0 * P, n * P),
                              std::span<const std::uint8_t>(cw.quality).subspan(r0 * P, n * P),
-                             std::span(cw.denoised).subspan(r0 * P, n * P),
+                             scale, offset, std::span(cw.denoised).subspan(r0 * P, n * P),
                              std::span(cw.denoised_variance).subspan(r0 * P, n * P),
                              omp_get_thread_num());
           }
@@ -308,6 +277,11 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   }
   t0 = Clock::now();
   w.commit();
+  if (!config.fftw_wisdom_file.empty() && config.has_stage(Stage::kDenoise)) {
+    // Best effort: wisdom only speeds up planning next time.
+    std::ofstream wf(config.fftw_wisdom_file);
+    wf << kernels::FourierFilter::export_wisdom();
+  }
   summary.write_seconds += seconds_since(t0);
 
   summary.spectra = N;

@@ -41,9 +41,7 @@ std::string_view stage_name(Stage s) noexcept {
   return "?";
 }
 
-std::string_view denoise_method_name(DenoiseMethod m) noexcept {
-  return m == DenoiseMethod::kSavgol ? "savgol" : "adaptive";
-}
+
 
 std::vector<Stage> parse_stages(std::string_view list, const std::string& where) {
   std::vector<Stage> out;
@@ -102,19 +100,19 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
   c.calibrate.variance_half_width =
       static_cast<int>(r.integer_in("calibrate.variance_half_width", 2, 64));
   c.calibrate.min_expected_counts = r.in_range("calibrate.min_expected_counts", 1e-6, 1e6);
+  c.fftw_wisdom_file = r.string("run.fftw_wisdom_file");
   for (const auto& [ch, table] : r.at("denoise").as_table()) {
     (void)table;
     const std::string k = "denoise." + ch;
     if (!io::schema::is_channel(ch)) r.fail(k, "unknown channel \"" + ch + "\"");
     DenoiseConfig d;
     const std::string method = r.string(k + ".method");
-    if (method == "adaptive") {
-      d.method = DenoiseMethod::kAdaptive;
-    } else if (method == "savgol") {
-      d.method = DenoiseMethod::kSavgol;
-    } else {
-      r.fail(k + ".method", "unknown method \"" + method + "\" (adaptive or savgol)");
+    if (!parse_denoise_method(method, d.method)) {
+      r.fail(k + ".method", "unknown method \"" + method +
+                                "\" (adaptive, savgol, lowpass, wiener, anscombe)");
     }
+    d.lsf_fwhm_nm = r.in_range("instrument." + ch + ".lsf_fwhm_nm", 1e-6, 1e3);
+    d.lowpass_sigma_lsf = r.in_range(k + ".lowpass.sigma_lsf", 1e-3, 100.0);
     d.despike.enabled = true;
     d.despike.threshold = r.in_range(k + ".despike.threshold", 1.0, 1e3);
     d.despike.grow_threshold = r.in_range(k + ".despike.grow_threshold", 0.0, 1e3);
@@ -197,12 +195,15 @@ std::string RunConfig::to_toml() const {
   for (std::size_t i = 0; i < channels.size(); ++i) s += (i ? ", \"" : "\"") + channels[i] + "\"";
   s += "]\nblock_rows = " + std::to_string(block_rows) + "\n";
   s += "deflate_level = " + std::to_string(deflate_level) + "\n";
+  s += "fftw_wisdom_file = \"" + fftw_wisdom_file + "\"\n";
   s += "\n[calibrate]\n";
   s += "max_dead_time_correction = " + fmt(calibrate.max_dead_time_correction) + "\n";
   s += "variance_half_width = " + std::to_string(calibrate.variance_half_width) + "\n";
   s += "min_expected_counts = " + fmt(calibrate.min_expected_counts) + "\n";
   for (const auto& [ch, d] : denoise) {
     s += "\n[denoise." + ch + "]\nmethod = \"" + std::string(denoise_method_name(d.method)) + "\"\n";
+    s += "\n[instrument." + ch + "]\nlsf_fwhm_nm = " + fmt(d.lsf_fwhm_nm) + "\n";
+    s += "\n[denoise." + ch + ".lowpass]\nsigma_lsf = " + fmt(d.lowpass_sigma_lsf) + "\n";
     s += "\n[denoise." + ch + ".despike]\n";
     s += "threshold = " + fmt(d.despike.threshold) + "\n";
     s += "grow_threshold = " + fmt(d.despike.grow_threshold) + "\n";

@@ -77,6 +77,12 @@ expect_error(["run", good, "-o", out, "--config", badrun],
 expect_error(["run", good, "-o", out, "--config", unknownrun],
              ["unknownrun.toml", "calibrate.smoothing", "unknown key"])
 expect_error(["run", good, "-o", out, "--channels", "xuv"], ["xuv", "run.channels"])
+badmethod = os.path.join(work, "badmethod.toml")
+with open(badmethod, "w") as fh:
+    fh.write('[denoise.fuv]\nmethod = "median"\n')
+expect_error(["run", good, "-o", out, "--config", badmethod],
+             ["badmethod.toml", "denoise.fuv.method", "median"])
+expect_error(["run", good, "-o", out, "--stages", "denoise"], ["denoise needs calibrate"])
 expect_error(["run", good, "-o", os.path.join(work, "nodir", "o.h5")], ["nodir", "does not exist"])
 expect_error(["info"], ["file"])
 expect_error(["frobnicate"], ["subcommand"])

@@ -104,6 +104,13 @@ class Calibrator {
            std::span<const double> temperature_c, std::span<Real> radiance,
            std::span<Real> variance, std::span<std::uint8_t> quality) const noexcept;
 
+  // The count model of one spectrum: expected counts = radiance x scale_p +
+  // offset_p (scale = S F t g, offset = s D t g; 0 on unusable pixels).
+  // total_counts is the spectrum's summed counts. Returns false for an invalid
+  // or saturated-beyond-inversion spectrum (then both are 0).
+  bool count_model(double total_counts, double exposure_s, double temperature_c,
+                   std::span<double> scale, std::span<double> offset) const noexcept;
+
   // Plain scalar reference of run(): the same definition computed directly
   // (a normal-equation fit per pixel instead of precomputed weights). Slow;
   // for tests.

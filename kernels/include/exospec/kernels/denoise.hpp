@@ -77,6 +77,46 @@ class AdaptiveSmoother {
   std::vector<SavgolFilter> filters_;
 };
 
+// Anscombe's variance-stabilising transform of Poisson counts, A = 2 sqrt(c + 3/8)
+// (Anscombe, Biometrika 35, 246, 1948): var(A) ~ 1 for any mean above ~1.
+double anscombe(double counts) noexcept;
+// The closed-form approximation of the exact unbiased inverse (Makitalo & Foi,
+// IEEE Trans. Image Process. 20, 99, 2011): the mean mu whose E[A] is D,
+//   I(D) = D^2/4 + sqrt(3/2)/(4 D) - 11/(8 D^2) + 5 sqrt(3/2)/(8 D^3) - 1/8,
+// accurate to 0.4 % for mu >= 0.1 (the algebraic inverse D^2/4 - 3/8 is biased
+// low by ~1/4 count). Clamped at 0 below D = 2 sqrt(3/8).
+double anscombe_inverse(double d) noexcept;
+// dI/dD (for the variance by the delta method).
+double anscombe_inverse_derivative(double d) noexcept;
+
+// Anscombe mode for low counts: the spike-cleaned radiance is turned back into
+// counts with the calibration's count model (counts = L scale + offset, from
+// Calibrator::count_model), transformed, smoothed with the adaptive smoother
+// at unit variance (the transform makes the noise homoscedastic, which suits
+// the ICI rule), and returned with the unbiased inverse. Variance by the delta
+// method: var(L) = (I'(D))^2 var(D) / scale^2, var(D) = sum_i c_i^2.
+class AnscombeSmoother {
+ public:
+  AnscombeSmoother(std::size_t pixels, const AdaptiveSettings& settings);
+  std::size_t pixels() const noexcept { return smoother_.pixels(); }
+
+  struct Workspace {
+    AdaptiveSmoother::Workspace<double> adaptive;
+    std::vector<double> a, ones, d, dv;
+    std::vector<std::uint8_t> q;
+  };
+  Workspace make_workspace() const;
+
+  // Rows x P; scale and offset are the count model of each row (rows x P).
+  template <class T>
+  void run(std::span<const T> radiance, std::span<const std::uint8_t> quality,
+           std::span<const double> scale, std::span<const double> offset, std::span<T> out,
+           std::span<T> out_variance, Workspace& work) const noexcept;
+
+ private:
+  AdaptiveSmoother smoother_;
+};
+
 // Fills the pixels flagged in `mask_bits` of one row by linear interpolation
 // between the nearest unflagged pixels (constant beyond the ends), with the
 // variance of that interpolation. Returns false if no pixel is unflagged.

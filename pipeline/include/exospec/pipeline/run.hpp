@@ -4,8 +4,8 @@
 //
 // Stages, in pipeline order: calibrate (counts to R/nm with variance and
 // quality, kernels/calibrate.hpp); denoise (particle hits flagged in the
-// calibrated quality and interpolated over in the calibrated radiance, then an
-// adaptive or fixed Savitzky-Golay smoothing into /denoised, kernels/denoise.hpp). The input file is only ever opened
+// calibrated quality and interpolated over in the calibrated radiance, then a
+// smoothing into /denoised, pipeline/denoise.hpp). The input file is only ever opened
 // read-only; the output is written under a temporary name beside it and
 // renamed at the end. Rows are processed in blocks, so memory does not grow
 // with the number of spectra, and results do not depend on the thread count.
@@ -19,8 +19,7 @@
 #include <vector>
 
 #include "exospec/kernels/calibrate.hpp"
-#include "exospec/kernels/denoise.hpp"
-#include "exospec/kernels/savgol.hpp"
+#include "exospec/pipeline/denoise.hpp"
 
 namespace exospec::pipeline {
 
@@ -28,16 +27,6 @@ enum class Stage : std::uint8_t { kCalibrate, kDenoise };
 std::string_view stage_name(Stage s) noexcept;
 // "calibrate" or a comma-separated list; throws ConfigError naming `where`.
 std::vector<Stage> parse_stages(std::string_view list, const std::string& where = "--stages");
-
-enum class DenoiseMethod : std::uint8_t { kAdaptive, kSavgol };
-std::string_view denoise_method_name(DenoiseMethod m) noexcept;
-
-struct DenoiseConfig {
-  DenoiseMethod method = DenoiseMethod::kAdaptive;
-  kernels::DespikeSettings despike{true, 3.5, 2.0, 0.2};
-  kernels::AdaptiveSettings adaptive;
-  kernels::SavgolSettings savgol;
-};
 
 struct RunConfig {
   std::vector<Stage> stages = {Stage::kCalibrate};
@@ -47,6 +36,8 @@ struct RunConfig {
   kernels::CalibrateSettings calibrate;
   // Per channel ("euv", "fuv").
   std::map<std::string, DenoiseConfig, std::less<>> denoise;
+  // FFTW wisdom file for the Fourier methods (read if it exists; empty: none).
+  std::string fftw_wisdom_file;
   std::string source = "configuration";  // where the values came from
 
   bool has_stage(Stage s) const noexcept;
