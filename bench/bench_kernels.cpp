@@ -10,8 +10,14 @@
 #include <cmath>
 #include <vector>
 
+#include <cstdlib>
+#include <fstream>
+
 #include "exospec/kernels/calibrate.hpp"
+#include "exospec/kernels/denoise.hpp"
+#include "exospec/kernels/fourier.hpp"
 #include "exospec/kernels/random.hpp"
+#include "exospec/kernels/savgol.hpp"
 
 namespace {
 
@@ -112,6 +118,165 @@ void BM_CalibrateReference(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * rows));
 }
 BENCHMARK(BM_CalibrateReference)->Arg(16)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// ------------------------------------------------------------ denoise
+constexpr std::size_t kBatch = 4096;  // spectra per batch (16 MiB of float32)
+
+// A batch of rows x 1024 spectra: Poisson-like radiance with a line. If the
+// environment names a file (EXOSPEC_BENCH_BATCH, raw float64, written by
+// bench/compare_scipy.py), that batch is used instead, so that scipy and this
+// program filter the very same numbers.
+template <class T>
+const std::vector<T>& batch() {
+  static const std::vector<T> data = [] {
+    std::vector<T> v(kBatch * kPixels);
+    if (const char* path = std::getenv("EXOSPEC_BENCH_BATCH")) {
+      std::ifstream f(path, std::ios::binary);
+      std::vector<double> d(v.size());
+      f.read(reinterpret_cast<char*>(d.data()), static_cast<std::streamsize>(d.size() * 8));
+      if (f) {
+        for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<T>(d[i]);
+        return v;
+      }
+    }
+    auto rng = Rng::stream(11);
+    for (std::size_t r = 0; r < kBatch; ++r) {
+      for (std::size_t p = 0; p < kPixels; ++p) {
+        const double d = (static_cast<double>(p) - 500.0) / 4.0;
+        const double mu = 20.0 + 3000.0 * std::exp(-0.5 * d * d);
+        v[r * kPixels + p] = static_cast<T>(rng.poisson(mu));
+      }
+    }
+    return v;
+  }();
+  return data;
+}
+
+template <class T>
+const std::vector<T>& batch_variance() {
+  static const std::vector<T> data = [] {
+    std::vector<T> v(batch<T>());
+    for (auto& x : v) x = std::max(x, T(1));
+    return v;
+  }();
+  return data;
+}
+
+// Savitzky-Golay (window 11, order 3, mode interp) on the batch: compare with
+// scipy.signal.savgol_filter(x, 11, 3, axis=-1) via bench/compare_scipy.py.
+template <class T>
+void BM_Savgol(benchmark::State& state) {
+  exospec::kernels::SavgolSettings s;
+  s.window = 11;
+  s.polyorder = 3;
+  const exospec::kernels::SavgolFilter f(kPixels, s);
+  const auto& x = batch<T>();
+  std::vector<T> y(x.size());
+  for (auto _ : state) {
+    f.apply_rows<T>(x, y);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kBatch));
+}
+BENCHMARK(BM_Savgol<double>)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Savgol<float>)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The Fourier filter against a bare FFTW r2c + c2r pair of the same size (2P).
+void BM_FftwBarePair(benchmark::State& state) {
+  const exospec::kernels::FourierFilter f(kPixels, {});
+  auto w = f.make_workspace();
+  for (auto _ : state) {
+    for (std::size_t r = 0; r < 256; ++r) f.bare_pair(w);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * 256));
+}
+BENCHMARK(BM_FftwBarePair)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_FourierLowpass(benchmark::State& state) {
+  const bool with_variance = state.range(0) != 0;
+  const exospec::kernels::FourierFilter f(kPixels, {exospec::kernels::FourierKind::kLowpass, 2.0});
+  auto w = f.make_workspace();
+  const std::size_t rows = 256;
+  const auto x = std::span<const float>(batch<float>()).first(rows * kPixels);
+  const auto v = std::span<const float>(batch_variance<float>()).first(rows * kPixels);
+  const std::vector<std::uint8_t> q(rows * kPixels, 0);
+  std::vector<float> y(rows * kPixels), yv(with_variance ? rows * kPixels : 0);
+  for (auto _ : state) {
+    f.run<float>(x, v, q, y, yv, w);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * rows));
+}
+BENCHMARK(BM_FourierLowpass)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_FourierWiener(benchmark::State& state) {
+  const exospec::kernels::FourierFilter f(kPixels, {exospec::kernels::FourierKind::kWiener, 0.0});
+  auto w = f.make_workspace();
+  const std::size_t rows = 64;
+  const auto x = std::span<const float>(batch<float>()).first(rows * kPixels);
+  const auto v = std::span<const float>(batch_variance<float>()).first(rows * kPixels);
+  const std::vector<std::uint8_t> q(rows * kPixels, 0);
+  std::vector<float> y(rows * kPixels), yv(rows * kPixels);
+  for (auto _ : state) {
+    f.run<float>(x, v, q, y, yv, w);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * rows));
+}
+BENCHMARK(BM_FourierWiener)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_Adaptive(benchmark::State& state) {
+  const exospec::kernels::AdaptiveSmoother sm(kPixels, {});
+  auto w = sm.make_workspace<float>();
+  const std::size_t rows = 256;
+  const auto x = std::span<const float>(batch<float>()).first(rows * kPixels);
+  const auto v = std::span<const float>(batch_variance<float>()).first(rows * kPixels);
+  const std::vector<std::uint8_t> q(rows * kPixels, 0);
+  std::vector<float> y(rows * kPixels), yv(rows * kPixels);
+  for (auto _ : state) {
+    sm.run<float>(x, v, q, y, yv, w);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * rows));
+}
+BENCHMARK(BM_Adaptive)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_Anscombe(benchmark::State& state) {
+  const exospec::kernels::AnscombeSmoother sm(kPixels, {});
+  auto w = sm.make_workspace();
+  const std::size_t rows = 256;
+  const auto x = std::span<const float>(batch<float>()).first(rows * kPixels);
+  const std::vector<std::uint8_t> q(rows * kPixels, 0);
+  const std::vector<double> scale(rows * kPixels, 1.0), offset(rows * kPixels, 0.0);
+  std::vector<float> y(rows * kPixels), yv(rows * kPixels);
+  for (auto _ : state) {
+    sm.run<float>(x, q, scale, offset, y, yv, w);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * rows));
+}
+BENCHMARK(BM_Anscombe)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// Calibrate with particle-hit removal on (what the denoise stage runs).
+void BM_CalibrateDespike(benchmark::State& state) {
+  const std::size_t rows = 16;
+  const auto& in = calibrate_inputs(rows);
+  exospec::kernels::CalibrateSettings settings;
+  settings.despike.enabled = true;
+  const Calibrator cal({in.dark, in.flat, in.sens, in.bad, 0.5e-6, 0.0, 0.03}, settings);
+  std::vector<float> radiance(rows * kPixels), variance(rows * kPixels);
+  std::vector<std::uint8_t> quality(rows * kPixels);
+  for (auto _ : state) {
+    cal.run<std::uint32_t, float>(in.counts, in.exposure, in.temperature, radiance, variance,
+                                  quality);
+    benchmark::DoNotOptimize(radiance.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * rows));
+}
+BENCHMARK(BM_CalibrateDespike)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
 

@@ -43,17 +43,61 @@ struct ComplexArray {
   ComplexArray& operator=(const ComplexArray&) = delete;
 };
 
-// Half-width beyond which |h| < 1e-5 max |h| (circularly), at most n / 2: the
-// cross terms h h' neglected beyond it are below 1e-10 of the variance.
-std::size_t support_of(const double* h, std::size_t n) {
+// Half-width beyond which |h| < rel max |h| (circularly), at most n / 2.
+std::size_t support_of(const double* h, std::size_t n, double rel) {
   double peak = 0.0;
   for (std::size_t i = 0; i < n; ++i) peak = std::max(peak, std::abs(h[i]));
   std::size_t e = 0;
   for (std::size_t i = 0; i <= n / 2; ++i) {
-    if (std::abs(h[i]) > 1e-5 * peak || std::abs(h[(n - i) % n]) > 1e-5 * peak) e = i + 1;
+    if (std::abs(h[i]) > rel * peak || std::abs(h[(n - i) % n]) > rel * peak) e = i + 1;
   }
   return e;
 }
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
+#define EXOSPEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define EXOSPEC_CLONES
+#endif
+
+// The per-row loops around the transforms, compiled for AVX2 / AVX-512 too.
+template <class T>
+inline void mirror_in_kernel(const T* __restrict in, double* __restrict re, std::size_t P) noexcept {
+  for (std::size_t p = 0; p < P; ++p) re[p] = static_cast<double>(in[p]);
+  for (std::size_t p = 0; p < P; ++p) re[2 * P - 1 - p] = re[p];
+}
+template <class T>
+inline void copy_out_kernel(const double* __restrict re, T* __restrict out, std::size_t P) noexcept {
+  for (std::size_t p = 0; p < P; ++p) out[p] = static_cast<T>(re[p]);
+}
+EXOSPEC_CLONES void mirror_in(const float* in, double* re, std::size_t P) noexcept {
+  mirror_in_kernel(in, re, P);
+}
+EXOSPEC_CLONES void mirror_in(const double* in, double* re, std::size_t P) noexcept {
+  mirror_in_kernel(in, re, P);
+}
+EXOSPEC_CLONES void copy_out(const double* re, float* out, std::size_t P) noexcept {
+  copy_out_kernel(re, out, P);
+}
+EXOSPEC_CLONES void copy_out(const double* re, double* out, std::size_t P) noexcept {
+  copy_out_kernel(re, out, P);
+}
+EXOSPEC_CLONES void scale_spectrum(double* __restrict sp, const double* __restrict g,
+                                   std::size_t bins) noexcept {
+  for (std::size_t k = 0; k < bins; ++k) {
+    sp[2 * k] *= g[k];
+    sp[2 * k + 1] *= g[k];
+  }
+}
+EXOSPEC_CLONES bool any_flagged(const std::uint8_t* __restrict q, std::size_t P,
+                                std::uint8_t bits) noexcept {
+  std::uint8_t acc = 0;
+  for (std::size_t p = 0; p < P; ++p) acc |= q[p];
+  return (acc & bits) != 0;
+}
+
+// Lag window of the Wiener filter's impulse response (pixels).
+constexpr double kWienerLag = 32.0;
 
 }  // namespace
 
@@ -75,7 +119,7 @@ struct FourierFilter::Impl {
   FourierSettings settings;
   fftw_plan r2c = nullptr, c2r = nullptr;
   // Low-pass: transfer function, impulse response, DFT of h^2, support.
-  std::vector<double> H, h;
+  std::vector<double> H, Hn, h;  // Hn = H / N
   std::vector<double> h2hat_re, h2hat_im;
   std::size_t support = 0;
 
@@ -86,8 +130,11 @@ struct FourierFilter::Impl {
   }
 
   // Given H (P + 1 values) in b.H: h = IDFT(H) in b.h, DFT(h^2) in b.spec2,
-  // and the support of h.
-  std::size_t impulse(Workspace::Buffers& b) const noexcept {
+  // and the support of h. rel: where h is cut for the edge cross terms (the
+  // terms dropped are below ~rel of the variance there): 1e-5 for the fixed
+  // low-pass, 1e-3 for the per-row Wiener filter, whose transfer function
+  // (zero wherever no signal power is left) rings with long faint tails.
+  std::size_t impulse(Workspace::Buffers& b, double rel) const noexcept {
     for (std::size_t k = 0; k <= P; ++k) {
       b.spec2.p[k][0] = b.H[k];
       b.spec2.p[k][1] = 0.0;
@@ -97,7 +144,7 @@ struct FourierFilter::Impl {
     for (std::size_t i = 0; i < N; ++i) b.h[i] = b.real2.p[i] * inv;
     for (std::size_t i = 0; i < N; ++i) b.real2.p[i] = b.h[i] * b.h[i];
     fftw_execute_dft_r2c(r2c, b.real2.p, b.spec2.p);
-    return support_of(b.h.data(), N);
+    return support_of(b.h.data(), N, rel);
   }
 };
 
@@ -129,8 +176,10 @@ FourierFilter::FourierFilter(std::size_t pixels, const FourierSettings& settings
       const double f = static_cast<double>(k) / static_cast<double>(m.N);
       b.H[k] = std::exp(-2.0 * std::numbers::pi * std::numbers::pi * s * s * f * f);
     }
-    m.support = m.impulse(b);
+    m.support = m.impulse(b, 1e-5);
     m.H = b.H;
+    m.Hn.resize(m.P + 1);
+    for (std::size_t k = 0; k <= m.P; ++k) m.Hn[k] = m.H[k] / static_cast<double>(m.N);
     m.h = b.h;
     m.h2hat_re.resize(m.P + 1);
     m.h2hat_im.resize(m.P + 1);
@@ -181,18 +230,25 @@ void FourierFilter::run(std::span<const T> radiance, std::span<const T> variance
   for (std::size_t r = 0; r < rows; ++r) {
     const std::size_t o = r * P;
     const auto q = quality.subspan(o, P);
-    for (std::size_t p = 0; p < P; ++p) {
-      b.value[p] = static_cast<double>(radiance[o + p]);
-      b.variance[p] = static_cast<double>(variance[o + p]);
-    }
-    if (!fill_flagged<double>(b.value, b.variance, q, kFill)) {
-      std::fill_n(out.begin() + static_cast<std::ptrdiff_t>(o), P, kNaN);
-      if (want_var) std::fill_n(out_variance.begin() + static_cast<std::ptrdiff_t>(o), P, kNaN);
-      continue;
-    }
-    for (std::size_t p = 0; p < P; ++p) {
-      b.real.p[p] = b.value[p];
-      b.real.p[N - 1 - p] = b.value[p];
+    const bool any_flag = any_flagged(q.data(), P, kFill);
+    double* __restrict re = b.real.p;
+    if (!any_flag) {
+      // Fast path: straight into the mirrored transform buffer.
+      mirror_in(radiance.data() + o, re, P);
+      if (want_var || m.settings.kind == FourierKind::kWiener) {
+        for (std::size_t p = 0; p < P; ++p) b.variance[p] = static_cast<double>(variance[o + p]);
+      }
+    } else {
+      for (std::size_t p = 0; p < P; ++p) {
+        b.value[p] = static_cast<double>(radiance[o + p]);
+        b.variance[p] = static_cast<double>(variance[o + p]);
+      }
+      if (!fill_flagged<double>(b.value, b.variance, q, kFill)) {
+        std::fill_n(out.begin() + static_cast<std::ptrdiff_t>(o), P, kNaN);
+        if (want_var) std::fill_n(out_variance.begin() + static_cast<std::ptrdiff_t>(o), P, kNaN);
+        continue;
+      }
+      mirror_in(b.value.data(), re, P);
     }
     fftw_execute_dft_r2c(m.r2c, b.real.p, b.spec.p);
     // The transfer function of this row.
@@ -219,17 +275,43 @@ void FourierFilter::run(std::span<const T> radiance, std::span<const T> variance
         b.H[k] = s / (s + noise);
       }
       b.H[0] = 1.0;  // the mean level is always signal
-      if (want_var) support = m.impulse(b);
+      // Taper the impulse response with a Gaussian lag window (sigma kWienerLag
+      // pixels), i.e. smooth H over frequency: a transfer function that drops to
+      // zero wherever the signal power does rings over the whole row otherwise.
+      for (std::size_t k = 0; k <= P; ++k) {
+        b.spec2.p[k][0] = b.H[k];
+        b.spec2.p[k][1] = 0.0;
+      }
+      fftw_execute_dft_c2r(m.c2r, b.spec2.p, b.real2.p);
+      for (std::size_t n = 0; n < N; ++n) {
+        const double lag = static_cast<double>(std::min(n, N - n));
+        b.real2.p[n] *= inv_n * std::exp(-0.5 * lag * lag / (kWienerLag * kWienerLag));
+      }
+      fftw_execute_dft_r2c(m.r2c, b.real2.p, b.spec2.p);
+      // Keep the area (H(0) = 1).
+      const double h0 = b.spec2.p[0][0];
+      for (std::size_t k = 0; k <= P; ++k) b.H[k] = b.spec2.p[k][0] / h0;
+      if (want_var) support = m.impulse(b, 1e-3);
       H = b.H.data();
     }
-    for (std::size_t k = 0; k <= P; ++k) {
-      const double g = H[k] * inv_n;
-      b.spec.p[k][0] *= g;
-      b.spec.p[k][1] *= g;
+    {
+      double* __restrict sp = &b.spec.p[0][0];
+      if (m.settings.kind == FourierKind::kLowpass) {
+        scale_spectrum(sp, m.Hn.data(), P + 1);
+      } else {
+        for (std::size_t k = 0; k <= P; ++k) {
+          const double g = H[k] * inv_n;
+          sp[2 * k] *= g;
+          sp[2 * k + 1] *= g;
+        }
+      }
     }
     fftw_execute_dft_c2r(m.c2r, b.spec.p, b.real.p);
-    for (std::size_t p = 0; p < P; ++p) {
-      out[o + p] = (q[p] & quality::kUnusable) ? kNaN : static_cast<T>(b.real.p[p]);
+    copy_out(b.real.p, out.data() + o, P);
+    if (any_flag) {
+      for (std::size_t p = 0; p < P; ++p) {
+        if (q[p] & quality::kUnusable) out[o + p] = kNaN;
+      }
     }
     if (!want_var) continue;
     // var = (mirrored variance) (*) h^2, plus the edge cross terms.

@@ -19,7 +19,10 @@
 //   widens a line's FWHM by 12 % and keeps its area (H(0) = 1).
 // - Wiener: H(f) = S(f) / (S(f) + N0), with N0 = N mean(var) the white-noise
 //   power and S(f) = max(|X(f)|^2 - 3 N0, 0) smoothed over 5 frequency bins, per
-//   row (over-subtraction: a noise-only bin passes with probability e^-3). This is a data-dependent choice of a linear filter. The variance
+//   row (over-subtraction: a noise-only bin passes with probability e^-3),
+//   then tapered by a Gaussian lag window of sigma 32 pixels on its impulse
+//   response (a transfer function that drops to zero where the signal does
+//   would otherwise ring across the whole row). This is a data-dependent choice of a linear filter. The variance
 //   formula holds for the chosen filter and ignores the noise of that choice.
 //
 // Set-up builds the FFTW plans once, under a global lock (FFTW's planner is
