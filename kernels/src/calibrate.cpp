@@ -311,28 +311,31 @@ inline void variance_kernel(const RowTables<T>& tb, const SpectrumTerms& s, doub
 // z_p > threshold flags p; its neighbours are flagged too when z > grow
 // threshold (the sides of 2-3 pixel hits). Each run of flagged pixels is
 // replaced by linear interpolation between the nearest unflagged usable pixels.
-// Returns the number of flagged pixels. `work` holds P values (scratch).
+// Returns the number of flagged pixels.
 template <class Count, class T>
 std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts,
                         const DespikeSettings& ds_settings, const std::uint8_t* usable,
-                        const Count* c, T* L, std::uint8_t* Q, T* work) noexcept {
+                        const Count* c, T* L, std::uint8_t* Q) noexcept {
   const std::size_t P = tb.pixels;
   if (P < 7) return 0;
   const double tg = s.tg, dark_scale = s.dark_scale;
   // 3-pixel means (NaN-free: unusable pixels are 0 here, so skip them).
-  T* mean3 = work;
-  for (std::size_t p = 0; p < P; ++p) {
+  // Mean of the usable pixels among q - 1, q, q + 1 (infinity if none).
+  auto mean3 = [&](std::size_t q) {
     double acc = 0;
-    int n = 0;
-    for (std::size_t q = p > 0 ? p - 1 : 0; q <= std::min(P - 1, p + 1); ++q) {
-      if (usable[q]) {
-        acc += static_cast<double>(L[q]);
-        ++n;
+    int m = 0;
+    for (std::size_t i = q > 0 ? q - 1 : 0; i <= std::min(P - 1, q + 1); ++i) {
+      if (usable[i]) {
+        acc += static_cast<double>(L[i]);
+        ++m;
       }
     }
-    mean3[p] = n ? static_cast<T>(acc / n) : std::numeric_limits<T>::infinity();
-  }
-  auto z_of = [&](std::size_t p) -> double {
+    return m ? acc / m : std::numeric_limits<double>::infinity();
+  };
+  // The statistic of pixel p, exact whenever it exceeds `at_least` (the
+  // line tolerance only lowers it, so it is skipped when the bound without it
+  // does not reach the threshold: most pixels).
+  auto z_of = [&](std::size_t p, double at_least) -> double {
     double ref = 0;
     int n = 0;
     for (std::ptrdiff_t off : {-3, -2, 2, 3}) {
@@ -347,18 +350,20 @@ std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double m
     const double k = static_cast<double>(tb.response[p]) * tg;
     const double d = dark_scale * static_cast<double>(tb.dark_radiance[p]) * k;
     const double mu = std::max(ref * k + d, min_counts);
+    const double a = mu + 0.375;
+    const double diff = 2.0 * (std::sqrt(static_cast<double>(c[p]) + 0.375) - std::sqrt(a));
+    constexpr double kRefNoise = 1.1180339887498949;  // sqrt(1 + 1/4)
+    if (diff / kRefNoise <= at_least) return diff / kRefNoise;
     const std::size_t lo = p >= 10 ? p - 10 : 0, hi = std::min(P - 1, p + 10);
     double base = std::numeric_limits<double>::infinity();
-    for (std::size_t q = lo; q <= hi; ++q) base = std::min(base, static_cast<double>(mean3[q]));
+    for (std::size_t q = lo; q <= hi; ++q) base = std::min(base, mean3(q));
     const double tol = ds_settings.line_tolerance * k * std::max(0.0, ref - base);
-    const double a = mu + 0.375;
-    return 2.0 * (std::sqrt(static_cast<double>(c[p]) + 0.375) - std::sqrt(a)) /
-           std::sqrt(1.25 + tol * tol / a);
+    return diff / std::sqrt(1.25 + tol * tol / a);
   };
   const auto hit = [&](std::size_t q) { return (Q[q] & quality::kParticleHit) != 0; };
   std::size_t n = 0;
   for (std::size_t p = 0; p < P; ++p) {
-    if (!usable[p] || hit(p) || z_of(p) <= ds_settings.threshold) continue;
+    if (!usable[p] || hit(p) || z_of(p, ds_settings.threshold) <= ds_settings.threshold) continue;
     Q[p] |= quality::kParticleHit;
     ++n;
   }
@@ -372,7 +377,7 @@ std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double m
       if (!usable[p] || hit(p)) continue;
       bool near = false;
       for (std::size_t q = p >= 2 ? p - 2 : 0; q <= std::min(P - 1, p + 2); ++q) near |= hit(q);
-      if (!near || z_of(p) <= ds_settings.grow_threshold) continue;
+      if (!near || z_of(p, ds_settings.grow_threshold) <= ds_settings.grow_threshold) continue;
       Q[p] |= quality::kParticleHit;
       ++n;
       grew = true;
@@ -517,7 +522,7 @@ void Calibrator::run(std::span<const Count> counts, std::span<const double> expo
     std::size_t replaced = 0;
     if (settings_.despike.enabled) {
       replaced = despike_row<Count, Real>(tb, s, settings_.min_expected_counts, settings_.despike,
-                                          usable_.data(), c, L, Q, V);
+                                          usable_.data(), c, L, Q);
     }
     variance_dispatch(tb, s, settings_.min_expected_counts, L, V);
     if (replaced > 0) replaced_variance(P, usable_.data(), Q, V);
