@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "exospec/io/file.hpp"
@@ -131,6 +132,32 @@ TEST(CalibrateStage, PullsAreStandardInTheBrightRegimeWithDeadTime) {
     EXPECT_NEAR(p.mean, 0.0, 0.02) << "n " << p.n;
     EXPECT_GE(p.sd, 0.97);
     EXPECT_LE(p.sd, 1.03);
+  }
+}
+
+}  // namespace
+}  // namespace exospec
+
+namespace exospec {
+namespace {
+
+TEST(RunStages, OutputDoesNotDependOnTheThreadCountOrBlockSize) {
+  const auto dir = test::scratch_dir("threads");
+  const auto in = test::simulate_to(test::small_config(150, 41), dir, "in.h5");
+  auto config = pipeline::load_run_config();
+  pipeline::run(config, in, dir / "t1.h5", true, 1);
+  config.block_rows = 37;
+  pipeline::run(config, in, dir / "t2.h5", true, 2);
+  const auto a = io::File::open(dir / "t1.h5"), b = io::File::open(dir / "t2.h5");
+  for (const std::string ch : {"euv", "fuv"}) {
+    for (const std::string& obj : {"/calibrated/" + ch + "/radiance", "/calibrated/" + ch + "/variance",
+                                  "/denoised/" + ch + "/radiance", "/denoised/" + ch + "/variance"}) {
+      const auto x = a.read_all<float>(obj), y = b.read_all<float>(obj);
+      ASSERT_EQ(x.size(), y.size());
+      EXPECT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * sizeof(float))) << obj;
+    }
+    EXPECT_EQ(a.read_all<std::uint8_t>("/calibrated/" + ch + "/quality"),
+              b.read_all<std::uint8_t>("/calibrated/" + ch + "/quality"));
   }
 }
 
