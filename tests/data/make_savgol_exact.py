@@ -11,8 +11,7 @@ import os
 from fractions import Fraction as F
 
 here = os.path.dirname(os.path.abspath(__file__))
-golden = json.load(open(os.path.join(here, "..", "..", "..", "shared", "reference", "savgol",
-                                     "sg_scipy_golden.json")))
+golden = json.load(open(os.path.join(here, "reference", "savgol", "sg_scipy_golden.json")))
 
 
 def exact(window, order, deriv, delta, pos, use):

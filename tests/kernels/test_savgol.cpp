@@ -18,7 +18,7 @@
 namespace exospec::kernels {
 namespace {
 
-const auto kRef = test::shared_dir() / "reference" / "savgol";
+const auto kRef = test::reference_dir() / "savgol";
 
 TEST(Savgol, ExactRationalCoefficients) {
   std::ifstream f(kRef / "sg_exact_coefficients.txt");

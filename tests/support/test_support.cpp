@@ -35,6 +35,6 @@ std::filesystem::path simulate_to(const pipeline::SimulationConfig& config,
   return path;
 }
 
-std::filesystem::path shared_dir() { return std::filesystem::path(EXOSPEC_SHARED_DIR); }
+std::filesystem::path reference_dir() { return std::filesystem::path(EXOSPEC_REFERENCE_DIR); }
 
 }  // namespace exospec::test

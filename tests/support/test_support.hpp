@@ -21,7 +21,9 @@ std::filesystem::path simulate_to(const pipeline::SimulationConfig& config,
                                   const std::filesystem::path& dir, const std::string& name,
                                   int threads = 0);
 
-// shared/ beside the project (reference data).
-std::filesystem::path shared_dir();
+// tests/data/reference: the reference data of shared/reference (NIST StRD,
+// Savitzky-Golay tables and scipy outputs), kept in the repository so that the
+// tests need nothing outside it.
+std::filesystem::path reference_dir();
 
 }  // namespace exospec::test

@@ -1,0 +1,410 @@
+#pragma once
+// Levenberg-Marquardt for weighted nonlinear least squares, header-only so
+// that small fixed sizes specialise (template parameter NP: the number of
+// model parameters, or Eigen::Dynamic).
+//
+// Minimises 1/2 sum_i r_i(p)^2, r_i = (y_i - f_i(p)) / sigma_i, given a model
+// functor that returns the residuals and their analytic Jacobian dr/dp:
+//
+//   struct Model {
+//     int residuals() const;                       // n
+//     // Fills r (n) and, if J is not null, J (n x np, column-major, leading
+//     // dimension n). Returns false if the model cannot be evaluated there.
+//     bool operator()(const double* p, double* r, double* J) const;
+//   };
+//
+// Parameters may be free, fixed, or tied (p_j = ratio x p_k, k free), and free
+// ones may have box bounds (the trial point is projected onto the box). The
+// step solves min ||J d + r||^2 + lambda ||D d||^2 with Marquardt's scaling
+// D = the largest column norms of J seen so far (More, "The Levenberg-Marquardt
+// algorithm: implementation and theory", 1978), either by a QR factorisation
+// of the stacked system (accurate: the default) or by Cholesky of the normal
+// equations (fast, for well-conditioned small problems). lambda follows
+// Nielsen's rule (Nielsen, IMM-REP-1999-05): on success lambda *= max(1/3,
+// 1 - (2 rho - 1)^3), on failure lambda *= nu, nu *= 2.
+//
+// Stopping rules (MINPACK's): ftol, both the actual and the predicted relative
+// reduction of the cost are below ftol; xtol, ||D d|| <= xtol ||D p||; gtol, the
+// largest cosine between r and a column of J is below gtol. Status: kConverged
+// for any of them; kMaxIterations; kStalled when lambda exceeds 1e16 without
+// reducing the cost (a minimum the arithmetic cannot improve on, or a bad
+// model); kSingular when J^T J is rank-deficient at the solution (the
+// parameters are not all determined); kBadInput for too few residuals or
+// non-finite starting values; kNotFinite when the model fails at the start.
+//
+// After solve(): covariance() = (J^T J)^-1 over all parameters (tied rows
+// follow their parent, fixed ones are 0), from the QR factor of J (more
+// accurate than inverting J^T J). For residuals weighted by true sigmas this
+// is the parameter covariance; scale by chi2 / (n - m) for unknown sigma (as
+// NIST's certified standard deviations are).
+//
+// All workspaces are allocated by the constructor (for up to max_residuals);
+// solve() allocates nothing.
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace exospec::kernels {
+
+enum class LmStatus : std::uint8_t {
+  kConverged = 0,
+  kMaxIterations = 1,
+  kStalled = 2,
+  kSingular = 3,
+  kBadInput = 4,
+  kNotFinite = 5,
+};
+inline const char* lm_status_name(LmStatus s) noexcept {
+  switch (s) {
+    case LmStatus::kConverged:
+      return "converged";
+    case LmStatus::kMaxIterations:
+      return "maximum iterations";
+    case LmStatus::kStalled:
+      return "stalled";
+    case LmStatus::kSingular:
+      return "singular";
+    case LmStatus::kBadInput:
+      return "bad input";
+    case LmStatus::kNotFinite:
+      return "not finite";
+  }
+  return "?";
+}
+
+struct LmOptions {
+  int max_iterations = 500;
+  double ftol = 1e-14;
+  double xtol = 1e-14;
+  double gtol = 1e-14;
+  double initial_lambda = 1e-3;
+  bool use_qr = true;  // false: Cholesky of the normal equations (faster)
+};
+
+struct LmResult {
+  LmStatus status = LmStatus::kBadInput;
+  int iterations = 0;
+  int evaluations = 0;
+  double chi2 = 0.0;  // sum r^2 at the solution
+  int dof = 0;        // n - free parameters
+  double reduced_chi2() const noexcept {
+    return dof > 0 ? chi2 / dof : std::numeric_limits<double>::quiet_NaN();
+  }
+};
+
+template <int NP = Eigen::Dynamic>
+class LevenbergMarquardt {
+ public:
+  using Vec = Eigen::Matrix<double, NP, 1>;
+  using Mat = Eigen::Matrix<double, NP, NP>;
+
+  LevenbergMarquardt(int parameters, int max_residuals, LmOptions options = {})
+      : np_(parameters), nmax_(max_residuals), options_(options) {
+    kind_.assign(static_cast<std::size_t>(np_), Kind::kFree);
+    parent_.assign(static_cast<std::size_t>(np_), -1);
+    ratio_.assign(static_cast<std::size_t>(np_), 1.0);
+    lower_ = Vec::Constant(np_, -std::numeric_limits<double>::infinity());
+    upper_ = Vec::Constant(np_, std::numeric_limits<double>::infinity());
+    r_.resize(nmax_);
+    r_trial_.resize(nmax_);
+    jp_.resize(nmax_, np_);
+    ju_.resize(nmax_, np_);
+    aug_.resize(nmax_ + np_, np_);
+    rhs_.resize(nmax_ + np_);
+    qr_ = Eigen::HouseholderQR<Eigen::MatrixXd>(nmax_ + np_, np_);
+    jqr_ = Eigen::ColPivHouseholderQR<Eigen::MatrixXd>(nmax_, np_);
+    cov_ = Mat::Zero(np_, np_);
+    free_index_.assign(static_cast<std::size_t>(np_), -1);
+    trial_.resize(np_);
+    delta_.resize(np_);
+    diag_.resize(np_);
+    grad_.resize(np_);
+    normal_.resize(np_, np_);
+    rinv_.resize(np_, np_);
+    cfree_.resize(np_, np_);
+  }
+
+  int parameters() const noexcept { return np_; }
+  LmOptions& options() noexcept { return options_; }
+
+  void set_bounds(int j, double lower, double upper) {
+    lower_(j) = lower;
+    upper_(j) = upper;
+  }
+  void clear_bounds() {
+    lower_.setConstant(-std::numeric_limits<double>::infinity());
+    upper_.setConstant(std::numeric_limits<double>::infinity());
+  }
+  void set_free(int j) {
+    kind_[j] = Kind::kFree;
+    parent_[j] = -1;
+  }
+  void set_fixed(int j) { kind_[j] = Kind::kFixed; }
+  // p_j = ratio * p_k (k must be free).
+  void set_tied(int j, int k, double ratio) {
+    kind_[j] = Kind::kTied;
+    parent_[j] = k;
+    ratio_[j] = ratio;
+  }
+
+  const Mat& covariance() const noexcept { return cov_; }
+
+  template <class Model>
+  LmResult solve(const Model& model, Vec& p) {
+    LmResult res;
+    const int n = model.residuals();
+    // Free parameters.
+    int m = 0;
+    for (int j = 0; j < np_; ++j) free_index_[j] = kind_[j] == Kind::kFree ? m++ : -1;
+    cov_.setZero();
+    if (n > nmax_ || n < m || m == 0 || !p.allFinite()) return res;
+    res.dof = n - m;
+    for (int j = 0; j < np_; ++j) {
+      if (kind_[j] == Kind::kFree) p(j) = std::clamp(p(j), lower_(j), upper_(j));
+    }
+    apply_ties(p);
+    auto r = r_.head(n);
+    auto rt = r_trial_.head(n);
+    if (!evaluate(model, p, n, true)) {
+      res.status = LmStatus::kNotFinite;
+      return res;
+    }
+    ++res.evaluations;
+    double cost = 0.5 * r.squaredNorm();
+    diag_.setZero();
+    double lambda = options_.initial_lambda, nu = 2.0;
+    bool first = true;
+    res.status = LmStatus::kMaxIterations;
+    for (int it = 0; it < options_.max_iterations; ++it) {
+      res.iterations = it + 1;
+      auto J = ju_.topLeftCorner(n, m);
+      // Scaling and gradient test.
+      double gmax = 0.0;
+      const double rnorm = r.norm();
+      for (int f = 0; f < m; ++f) {
+        const double cn = J.col(f).norm();
+        diag_(f) = std::max(diag_(f), cn);
+        if (cn > 0.0 && rnorm > 0.0) gmax = std::max(gmax, std::abs(J.col(f).dot(r)) / (cn * rnorm));
+      }
+      for (int f = 0; f < m; ++f) {
+        if (diag_(f) == 0.0) diag_(f) = 1.0;
+      }
+      if (first && options_.initial_lambda > 0.0) {
+        // lambda relative to the scaled J^T J.
+        double mx = 0.0;
+        for (int f = 0; f < m; ++f) mx = std::max(mx, J.col(f).squaredNorm() / (diag_(f) * diag_(f)));
+        lambda = options_.initial_lambda * std::max(mx, 1e-300);
+        first = false;
+      }
+      if (gmax <= options_.gtol || rnorm == 0.0) {
+        res.status = LmStatus::kConverged;
+        break;
+      }
+      // Inner loop: find a step that lowers the cost.
+      bool accepted = false;
+      while (!accepted) {
+        if (!step(n, m, lambda)) {
+          lambda *= nu;
+          nu *= 2.0;
+          if (lambda > 1e16) break;
+          continue;
+        }
+        // Trial point (projected onto the box).
+        trial_ = p;
+        for (int j = 0; j < np_; ++j) {
+          if (kind_[j] != Kind::kFree) continue;
+          trial_(j) = std::clamp(p(j) + delta_(free_index_[j]), lower_(j), upper_(j));
+        }
+        apply_ties(trial_);
+        // The step actually taken (after projection).
+        for (int j = 0; j < np_; ++j) {
+          if (kind_[j] == Kind::kFree) delta_(free_index_[j]) = trial_(j) - p(j);
+        }
+        // Predicted reduction: 1/2 (|r|^2 - |r + J d|^2).
+        const double jd2 = (J * delta_.head(m)).squaredNorm();
+        const double pred = -(r.dot(J * delta_.head(m))) - 0.5 * jd2;
+        ++res.evaluations;
+        const bool ok = model(trial_.data(), rt.data(), nullptr) && rt.allFinite();
+        const double cost_new = ok ? 0.5 * rt.squaredNorm() : std::numeric_limits<double>::infinity();
+        const double actual = cost - cost_new;
+        const double rho = pred > 0.0 ? actual / pred : -1.0;
+        double dnorm = 0.0, pnorm = 0.0;
+        for (int j = 0; j < np_; ++j) {
+          if (kind_[j] != Kind::kFree) continue;
+          const int f = free_index_[j];
+          dnorm += diag_(f) * diag_(f) * delta_(f) * delta_(f);
+          pnorm += diag_(f) * diag_(f) * p(j) * p(j);
+        }
+        dnorm = std::sqrt(dnorm);
+        pnorm = std::sqrt(pnorm);
+        if (ok && actual > 0.0 && rho > 0.0) {
+          accepted = true;
+          p = trial_;
+          const double old_cost = cost;
+          cost = cost_new;
+          lambda *= std::max(1.0 / 3.0, 1.0 - std::pow(2.0 * rho - 1.0, 3));
+          nu = 2.0;
+          if (!evaluate(model, p, n, true)) {
+            res.status = LmStatus::kNotFinite;
+            return finish(res, n, m, p);
+          }
+          ++res.evaluations;
+          const bool ftol_met = actual <= options_.ftol * old_cost && pred <= options_.ftol * old_cost &&
+                                rho <= 2.0;
+          const bool xtol_met = dnorm <= options_.xtol * pnorm;
+          if (ftol_met || xtol_met) {
+            res.status = LmStatus::kConverged;
+            return finish(res, n, m, p);
+          }
+        } else {
+          // Converged already if even the predicted gain is negligible.
+          if (pred <= options_.ftol * cost && dnorm <= 1e3 * options_.xtol * pnorm + 1e-300) {
+            res.status = LmStatus::kConverged;
+            return finish(res, n, m, p);
+          }
+          lambda *= nu;
+          nu *= 2.0;
+          if (lambda > 1e16) break;
+        }
+      }
+      if (!accepted) {
+        res.status = LmStatus::kStalled;
+        break;
+      }
+    }
+    return finish(res, n, m, p);
+  }
+
+ private:
+  enum class Kind : std::uint8_t { kFree, kFixed, kTied };
+
+  void apply_ties(Vec& p) const {
+    for (int j = 0; j < np_; ++j) {
+      if (kind_[j] == Kind::kTied) p(j) = ratio_[j] * p(parent_[j]);
+    }
+  }
+
+  // r_ and the free-parameter Jacobian ju_ at p.
+  template <class Model>
+  bool evaluate(const Model& model, const Vec& p, int n, bool jac) {
+    auto r = r_.head(n);
+    if (!model(p.data(), r.data(), jac ? jp_.data() : nullptr)) return false;
+    if (!r.allFinite()) return false;
+    if (!jac) return true;
+    // jp_ is n x np with leading dimension nmax_: the model wrote it with
+    // leading dimension n, so view it that way.
+    Eigen::Map<Eigen::MatrixXd> jp(jp_.data(), n, np_);
+    if (!jp.allFinite()) return false;
+    for (int j = 0; j < np_; ++j) {
+      if (kind_[j] == Kind::kFree) ju_.col(free_index_[j]).head(n) = jp.col(j);
+    }
+    for (int j = 0; j < np_; ++j) {
+      if (kind_[j] == Kind::kTied) ju_.col(free_index_[parent_[j]]).head(n) += ratio_[j] * jp.col(j);
+    }
+    return true;
+  }
+
+  // delta_ = argmin |J d + r|^2 + lambda |D d|^2.
+  bool step(int n, int m, double lambda) {
+    auto J = ju_.topLeftCorner(n, m);
+    auto r = r_.head(n);
+    if (options_.use_qr) {
+      auto A = aug_.topLeftCorner(n + m, m);
+      A.topRows(n) = J;
+      A.bottomRows(m).setZero();
+      const double sl = std::sqrt(lambda);
+      for (int f = 0; f < m; ++f) A(n + f, f) = sl * diag_(f);
+      auto b = rhs_.head(n + m);
+      b.head(n) = -r;
+      b.tail(m).setZero();
+      qr_.compute(A);
+      // R d = Q^T b (R is m x m upper triangular).
+      auto qtb = rhs_.head(n + m);
+      qtb.applyOnTheLeft(qr_.householderQ().transpose());
+      const auto R = qr_.matrixQR().topLeftCorner(m, m).template triangularView<Eigen::Upper>();
+      for (int f = 0; f < m; ++f) {
+        if (!(std::abs(qr_.matrixQR()(f, f)) > 0.0)) return false;
+      }
+      delta_.head(m) = R.solve(qtb.head(m));
+    } else {
+      normal_.topLeftCorner(m, m).noalias() = J.transpose() * J;
+      grad_.head(m).noalias() = -(J.transpose() * r);
+      for (int f = 0; f < m; ++f) normal_(f, f) += lambda * diag_(f) * diag_(f);
+      llt_.compute(normal_.topLeftCorner(m, m));
+      if (llt_.info() != Eigen::Success) return false;
+      delta_.head(m) = llt_.solve(grad_.head(m));
+    }
+    return delta_.head(m).allFinite();
+  }
+
+  LmResult finish(LmResult res, int n, int m, const Vec& p) {
+    res.chi2 = r_.head(n).squaredNorm();
+    auto cf = cfree_.topLeftCorner(m, m);
+    auto J = ju_.topLeftCorner(n, m);
+    if (options_.use_qr) {
+      // Rank-revealing QR of J: (J^T J)^-1 = P R^-1 R^-T P^T.
+      jqr_.compute(J);
+      if (jqr_.rank() < m) return singular(res);
+      auto rinv = rinv_.topLeftCorner(m, m);
+      rinv.setIdentity();
+      jqr_.matrixQR().topLeftCorner(m, m).template triangularView<Eigen::Upper>().solveInPlace(rinv);
+      normal_.topLeftCorner(m, m).noalias() = rinv * rinv.transpose();
+      cf.noalias() = jqr_.colsPermutation() * normal_.topLeftCorner(m, m) *
+                     jqr_.colsPermutation().transpose();
+    } else {
+      // Normal equations (no allocation; fine when J is well conditioned).
+      normal_.topLeftCorner(m, m).noalias() = J.transpose() * J;
+      llt_.compute(normal_.topLeftCorner(m, m));
+      if (llt_.info() != Eigen::Success) return singular(res);
+      cf.setIdentity();
+      llt_.solveInPlace(cf);
+      // A tiny pivot: the parameters are not all determined.
+      const double mx = normal_.topLeftCorner(m, m).diagonal().maxCoeff();
+      if (!(llt_.matrixL().toDenseMatrix().diagonal().minCoeff() > 1e-12 * std::sqrt(mx))) {
+        return singular(res);
+      }
+    }
+    // Map to all parameters: p = T u.
+    cov_.setZero();
+    auto col_of = [&](int j) { return kind_[j] == Kind::kFree ? free_index_[j]
+                                      : kind_[j] == Kind::kTied ? free_index_[parent_[j]] : -1; };
+    auto factor = [&](int j) { return kind_[j] == Kind::kTied ? ratio_[j] : 1.0; };
+    for (int a = 0; a < np_; ++a) {
+      const int fa = col_of(a);
+      if (fa < 0) continue;
+      for (int b = 0; b < np_; ++b) {
+        const int fb = col_of(b);
+        if (fb < 0) continue;
+        cov_(a, b) = factor(a) * factor(b) * cf(fa, fb);
+      }
+    }
+    (void)p;
+    return res;
+  }
+
+  LmResult singular(LmResult res) {
+    if (res.status == LmStatus::kConverged) res.status = LmStatus::kSingular;
+    cov_.setConstant(std::numeric_limits<double>::quiet_NaN());
+    return res;
+  }
+
+  int np_, nmax_;
+  LmOptions options_;
+  std::vector<Kind> kind_;
+  std::vector<int> parent_, free_index_;
+  std::vector<double> ratio_;
+  Vec lower_, upper_, trial_;
+  Eigen::VectorXd r_, r_trial_, rhs_;
+  Eigen::MatrixXd jp_, ju_, aug_;
+  Eigen::HouseholderQR<Eigen::MatrixXd> qr_;
+  Eigen::ColPivHouseholderQR<Eigen::MatrixXd> jqr_;
+  Eigen::Matrix<double, NP, 1> delta_, diag_, grad_;
+  Eigen::Matrix<double, NP, NP> normal_, rinv_, cfree_;
+  Eigen::LLT<Eigen::Matrix<double, NP, NP>> llt_;
+  Mat cov_;
+};
+
+}  // namespace exospec::kernels
