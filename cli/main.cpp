@@ -112,6 +112,7 @@ nlohmann::json run_report_json(const exospec::pipeline::RunSummary& s, const std
                   {"read", s.read_seconds},
                   {"calibrate", s.calibrate_seconds},
                   {"denoise", s.denoise_seconds},
+                  {"fit", s.fit_seconds},
                   {"write", s.write_seconds},
                   {"hash", s.hash_seconds}};
   j["spectra_per_second"] = s.seconds > 0 ? static_cast<double>(s.spectra) / s.seconds : 0.0;
@@ -120,6 +121,13 @@ nlohmann::json run_report_json(const exospec::pipeline::RunSummary& s, const std
     if (b < 5 || s.quality_bit_pixels[b] > 0) q[kBits[b]] = s.quality_bit_pixels[b];
   }
   j["flagged_pixels"] = q;
+  static constexpr const char* kFit[] = {"converged", "max_iterations", "stalled", "singular",
+                                         "too_few_pixels", "invalid_spectrum"};
+  nlohmann::json f = nlohmann::json::object();
+  for (std::size_t st = 0; st < s.fit_status.size(); ++st) {
+    f[st < 6 ? kFit[st] : std::to_string(st)] = s.fit_status[st];
+  }
+  j["fit_status"] = f;
   return j;
 }
 
@@ -137,9 +145,23 @@ void print_run_summary(const exospec::pipeline::RunSummary& s, const std::string
   std::fprintf(stderr, " in %.2f s (%.0f spectra/s)\n", s.seconds,
                s.seconds > 0 ? static_cast<double>(s.spectra) / s.seconds : 0.0);
   std::fprintf(stderr,
-               "     read %.2f s, calibrate %.2f s, denoise %.2f s, write %.2f s, input hash %.2f s\n",
-               s.read_seconds, s.calibrate_seconds, s.denoise_seconds, s.write_seconds,
-               s.hash_seconds);
+               "     read %.2f s, calibrate %.2f s, denoise %.2f s, fit %.2f s, write %.2f s, "
+               "input hash %.2f s\n",
+               s.read_seconds, s.calibrate_seconds, s.denoise_seconds, s.fit_seconds,
+               s.write_seconds, s.hash_seconds);
+  if (!s.fit_status.empty()) {
+    std::uint64_t total = 0;
+    for (auto c : s.fit_status) total += c;
+    std::fprintf(stderr, "     line fits: %llu, converged %llu", static_cast<unsigned long long>(total),
+                 static_cast<unsigned long long>(s.fit_status[0]));
+    for (std::size_t st = 1; st < s.fit_status.size(); ++st) {
+      if (s.fit_status[st]) {
+        std::fprintf(stderr, ", status %zu: %llu", st,
+                     static_cast<unsigned long long>(s.fit_status[st]));
+      }
+    }
+    std::fprintf(stderr, "\n");
+  }
   std::fprintf(stderr, "     flagged pixels: bad %llu, saturated %llu, invalid exposure %llu, "
                "invalid temperature %llu, particle hit %llu\n",
                static_cast<unsigned long long>(s.quality_bit_pixels[0]),
@@ -195,14 +217,14 @@ int main(int argc, char** argv) {
   sim->add_flag("-q,--quiet", sim_quiet, "No progress or summary");
 
   // run
-  auto* runc = app.add_subcommand("run", "Calibrate and denoise an input file into an output file");
+  auto* runc = app.add_subcommand("run", "Calibrate, denoise and fit an input file into an output file");
   std::string run_in, run_out, run_stages, run_channels, run_config, run_report;
   int run_threads = 0;
   bool run_force = false, run_quiet = false;
   runc->add_option("input", run_in, "Input HDF5 file (never modified)")->required();
   runc->add_option("-o,--output", run_out, "Output HDF5 file")->required();
   auto* o_stages = runc->add_option("--stages", run_stages,
-                                    "Comma-separated stages, in pipeline order: calibrate,denoise");
+                                    "Comma-separated stages, in pipeline order: calibrate,denoise,fit");
   auto* o_run_channels = runc->add_option("--channels", run_channels, "Comma-separated: euv,fuv");
   runc->add_option("--config", run_config,
                    "TOML file overriding the defaults (exospec config --defaults run)")

@@ -149,7 +149,9 @@ std::vector<ObjectSpec> fit_objects(std::string_view ch) {
       {g + "/fwhm_nm", DType::kF64, Extent::kNxL, "nm", "fitted line FWHM"},
       {g + "/chi2_reduced", DType::kF32, Extent::kNxL, "1",
        "reduced chi-square of the fit window holding the line"},
-      {g + "/status", DType::kU8, Extent::kNxL, "1", "0 = converged; other codes documented"},
+      {g + "/status", DType::kU8, Extent::kNxL, "1",
+       "0 = converged; 1 maximum iterations, 2 stalled, 3 singular, 4 too few good pixels "
+       "in the window, 5 invalid spectrum (values NaN unless 0)"},
   };
 }
 

@@ -18,6 +18,7 @@
 #include "exospec/io/schema.hpp"
 #include "exospec/kernels/spectrum_model.hpp"
 #include "exospec/time.hpp"
+#include "exospec/pipeline/catalogue.hpp"
 #include "exospec/version.hpp"
 
 namespace exospec::pipeline {
@@ -47,14 +48,20 @@ struct ChannelWork {
   io::ChannelCalibration calibration;
   kernels::Calibrator calibrator;
   std::optional<DenoiseStage> smoother;
+  std::optional<kernels::LineFitter> fitter;
+  std::vector<kernels::LineFitter::Workspace> fit_work;  // per thread
+  bool count_model = false;  // whether scale/offset are needed
+  std::vector<double> fit_b, fit_s, fit_c, fit_w;
+  std::vector<float> fit_chi2;
+  std::vector<std::uint8_t> fit_status;
   std::vector<std::uint32_t> counts;
   std::vector<double> exposure, temperature;
   std::vector<float> temperature_f, radiance, variance, denoised, denoised_variance;
-  std::vector<double> scale, offset;  // count model rows (anscombe only)
+  std::vector<double> scale, offset;  // count model rows (anscombe, fit)
   std::vector<std::uint8_t> quality;
 
   ChannelWork(std::string ch, const io::InputFile& in, const RunConfig& config, int threads,
-              const std::string& wisdom)
+              const std::string& wisdom, const LineCatalogue& catalogue)
       : name(std::move(ch)),
         pixels(in.pixels(name)),
         calibration(in.read_calibration(name)),
@@ -72,10 +79,24 @@ struct ChannelWork {
                                         kernels::eval_polynomial(c, 0.0));
         const double nm_per_pixel = span_nm / static_cast<double>(std::max<std::size_t>(pixels - 1, 1));
         smoother.emplace(pixels, nm_per_pixel, config.denoise.at(name), threads, wisdom);
+        count_model |= smoother->needs_count_model();
       } catch (const std::invalid_argument& e) {
         throw ConfigError(config.source, "denoise." + name,
                           std::string(e.what()) + " (" + std::to_string(pixels) + " pixels)");
       }
+    }
+    if (config.has_stage(Stage::kFit)) {
+      std::vector<kernels::FitLineSpec> lines;
+      for (const auto& l : catalogue.channel(name)) {
+        lines.push_back({l.name, l.wavelength_nm, l.components});
+      }
+      try {
+        fitter.emplace(calibration.wavelength_coeffs, pixels, std::move(lines), config.fit.at(name));
+      } catch (const std::invalid_argument& e) {
+        throw ConfigError(config.source, "fit." + name, e.what());
+      }
+      for (int t = 0; t < threads; ++t) fit_work.push_back(fitter->make_workspace());
+      count_model |= config.fit.at(name).refine_iterations > 0;
     }
   }
 };
@@ -123,7 +144,8 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     std::ifstream wf(config.fftw_wisdom_file);
     wisdom.assign(std::istreambuf_iterator<char>(wf), {});
   }
-  for (const auto& ch : channels) work.emplace_back(ch, in, config, nthreads, wisdom);
+  const LineCatalogue catalogue = default_catalogue();
+  for (const auto& ch : channels) work.emplace_back(ch, in, config, nthreads, wisdom, catalogue);
 
   auto t0 = Clock::now();
   const std::string input_hash = io::sha256_file(input);
@@ -165,10 +187,30 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
       }
       cw.denoised.resize(block * P);
       cw.denoised_variance.resize(block * P);
-      if (cw.smoother->needs_count_model()) {
-        cw.scale.resize(block * P);
-        cw.offset.resize(block * P);
+    }
+    if (cw.count_model) {
+      cw.scale.resize(block * P);
+      cw.offset.resize(block * P);
+    }
+    if (cw.fitter) {
+      const std::size_t L = cw.fitter->lines();
+      const io::schema::Sizes fsizes{N, P, 0, L};
+      for (const auto& spec : io::schema::fit_objects(cw.name)) {
+        w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, fsizes),
+                         spec.units, spec.description, io::schema::per_spectrum(spec.extent));
       }
+      std::vector<std::string> names;
+      std::vector<double> wls;
+      for (const auto& l : cw.fitter->line_specs()) {
+        names.push_back(l.name);
+        wls.push_back(l.wavelength_nm);
+      }
+      const std::string fg = io::schema::fit_group(cw.name);
+      w.write_strings(fg + "/line_name", names);
+      w.write<double>(fg + "/line_wavelength_nm", wls);
+      for (auto* v : {&cw.fit_b, &cw.fit_s, &cw.fit_c, &cw.fit_w}) v->resize(block * L);
+      cw.fit_chi2.resize(block * L);
+      cw.fit_status.resize(block * L);
     }
     cw.counts.resize(block * P);
     cw.exposure.resize(block);
@@ -223,6 +265,19 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
               std::span(cw.quality).subspan(r0 * P, n * P));
         }
         summary.calibrate_seconds += seconds_since(t0);
+        if (cw.count_model) {
+          // Counts = radiance x scale + offset, per row (for anscombe and the fit's
+          // model variance).
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+          for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
+            const auto r = static_cast<std::size_t>(ri);
+            double total = 0.0;
+            for (std::size_t p = 0; p < P; ++p) total += cw.counts[r * P + p];
+            cw.calibrator.count_model(total, cw.exposure[r], cw.temperature[r],
+                                      std::span(cw.scale).subspan(r * P, P),
+                                      std::span(cw.offset).subspan(r * P, P));
+          }
+        }
         if (cw.smoother) {
           t0 = Clock::now();
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic)
@@ -231,13 +286,6 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
             const std::size_t n = std::min(kTaskRows, rows - r0);
             std::span<const double> scale, offset;
             if (cw.smoother->needs_count_model()) {
-              for (std::size_t r = r0; r < r0 + n; ++r) {
-                double total = 0.0;
-                for (std::size_t p = 0; p < P; ++p) total += cw.counts[r * P + p];
-                cw.calibrator.count_model(total, cw.exposure[r], cw.temperature[r],
-                                          std::span(cw.scale).subspan(r * P, P),
-                                          std::span(cw.offset).subspan(r * P, P));
-              }
               scale = std::span<const double>(cw.scale).subspan(r0 * P, n * P);
               offset = std::span<const double>(cw.offset).subspan(r0 * P, n * P);
             }
@@ -249,6 +297,34 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
                              omp_get_thread_num());
           }
           summary.denoise_seconds += seconds_since(t0);
+        }
+        if (cw.fitter) {
+          t0 = Clock::now();
+          const std::size_t L = cw.fitter->lines();
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic)
+          for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
+            const auto r = static_cast<std::size_t>(ri);
+            std::span<const double> scale, offset;
+            if (cw.count_model) {
+              scale = std::span<const double>(cw.scale).subspan(r * P, P);
+              offset = std::span<const double>(cw.offset).subspan(r * P, P);
+            }
+            const kernels::LineFitResult res{
+                std::span(cw.fit_b).subspan(r * L, L), std::span(cw.fit_s).subspan(r * L, L),
+                std::span(cw.fit_c).subspan(r * L, L), std::span(cw.fit_w).subspan(r * L, L),
+                std::span(cw.fit_chi2).subspan(r * L, L), std::span(cw.fit_status).subspan(r * L, L)};
+            cw.fitter->fit<float>(std::span<const float>(cw.radiance).subspan(r * P, P),
+                                  std::span<const float>(cw.variance).subspan(r * P, P),
+                                  std::span<const std::uint8_t>(cw.quality).subspan(r * P, P),
+                                  scale, offset, res,
+                                  cw.fit_work[static_cast<std::size_t>(omp_get_thread_num())]);
+          }
+          summary.fit_seconds += seconds_since(t0);
+          for (std::size_t i = 0; i < rows * L; ++i) {
+            const std::size_t st = cw.fit_status[i];
+            if (summary.fit_status.size() <= st) summary.fit_status.resize(st + 1, 0);
+            ++summary.fit_status[st];
+          }
         }
         for (std::size_t i = 0; i < rows * P; ++i) {
           const unsigned q = cw.quality[i];
@@ -269,6 +345,19 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
                               std::span<const float>(cw.denoised).first(rows * P));
           w.write_rows<float>(dg + "/variance", row0,
                               std::span<const float>(cw.denoised_variance).first(rows * P));
+        }
+        if (cw.fitter) {
+          const std::size_t L = cw.fitter->lines();
+          const std::string fg = io::schema::fit_group(cw.name);
+          w.write_rows<double>(fg + "/brightness", row0, std::span<const double>(cw.fit_b).first(rows * L));
+          w.write_rows<double>(fg + "/brightness_sigma", row0,
+                               std::span<const double>(cw.fit_s).first(rows * L));
+          w.write_rows<double>(fg + "/center_nm", row0, std::span<const double>(cw.fit_c).first(rows * L));
+          w.write_rows<double>(fg + "/fwhm_nm", row0, std::span<const double>(cw.fit_w).first(rows * L));
+          w.write_rows<float>(fg + "/chi2_reduced", row0,
+                              std::span<const float>(cw.fit_chi2).first(rows * L));
+          w.write_rows<std::uint8_t>(fg + "/status", row0,
+                                     std::span<const std::uint8_t>(cw.fit_status).first(rows * L));
         }
         summary.write_seconds += seconds_since(t0);
       }

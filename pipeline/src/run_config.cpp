@@ -12,7 +12,7 @@
 namespace exospec::pipeline {
 namespace {
 
-constexpr Stage kAllStages[] = {Stage::kCalibrate, Stage::kDenoise};
+constexpr Stage kAllStages[] = {Stage::kCalibrate, Stage::kDenoise, Stage::kFit};
 constexpr std::string_view kBuiltIn = "<built-in data/run.toml>";
 
 std::string fmt(double x) {
@@ -37,6 +37,8 @@ std::string_view stage_name(Stage s) noexcept {
       return "calibrate";
     case Stage::kDenoise:
       return "denoise";
+    case Stage::kFit:
+      return "fit";
   }
   return "?";
 }
@@ -134,6 +136,17 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
     d.savgol.mode = *m;
     c.denoise[ch] = d;
   }
+  for (auto ch : io::schema::kChannels) {
+    const std::string k = "fit." + std::string(ch);
+    kernels::LineFitSettings f;
+    f.fwhm_nm = r.in_range("instrument." + std::string(ch) + ".lsf_fwhm_nm", 1e-6, 1e3);
+    f.background_order = static_cast<int>(r.integer_in(k + ".background_order", 0, 2));
+    f.window_half_width_fwhm = r.in_range(k + ".window_half_width_fwhm", 0.5, 50.0);
+    f.group_distance_fwhm = r.in_range(k + ".group_distance_fwhm", 0.0, 50.0);
+    f.refine_iterations = static_cast<int>(r.integer_in(k + ".refine_iterations", 0, 20));
+    f.min_expected_counts = c.calibrate.min_expected_counts;
+    c.fit[std::string(ch)] = f;
+  }
   c.validate();
   return c;
 }
@@ -177,6 +190,14 @@ void RunConfig::validate() const {
   if (has_stage(Stage::kDenoise) && !has_stage(Stage::kCalibrate)) {
     fail("run.stages", "stage denoise needs calibrate (stages: calibrate,denoise)");
   }
+  if (has_stage(Stage::kFit) && !has_stage(Stage::kCalibrate)) {
+    fail("run.stages", "stage fit needs calibrate (stages: calibrate,denoise,fit)");
+  }
+  if (has_stage(Stage::kFit)) {
+    for (auto ch : io::schema::kChannels) {
+      if (fit.find(ch) == fit.end()) fail("fit." + std::string(ch), "missing");
+    }
+  }
   if (has_stage(Stage::kDenoise)) {
     for (auto ch : io::schema::kChannels) {
       if (denoise.find(ch) == denoise.end()) {
@@ -200,6 +221,12 @@ std::string RunConfig::to_toml() const {
   s += "max_dead_time_correction = " + fmt(calibrate.max_dead_time_correction) + "\n";
   s += "variance_half_width = " + std::to_string(calibrate.variance_half_width) + "\n";
   s += "min_expected_counts = " + fmt(calibrate.min_expected_counts) + "\n";
+  for (const auto& [ch, f] : fit) {
+    s += "\n[fit." + ch + "]\nbackground_order = " + std::to_string(f.background_order) + "\n";
+    s += "window_half_width_fwhm = " + fmt(f.window_half_width_fwhm) + "\n";
+    s += "group_distance_fwhm = " + fmt(f.group_distance_fwhm) + "\n";
+    s += "refine_iterations = " + std::to_string(f.refine_iterations) + "\n";
+  }
   for (const auto& [ch, d] : denoise) {
     s += "\n[denoise." + ch + "]\nmethod = \"" + std::string(denoise_method_name(d.method)) + "\"\n";
     s += "\n[instrument." + ch + "]\nlsf_fwhm_nm = " + fmt(d.lsf_fwhm_nm) + "\n";

@@ -5,7 +5,9 @@
 // Stages, in pipeline order: calibrate (counts to R/nm with variance and
 // quality, kernels/calibrate.hpp); denoise (particle hits flagged in the
 // calibrated quality and interpolated over in the calibrated radiance, then a
-// smoothing into /denoised, pipeline/denoise.hpp). The input file is only ever opened
+// smoothing into /denoised, pipeline/denoise.hpp); fit (line brightness with
+// uncertainties into /fit, kernels/line_fit.hpp, on the spike-cleaned
+// calibrated radiance). The input file is only ever opened
 // read-only; the output is written under a temporary name beside it and
 // renamed at the end. Rows are processed in blocks, so memory does not grow
 // with the number of spectra, and results do not depend on the thread count.
@@ -19,11 +21,12 @@
 #include <vector>
 
 #include "exospec/kernels/calibrate.hpp"
+#include "exospec/kernels/line_fit.hpp"
 #include "exospec/pipeline/denoise.hpp"
 
 namespace exospec::pipeline {
 
-enum class Stage : std::uint8_t { kCalibrate, kDenoise };
+enum class Stage : std::uint8_t { kCalibrate, kDenoise, kFit };
 std::string_view stage_name(Stage s) noexcept;
 // "calibrate" or a comma-separated list; throws ConfigError naming `where`.
 std::vector<Stage> parse_stages(std::string_view list, const std::string& where = "--stages");
@@ -36,6 +39,8 @@ struct RunConfig {
   kernels::CalibrateSettings calibrate;
   // Per channel ("euv", "fuv").
   std::map<std::string, DenoiseConfig, std::less<>> denoise;
+  // Per channel: the line fit (its fwhm_nm comes from [instrument.<ch>]).
+  std::map<std::string, kernels::LineFitSettings, std::less<>> fit;
   // FFTW wisdom file for the Fourier methods (read if it exists; empty: none).
   std::string fftw_wisdom_file;
   std::string source = "configuration";  // where the values came from
@@ -59,6 +64,9 @@ struct RunSummary {
   double read_seconds = 0.0;       // HDF5 reads
   double calibrate_seconds = 0.0;  // calibrate kernel, spike removal included (wall)
   double denoise_seconds = 0.0;    // smoothing (wall)
+  double fit_seconds = 0.0;        // line fits (wall)
+  // Fits per status code (index = kernels::FitStatus), over lines and spectra.
+  std::vector<std::uint64_t> fit_status;
   double write_seconds = 0.0;      // HDF5 writes
   double hash_seconds = 0.0;       // input SHA-256
   // Pixels (over all channels) with each quality bit set; index = bit number.
