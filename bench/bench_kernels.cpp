@@ -12,12 +12,18 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <string>
 
 #include "exospec/kernels/calibrate.hpp"
 #include "exospec/kernels/denoise.hpp"
 #include "exospec/kernels/fourier.hpp"
 #include "exospec/kernels/random.hpp"
+#include "exospec/kernels/levmar.hpp"
+#include "exospec/kernels/line_fit.hpp"
 #include "exospec/kernels/savgol.hpp"
+#include "exospec/pipeline/catalogue.hpp"
+#include "exospec/pipeline/simulate.hpp"
 
 namespace {
 
@@ -277,6 +283,90 @@ void BM_CalibrateDespike(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * rows));
 }
 BENCHMARK(BM_CalibrateDespike)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// ------------------------------------------------------------ fit
+// The fit stage on simulated limb-scan spectra of one channel (calibrated in
+// double from the simulator's expected counts plus Poisson noise): spectra per
+// second through every window of the channel, linear path with two Poisson
+// model-variance refits.
+struct FitInputs {
+  std::vector<float> radiance, variance;
+  std::vector<std::uint8_t> quality;
+  std::vector<double> scale, offset;
+  std::vector<double> coeffs;
+  std::vector<exospec::kernels::FitLineSpec> lines;
+  double fwhm = 0;
+  std::size_t rows = 0;
+};
+
+const FitInputs& fit_inputs(const std::string& ch) {
+  static std::map<std::string, FitInputs> cache;
+  auto it = cache.find(ch);
+  if (it != cache.end()) return it->second;
+  FitInputs in;
+  auto config = exospec::pipeline::load_simulation_config();
+  const auto catalogue = exospec::pipeline::default_catalogue();
+  const exospec::pipeline::ChannelSimulator sim(config, ch, catalogue.channel(ch));
+  const std::size_t P = sim.pixels(), L = sim.lines();
+  in.rows = 512;
+  in.coeffs = sim.wavelength_coeffs();
+  in.fwhm = sim.model().lsf_fwhm_nm;
+  for (const auto& l : catalogue.channel(ch)) in.lines.push_back({l.name, l.wavelength_nm, l.components});
+  const Calibrator cal({sim.dark_rate(), sim.flat(), sim.sensitivity(), sim.bad_pixel(),
+                        sim.model().dead_time_s, sim.model().dark_reference_temperature,
+                        sim.model().dark_temperature_coeff},
+                       {});
+  in.radiance.resize(in.rows * P);
+  in.variance.resize(in.rows * P);
+  in.quality.resize(in.rows * P);
+  in.scale.resize(in.rows * P);
+  in.offset.resize(in.rows * P);
+  std::vector<std::uint32_t> counts(P), hits(P);
+  std::vector<double> truth(P), b(L), work(P);
+  for (std::size_t r = 0; r < in.rows; ++r) {
+    float temp = 0;
+    const auto where = exospec::pipeline::pointing(config, r);
+    sim.generate(r, where, {counts, hits, truth, b, &temp}, work);
+    const std::vector<double> exposure = {config.exposure_s}, temperature = {temp};
+    cal.run<std::uint32_t, float>(counts, exposure, temperature,
+                                  std::span(in.radiance).subspan(r * P, P),
+                                  std::span(in.variance).subspan(r * P, P),
+                                  std::span(in.quality).subspan(r * P, P));
+    double total = 0;
+    for (auto c : counts) total += c;
+    cal.count_model(total, config.exposure_s, temp, std::span(in.scale).subspan(r * P, P),
+                    std::span(in.offset).subspan(r * P, P));
+  }
+  return cache.emplace(ch, std::move(in)).first->second;
+}
+
+void BM_FitStage(benchmark::State& state, const std::string& ch) {
+  const auto& in = fit_inputs(ch);
+  exospec::kernels::LineFitSettings set;
+  set.fwhm_nm = in.fwhm;
+  const exospec::kernels::LineFitter fit(in.coeffs, kPixels, in.lines, set);
+  auto work = fit.make_workspace();
+  const std::size_t L = fit.lines();
+  std::vector<double> b(L), s(L), c(L), w(L);
+  std::vector<float> chi(L);
+  std::vector<std::uint8_t> st(L);
+  const exospec::kernels::LineFitResult res{b, s, c, w, chi, st};
+  std::size_t r = 0;
+  for (auto _ : state) {
+    const std::size_t o = r * kPixels;
+    fit.fit<float>(std::span<const float>(in.radiance).subspan(o, kPixels),
+                   std::span<const float>(in.variance).subspan(o, kPixels),
+                   std::span<const std::uint8_t>(in.quality).subspan(o, kPixels),
+                   std::span<const double>(in.scale).subspan(o, kPixels),
+                   std::span<const double>(in.offset).subspan(o, kPixels), res, work);
+    benchmark::DoNotOptimize(b.data());
+    r = (r + 1) % in.rows;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+  state.counters["windows"] = static_cast<double>(fit.windows());
+}
+BENCHMARK_CAPTURE(BM_FitStage, fuv, std::string("fuv"))->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_FitStage, euv, std::string("euv"))->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

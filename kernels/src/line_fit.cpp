@@ -122,7 +122,8 @@ std::span<const double> LineFitter::profile(std::size_t line) const noexcept {
 LineFitter::Workspace LineFitter::make_workspace() const {
   std::size_t mx = 0;
   for (const auto& w : windows_) mx = std::max(mx, w.size);
-  return {std::vector<double>(mx), std::vector<double>(mx)};
+  return {std::vector<double>(mx), std::vector<double>(mx), std::vector<double>(mx),
+          std::vector<double>(mx * kMaxParams)};
 }
 
 template <class T>
@@ -170,22 +171,18 @@ void LineFitter::fit(std::span<const T> radiance, std::span<const T> variance,
     Eigen::LDLT<SmallMat> ldlt(k);
     bool singular = false;
     for (int it = 0; it <= (refine ? settings_.refine_iterations : 0); ++it) {
-      ata.setZero();
-      aty.setZero();
+      // A^T W A and A^T W y with Eigen products over the window (vectorised).
+      const Eigen::Map<const Eigen::MatrixXd> Am(A, static_cast<Eigen::Index>(n), k);
+      Eigen::Map<Eigen::MatrixXd> Aw(work.weighted.data(), static_cast<Eigen::Index>(n), k);
+      const Eigen::Map<const Eigen::VectorXd> wv(work.weight.data(), static_cast<Eigen::Index>(n));
+      Eigen::Map<Eigen::VectorXd> yv(work.y.data(), static_cast<Eigen::Index>(n));
       for (std::size_t i = 0; i < n; ++i) {
-        const double wi = work.weight[i];
-        if (wi == 0.0) continue;
         const double y = static_cast<double>(radiance[w.first + i]);
-        for (int a = 0; a < k; ++a) {
-          const double wa = wi * A[static_cast<std::size_t>(a) * n + i];
-          if (wa == 0.0) continue;
-          aty(a) += wa * y;
-          for (int b = 0; b <= a; ++b) ata(a, b) += wa * A[static_cast<std::size_t>(b) * n + i];
-        }
+        yv(static_cast<Eigen::Index>(i)) = work.weight[i] != 0.0 ? y : 0.0;  // NaN-free
       }
-      for (int a = 0; a < k; ++a) {
-        for (int b = a + 1; b < k; ++b) ata(a, b) = ata(b, a);
-      }
+      Aw.noalias() = wv.asDiagonal() * Am;
+      ata.noalias() = Am.transpose() * Aw;
+      aty.noalias() = Aw.transpose() * yv;
       ldlt.compute(ata);
       if (ldlt.info() != Eigen::Success || !(ldlt.vectorD().minCoeff() > 1e-14 * ldlt.vectorD().maxCoeff())) {
         singular = true;

@@ -96,7 +96,7 @@ class LineFitter {
   std::span<const double> profile(std::size_t line) const noexcept;
 
   struct Workspace {
-    std::vector<double> weight, model;
+    std::vector<double> weight, model, y, weighted;
   };
   Workspace make_workspace() const;
 
