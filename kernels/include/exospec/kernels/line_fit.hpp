@@ -8,8 +8,8 @@
 // and divided by the pixel width, which is exactly what a pixel sees. It is
 // the same definition as the simulator's truth (spectrum_model.hpp). Sampling
 // the Gaussian at the pixel centre instead would bias every brightness by the
-// ratio of the two (about -0.4 % at 10 pixels per FWHM, more for narrow
-// lines; see docs/FIT.md). A multiplet is one line: its components have fixed
+// ratio of the two (about 0.3 % at 10 pixels per FWHM, growing as
+// 1/sigma^2 for narrower lines; see docs/FIT.md). A multiplet is one line: its components have fixed
 // separations and intensity ratios from the catalogue, B is summed over them,
 // and the reported centre is that of the strongest component.
 //
