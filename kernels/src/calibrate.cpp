@@ -182,22 +182,9 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
     t.dark_radiance.assign(dark_radiance_.begin(), dark_radiance_.end());
     t.regular.resize(regular_.size());
     for (std::size_t k = 0; k < regular_.size(); ++k) t.regular[k] = static_cast<T>(regular_[k]);
-    // Tap-major: tap k of irregular pixel i at [k * m + i].
-    const std::size_t m = irregular_pixel_.size(), width = 2 * h + 1;
     t.irregular.resize(irregular_weights_.size());
-    for (std::size_t i = 0; i < m; ++i) {
-      for (std::size_t k = 0; k < width; ++k) {
-        t.irregular[k * m + i] = static_cast<T>(irregular_weights_[i * width + k]);
-      }
-    }
-    t.irregular_dark.resize(m);
-    t.irregular_resp.resize(m);
-    t.irregular_inv.resize(m);
-    for (std::size_t i = 0; i < m; ++i) {
-      const std::size_t p = irregular_pixel_[i];
-      t.irregular_dark[i] = static_cast<T>(dark_radiance_[p]);
-      t.irregular_resp[i] = static_cast<T>(response_[p]);
-      t.irregular_inv[i] = static_cast<T>(inv_response_[p]);
+    for (std::size_t k = 0; k < irregular_weights_.size(); ++k) {
+      t.irregular[k] = static_cast<T>(irregular_weights_[k]);
     }
   };
   fill(tables_f32_);
@@ -218,11 +205,8 @@ struct RowTables {
   std::size_t pixels, half_width, interior_begin, interior_end;
   const std::uint32_t* irregular_pixel;
   const std::uint32_t* irregular_lo;
-  const T* irregular;  // tap k of irregular pixel i at [k * count + i]
+  const T* irregular;  // 2h + 1 weights per irregular pixel
   std::size_t irregular_count;
-  const T* irregular_dark;  // the tables at the irregular pixels
-  const T* irregular_resp;
-  const T* irregular_inv;
 };
 
 // The variance of one pixel from its smoothed radiance, in T (see the header).
@@ -289,31 +273,24 @@ inline void radiance_kernel(const RowTables<T>& tb, const SpectrumTerms& s,
 template <class T>
 inline void variance_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts,
                             const T* __restrict L, T* __restrict V) noexcept {
+  const T* __restrict inv_resp = tb.inv_response;
+  const T* __restrict dark = tb.dark_radiance;
   const VarianceTerms<T> vt(s, min_counts);
   if (tb.half_width == 4) {
     interior_variance<4>(tb, vt, L, V);
   } else {
     interior_variance<0>(tb, vt, L, V);
   }
-  // The pixels near edges and bad pixels, with their own weights (stored tap
-  // by tap, so that the loop over these pixels vectorises with gathers), in
-  // chunks through a small stack buffer.
-  const std::size_t width = 2 * tb.half_width + 1, m = tb.irregular_count;
-  constexpr std::size_t kChunk = 256;
-  T acc[kChunk];
-  for (std::size_t i0 = 0; i0 < m; i0 += kChunk) {
-    const std::size_t c = std::min(kChunk, m - i0);
-    for (std::size_t i = 0; i < c; ++i) acc[i] = T(0);
-    for (std::size_t k = 0; k < width; ++k) {
-      const T* __restrict w = tb.irregular + k * m + i0;
-      const std::uint32_t* __restrict lo = tb.irregular_lo + i0;
-      for (std::size_t i = 0; i < c; ++i) acc[i] += w[i] * L[lo[i] + k];
-    }
-    const T* __restrict id = tb.irregular_dark + i0;
-    const T* __restrict ir = tb.irregular_resp + i0;
-    const T* __restrict ii = tb.irregular_inv + i0;
-    for (std::size_t i = 0; i < c; ++i) acc[i] = vt(acc[i], id[i], ir[i], ii[i]);
-    for (std::size_t i = 0; i < c; ++i) V[tb.irregular_pixel[i0 + i]] = acc[i];
+  // The pixels near edges and bad pixels, with their own weights.
+  const std::size_t width = 2 * tb.half_width + 1;
+  const T* __restrict resp = tb.response;
+  for (std::size_t i = 0; i < tb.irregular_count; ++i) {
+    const T* __restrict w = tb.irregular + i * width;
+    const T* __restrict src = L + tb.irregular_lo[i];
+    T acc = T(0);
+    for (std::size_t k = 0; k < width; ++k) acc += w[k] * src[k];
+    const std::uint32_t p = tb.irregular_pixel[i];
+    V[p] = vt(acc, dark[p], resp[p], inv_resp[p]);
   }
 }
 
@@ -526,10 +503,7 @@ void Calibrator::run(std::span<const Count> counts, std::span<const double> expo
                            irregular_pixel_.data(),
                            irregular_lo_.data(),
                            t.irregular.data(),
-                           irregular_pixel_.size(),
-                           t.irregular_dark.data(),
-                           t.irregular_resp.data(),
-                           t.irregular_inv.data()};
+                           irregular_pixel_.size()};
   for (std::size_t r = 0; r < rows; ++r) {
     const Count* c = counts.data() + r * P;
     Real* L = radiance.data() + r * P;

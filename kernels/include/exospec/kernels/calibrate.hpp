@@ -139,7 +139,6 @@ class Calibrator {
   template <class T>
   struct Tables {
     std::vector<T> response, inv_response, dark_radiance, regular, irregular;
-    std::vector<T> irregular_dark, irregular_resp, irregular_inv;
   };
   Tables<float> tables_f32_;
   Tables<double> tables_f64_;
