@@ -1,8 +1,11 @@
 // exospec: the command-line tool. Every error reaches the user as one line on
 // stderr ("exospec: error: <file>: <object>: <message>") and a non-zero exit.
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -24,22 +27,51 @@ using exospec::pipeline::FileInfo;
 
 constexpr int kExitError = 1;
 
-// A one-line progress indicator on stderr when it is a terminal.
+// The signal that asked us to stop (SIGINT, SIGTERM, SIGHUP), or 0.
+volatile std::sig_atomic_t g_signal = 0;
+extern "C" void on_signal(int sig) { g_signal = sig; }
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+}
+
+// Thrown from the progress callback after a signal: the library unwinds, and
+// the output writer removes its temporary file on the way out.
+struct Interrupted : std::exception {
+  const char* what() const noexcept override { return "interrupted"; }
+};
+
+// A one-line progress bar on stderr when it is a terminal (spectra done,
+// spectra/s, ETA); it also turns a pending signal into Interrupted.
 class Progress {
  public:
   Progress(std::string label, bool enabled)
-      : label_(std::move(label)), enabled_(enabled && isatty(2)) {}
+      : label_(std::move(label)),
+        enabled_(enabled && isatty(2)),
+        start_(std::chrono::steady_clock::now()) {}
   void operator()(std::uint64_t done, std::uint64_t total) const {
+    if (g_signal != 0) throw Interrupted();
     if (!enabled_) return;
-    std::fprintf(stderr, "\r%s: %llu/%llu spectra (%3.0f%%)", label_.c_str(),
+    const double t =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double rate = t > 0 ? static_cast<double>(done) / t : 0.0;
+    const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0.0;
+    const int width = 30;
+    const int filled = static_cast<int>(width * static_cast<double>(done) / static_cast<double>(total));
+    std::fprintf(stderr, "\r%s [%-*s] %llu/%llu spectra, %.0f/s, ETA %.0f s ", label_.c_str(),
+                 width, std::string(static_cast<std::size_t>(filled), '#').c_str(),
                  static_cast<unsigned long long>(done), static_cast<unsigned long long>(total),
-                 100.0 * static_cast<double>(done) / static_cast<double>(total));
+                 rate, eta);
     if (done == total) std::fputc('\n', stderr);
   }
 
  private:
   std::string label_;
   bool enabled_;
+  std::chrono::steady_clock::time_point start_;
 };
 
 void print_info_text(const FileInfo& info) {
@@ -226,6 +258,10 @@ int main(int argc, char** argv) {
   auto* o_stages = runc->add_option("--stages", run_stages,
                                     "Comma-separated stages, in pipeline order: calibrate,denoise,fit");
   auto* o_run_channels = runc->add_option("--channels", run_channels, "Comma-separated: euv,fuv");
+  std::string run_products;
+  auto* o_products = runc->add_option(
+      "--products", run_products,
+      "Groups to write, comma-separated: calibrated,denoised,fit (default: every stage run)");
   runc->add_option("--config", run_config,
                    "TOML file overriding the defaults (exospec config --defaults run)")
       ->check(CLI::ExistingFile);
@@ -264,6 +300,7 @@ int main(int argc, char** argv) {
     return e.get_exit_code() != 0 ? e.get_exit_code() : 2;
   }
 
+  install_signal_handlers();
   try {
     if (*sim) {
       auto config = exospec::pipeline::load_simulation_config(
@@ -294,6 +331,10 @@ int main(int argc, char** argv) {
         config.channels = split_list(run_channels);
         config.source = "--channels";
       }
+      if (*o_products) {
+        config.products = exospec::pipeline::parse_products(run_products, "--products");
+        config.source = "--products";
+      }
       config.validate();
       const Progress progress("run", !run_quiet);
       const auto s =
@@ -315,6 +356,11 @@ int main(int argc, char** argv) {
                                              : exospec::pipeline::default_simulation_config_text();
       std::fwrite(text.data(), 1, text.size(), stdout);
     }
+  } catch (const Interrupted&) {
+    if (isatty(2)) std::fputc('\n', stderr);
+    std::fprintf(stderr, "exospec: error: interrupted by signal %d; no output written\n",
+                 static_cast<int>(g_signal));
+    return 128 + static_cast<int>(g_signal);
   } catch (const exospec::Error& e) {
     std::fprintf(stderr, "exospec: error: %s\n", e.what());
     return kExitError;

@@ -171,7 +171,7 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   for (auto& cw : work) {
     const std::size_t P = cw.pixels;
     const io::schema::Sizes sizes{N, P, cw.calibration.wavelength_coeffs.size(), 0};
-    if (config.has_stage(Stage::kCalibrate)) {
+    if (config.writes(Stage::kCalibrate)) {
       for (const auto& spec : io::schema::calibrated_objects(cw.name)) {
         w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, sizes),
                          spec.units, spec.description, io::schema::per_spectrum(spec.extent));
@@ -181,9 +181,11 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
       w.write<double>(io::schema::calibrated_group(cw.name) + "/wavelength_nm", wl);
     }
     if (config.has_stage(Stage::kDenoise)) {
-      for (const auto& spec : io::schema::denoised_objects(cw.name)) {
-        w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, sizes),
-                         spec.units, spec.description, io::schema::per_spectrum(spec.extent));
+      if (config.writes(Stage::kDenoise)) {
+        for (const auto& spec : io::schema::denoised_objects(cw.name)) {
+          w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, sizes),
+                           spec.units, spec.description, io::schema::per_spectrum(spec.extent));
+        }
       }
       cw.denoised.resize(block * P);
       cw.denoised_variance.resize(block * P);
@@ -192,7 +194,7 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
       cw.scale.resize(block * P);
       cw.offset.resize(block * P);
     }
-    if (cw.fitter) {
+    if (cw.fitter && config.writes(Stage::kFit)) {
       const std::size_t L = cw.fitter->lines();
       const io::schema::Sizes fsizes{N, P, 0, L};
       for (const auto& spec : io::schema::fit_objects(cw.name)) {
@@ -208,6 +210,9 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
       const std::string fg = io::schema::fit_group(cw.name);
       w.write_strings(fg + "/line_name", names);
       w.write<double>(fg + "/line_wavelength_nm", wls);
+    }
+    if (cw.fitter) {
+      const std::size_t L = cw.fitter->lines();
       for (auto* v : {&cw.fit_b, &cw.fit_s, &cw.fit_c, &cw.fit_w}) v->resize(block * L);
       cw.fit_chi2.resize(block * L);
       cw.fit_status.resize(block * L);
@@ -332,21 +337,23 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
           for (unsigned b = 0; b < 8; ++b) summary.quality_bit_pixels[b] += (q >> b) & 1u;
         }
         t0 = Clock::now();
-        const std::string grp = io::schema::calibrated_group(cw.name);
-        w.write_rows<float>(grp + "/radiance", row0,
-                            std::span<const float>(cw.radiance).first(rows * P));
-        w.write_rows<float>(grp + "/variance", row0,
-                            std::span<const float>(cw.variance).first(rows * P));
-        w.write_rows<std::uint8_t>(grp + "/quality", row0,
-                                   std::span<const std::uint8_t>(cw.quality).first(rows * P));
-        if (cw.smoother) {
+        if (config.writes(Stage::kCalibrate)) {
+          const std::string grp = io::schema::calibrated_group(cw.name);
+          w.write_rows<float>(grp + "/radiance", row0,
+                              std::span<const float>(cw.radiance).first(rows * P));
+          w.write_rows<float>(grp + "/variance", row0,
+                              std::span<const float>(cw.variance).first(rows * P));
+          w.write_rows<std::uint8_t>(grp + "/quality", row0,
+                                     std::span<const std::uint8_t>(cw.quality).first(rows * P));
+        }
+        if (cw.smoother && config.writes(Stage::kDenoise)) {
           const std::string dg = io::schema::denoised_group(cw.name);
           w.write_rows<float>(dg + "/radiance", row0,
                               std::span<const float>(cw.denoised).first(rows * P));
           w.write_rows<float>(dg + "/variance", row0,
                               std::span<const float>(cw.denoised_variance).first(rows * P));
         }
-        if (cw.fitter) {
+        if (cw.fitter && config.writes(Stage::kFit)) {
           const std::size_t L = cw.fitter->lines();
           const std::string fg = io::schema::fit_group(cw.name);
           w.write_rows<double>(fg + "/brightness", row0, std::span<const double>(cw.fit_b).first(rows * L));

@@ -68,6 +68,42 @@ std::vector<Stage> parse_stages(std::string_view list, const std::string& where)
   return out;
 }
 
+std::string_view product_name(Stage s) noexcept {
+  switch (s) {
+    case Stage::kCalibrate:
+      return "calibrated";
+    case Stage::kDenoise:
+      return "denoised";
+    case Stage::kFit:
+      return "fit";
+  }
+  return "?";
+}
+
+std::vector<Stage> parse_products(std::string_view list, const std::string& where) {
+  std::vector<Stage> out;
+  std::size_t pos = 0;
+  while (pos <= list.size()) {
+    const std::size_t comma = std::min(list.find(',', pos), list.size());
+    const std::string_view name = list.substr(pos, comma - pos);
+    const auto* it = std::find_if(std::begin(kAllStages), std::end(kAllStages),
+                                  [&](Stage s) { return product_name(s) == name; });
+    if (it == std::end(kAllStages)) {
+      throw ConfigError(where, "", "unknown product \"" + std::string(name) +
+                                       "\" (products: calibrated, denoised, fit)");
+    }
+    if (std::find(out.begin(), out.end(), *it) == out.end()) out.push_back(*it);
+    pos = comma + 1;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool RunConfig::writes(Stage s) const noexcept {
+  if (!has_stage(s)) return false;
+  return products.empty() || std::find(products.begin(), products.end(), s) != products.end();
+}
+
 bool RunConfig::has_stage(Stage s) const noexcept {
   return std::find(stages.begin(), stages.end(), s) != stages.end();
 }
@@ -95,6 +131,17 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
     }
   }
   c.channels = r.strings("run.channels");
+  {
+    std::string joined;
+    for (const auto& p : r.strings("run.products")) joined += (joined.empty() ? "" : ",") + p;
+    if (!joined.empty()) {
+      try {
+        c.products = parse_products(joined, source);
+      } catch (const ConfigError& e) {
+        r.fail("run.products", e.message());
+      }
+    }
+  }
   c.block_rows = static_cast<std::uint64_t>(r.integer_in("run.block_rows", 1, 1 << 20));
   c.deflate_level = static_cast<int>(r.integer_in("run.deflate_level", 0, 9));
   c.calibrate.max_dead_time_correction =
@@ -187,6 +234,12 @@ void RunConfig::validate() const {
       fail(k + ".despike.grow_threshold", "must not exceed despike.threshold");
     }
   }
+  for (Stage p : products) {
+    if (!has_stage(p)) {
+      fail("run.products", "product \"" + std::string(product_name(p)) + "\" needs stage " +
+                               std::string(stage_name(p)) + ", which does not run");
+    }
+  }
   if (has_stage(Stage::kDenoise) && !has_stage(Stage::kCalibrate)) {
     fail("run.stages", "stage denoise needs calibrate (stages: calibrate,denoise)");
   }
@@ -214,6 +267,10 @@ std::string RunConfig::to_toml() const {
   }
   s += "]\nchannels = [";
   for (std::size_t i = 0; i < channels.size(); ++i) s += (i ? ", \"" : "\"") + channels[i] + "\"";
+  s += "]\nproducts = [";
+  for (std::size_t i = 0; i < products.size(); ++i) {
+    s += (i ? ", \"" : "\"") + std::string(product_name(products[i])) + "\"";
+  }
   s += "]\nblock_rows = " + std::to_string(block_rows) + "\n";
   s += "deflate_level = " + std::to_string(deflate_level) + "\n";
   s += "fftw_wisdom_file = \"" + fftw_wisdom_file + "\"\n";

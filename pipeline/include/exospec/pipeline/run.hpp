@@ -31,8 +31,16 @@ std::string_view stage_name(Stage s) noexcept;
 // "calibrate" or a comma-separated list; throws ConfigError naming `where`.
 std::vector<Stage> parse_stages(std::string_view list, const std::string& where = "--stages");
 
+// The group a stage writes: "calibrated", "denoised", "fit".
+std::string_view product_name(Stage s) noexcept;
+// A comma-separated list of products; throws ConfigError naming `where`.
+std::vector<Stage> parse_products(std::string_view list, const std::string& where = "--products");
+
 struct RunConfig {
   std::vector<Stage> stages = {Stage::kCalibrate};
+  // Which stages' groups are written (empty: every stage run). A stage that
+  // runs but is not written still feeds the next one.
+  std::vector<Stage> products;
   std::vector<std::string> channels;  // empty: every channel of the input
   std::uint64_t block_rows = 1024;
   int deflate_level = 0;
@@ -46,6 +54,7 @@ struct RunConfig {
   std::string source = "configuration";  // where the values came from
 
   bool has_stage(Stage s) const noexcept;
+  bool writes(Stage s) const noexcept;
   // Checks ranges and consistency; throws ConfigError naming the key.
   void validate() const;
   // The effective configuration as TOML text (stored in the output's `config`).
