@@ -15,7 +15,7 @@ exe, work = sys.argv[1], sys.argv[2]
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 inp = os.path.join(work, "in.h5")
-subprocess.run([exe, "simulate", "-o", inp, "--spectra", "6000", "--quiet"], check=True)
+subprocess.run([exe, "simulate", "-o", inp, "--spectra", "12000", "--quiet"], check=True)
 digest = hashlib.sha256(open(inp, "rb").read()).hexdigest()
 slow = os.path.join(work, "slow.toml")
 with open(slow, "w") as fh:
@@ -26,7 +26,7 @@ for sig in [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]:
     out = os.path.join(work, f"out_{sig.name}.h5")
     p = subprocess.Popen([exe, "run", inp, "-o", out, "--config", slow, "--threads", "1"],
                          stderr=subprocess.PIPE, text=True)
-    time.sleep(0.8)
+    time.sleep(0.6)
     if p.poll() is not None:
         failures.append(f"{sig.name}: the run finished before the signal; make it longer")
         continue
