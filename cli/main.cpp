@@ -7,6 +7,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include "exospec/error.hpp"
 #include "exospec/pipeline/catalogue.hpp"
 #include "exospec/pipeline/info.hpp"
+#include "exospec/pipeline/report.hpp"
 #include "exospec/pipeline/run.hpp"
 #include "exospec/pipeline/simulate.hpp"
 #include "exospec/time.hpp"
@@ -203,6 +205,20 @@ void print_run_summary(const exospec::pipeline::RunSummary& s, const std::string
                static_cast<unsigned long long>(s.quality_bit_pixels[4]));
 }
 
+// Comma-separated names that may contain spaces ("H I 121.567,Mg I 285.213").
+std::vector<std::string> split_names(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos <= s.size()) {
+    const std::size_t comma = std::min(s.find(',', pos), s.size());
+    std::string name = s.substr(pos, comma - pos);
+    const auto b = name.find_first_not_of(' '), e = name.find_last_not_of(' ');
+    if (b != std::string::npos) out.push_back(name.substr(b, e - b + 1));
+    pos = comma + 1;
+  }
+  return out;
+}
+
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   std::string cur;
@@ -270,6 +286,15 @@ int main(int argc, char** argv) {
   runc->add_option("--json-report", run_report, "Write the run summary as JSON to this file");
   runc->add_flag("-f,--force", run_force, "Replace an existing output file");
   runc->add_flag("-q,--quiet", run_quiet, "No progress or summary");
+
+  // report
+  auto* rep = app.add_subcommand("report", "Fitted brightness against altitude (and the truth)");
+  std::string rep_file, rep_truth, rep_lines;
+  std::size_t rep_bins = 5;
+  rep->add_option("file", rep_file, "Output file of exospec run")->required();
+  rep->add_option("--truth", rep_truth, "The simulated input file, for its /truth");
+  rep->add_option("--bins", rep_bins, "Altitude bins")->check(CLI::Range(1, 1000));
+  rep->add_option("--lines", rep_lines, "Comma-separated line names (default: all)");
 
   // info
   auto* info = app.add_subcommand("info", "Summarise an exospec file");
@@ -343,6 +368,22 @@ int main(int argc, char** argv) {
       const nlohmann::json report = run_report_json(s, run_in, run_out);
       if (!run_report.empty()) write_report(run_report, report);
       if (!run_quiet) print_run_summary(s, run_out);
+    } else if (*rep) {
+      const auto rows = exospec::pipeline::fit_report(
+          rep_file,
+          rep_truth.empty() ? std::nullopt : std::optional<std::filesystem::path>(rep_truth),
+          rep_bins);
+      const auto wanted = split_names(rep_lines);
+      std::printf("%-4s %-14s %17s %6s %22s %10s\n", "ch", "line", "altitude (km)", "fits",
+                  "fitted (R)", "truth (R)");
+      for (const auto& r : rows) {
+        if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), r.line) == wanted.end()) {
+          continue;
+        }
+        std::printf("%-4s %-14s %7.0f .. %7.0f %6zu %10.2f +- %8.2f %10.2f\n", r.channel.c_str(),
+                    r.line.c_str(), r.altitude_min_km, r.altitude_max_km, r.spectra, r.fitted_mean,
+                    r.fitted_error, r.truth_mean);
+      }
     } else if (*info) {
       const auto fi = exospec::pipeline::inspect(info_file);
       if (info_json_flag) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds exospec, simulates the default Phebus-like limb-scan dataset
 # (out/default_scan.h5, both channels, 1000 spectra, seed 1), summarises it and
-# runs the pipeline on it (out/default_scan_out.h5).
+# runs the pipeline on it (out/default_scan_out.h5), then prints fitted against
+# true brightness for a few lines and altitudes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,3 +12,6 @@ mkdir -p out
 ./build/cli/exospec simulate -o out/default_scan.h5 --force
 ./build/cli/exospec info out/default_scan.h5
 ./build/cli/exospec run out/default_scan.h5 -o out/default_scan_out.h5 --force
+# Fitted against true brightness for a few lines, in altitude bins.
+./build/cli/exospec report out/default_scan_out.h5 --truth out/default_scan.h5 --bins 4 \
+  --lines "H I 121.567,He I 58.433,Mg I 285.213"

@@ -1,0 +1,29 @@
+#pragma once
+// A summary of the fitted brightness against altitude, read back from an
+// output file of `exospec run` (optionally beside the simulator's truth).
+#include <cstddef>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace exospec::pipeline {
+
+struct FitReportRow {
+  std::string channel, line;
+  double altitude_min_km = 0, altitude_max_km = 0;
+  std::size_t spectra = 0;   // converged fits in the bin
+  double fitted_mean = 0;    // mean fitted brightness (R)
+  double fitted_error = 0;   // its 1-sigma error from the fits' sigmas (R)
+  double truth_mean = 0;     // mean true brightness (NaN without truth)
+};
+
+// Bins the spectra by tangent altitude (equal-width bins over the file's
+// range) and averages each line's converged fits. `truth_input` is the
+// simulated input with /truth (its line names must match /fit's). Throws
+// FileError / SchemaError.
+std::vector<FitReportRow> fit_report(const std::filesystem::path& output,
+                                     const std::optional<std::filesystem::path>& truth_input,
+                                     std::size_t altitude_bins = 5);
+
+}  // namespace exospec::pipeline
