@@ -63,6 +63,26 @@ for preset in ["limb-scan", "flyby"]:
             check(abs(med) <= mlim and lo <= sd <= hi,
                   f"{preset} {ch}: {name:<14} S/N {snr:6.1f}  pull median {med:+.3f} sd {sd:.3f}")
 
+# exospec report: fitted against true brightness in altitude bins, against
+# numpy's own averages of the same file.
+inp, out = os.path.join(work, "limb-scan.h5"), os.path.join(work, "limb-scan_out.h5")
+r = subprocess.run([exe, "report", out, "--truth", inp, "--bins", "4", "--lines", "H I 121.567"],
+                   capture_output=True, text=True, check=True)
+rows = [l.split() for l in r.stdout.splitlines()[1:]]
+check(len(rows) == 4, f"report: 4 altitude bins for Lyman-alpha ({len(rows)})")
+fo, fi = h5py.File(out, "r"), h5py.File(inp, "r")
+alt = fo["geometry/tangent_altitude_km"][:]
+j = [n.decode() if isinstance(n, bytes) else n for n in fo["fit/euv/line_name"][:]].index("H I 121.567")
+b, t = fo["fit/euv/brightness"][:, j], fi["truth/euv/line_brightness"][:, j]
+edges = np.linspace(alt.min(), alt.max(), 5)
+for k, row in enumerate(rows):
+    sel = (alt >= edges[k]) & ((alt < edges[k + 1]) if k < 3 else (alt <= edges[k + 1]))
+    fitted, err, truth = float(row[-4]), float(row[-2]), float(row[-1])
+    check(abs(fitted - b[sel].mean()) < 0.01 and abs(truth - t[sel].mean()) < 0.01,
+          f"report bin {k}: {fitted:.2f} / {truth:.2f} as numpy averages the file")
+    check(abs(fitted - truth) < 4 * err, f"report bin {k}: fitted {fitted:.2f} +- {err:.2f} "
+                                         f"against truth {truth:.2f}")
+
 if failures:
     print(f"{len(failures)} failures")
     sys.exit(1)
