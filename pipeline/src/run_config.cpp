@@ -43,31 +43,6 @@ std::string_view stage_name(Stage s) noexcept {
   return "?";
 }
 
-
-
-std::vector<Stage> parse_stages(std::string_view list, const std::string& where) {
-  std::vector<Stage> out;
-  std::size_t pos = 0;
-  while (pos <= list.size()) {
-    const std::size_t comma = std::min(list.find(',', pos), list.size());
-    const std::string_view name = list.substr(pos, comma - pos);
-    const auto* it = std::find_if(std::begin(kAllStages), std::end(kAllStages),
-                                  [&](Stage s) { return stage_name(s) == name; });
-    if (it == std::end(kAllStages)) {
-      throw ConfigError(where, "", "unknown stage \"" + std::string(name) +
-                                       "\" (stages: " + known_stages() + ")");
-    }
-    if (std::find(out.begin(), out.end(), *it) != out.end()) {
-      throw ConfigError(where, "", "stage \"" + std::string(name) + "\" given twice");
-    }
-    out.push_back(*it);
-    pos = comma + 1;
-  }
-  // Pipeline order, whatever order they were given in.
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 std::string_view product_name(Stage s) noexcept {
   switch (s) {
     case Stage::kCalibrate:
@@ -80,23 +55,45 @@ std::string_view product_name(Stage s) noexcept {
   return "?";
 }
 
-std::vector<Stage> parse_products(std::string_view list, const std::string& where) {
+namespace {
+
+// A comma-separated list of stage names (name_of: stage_name or product_name)
+// in pipeline order; `kind` names them in errors.
+std::vector<Stage> parse_stage_list(std::string_view list, const std::string& where,
+                                    std::string_view (*name_of)(Stage) noexcept,
+                                    const std::string& kind) {
+  std::string known;
+  for (Stage st : kAllStages) known += (known.empty() ? "" : ", ") + std::string(name_of(st));
   std::vector<Stage> out;
   std::size_t pos = 0;
   while (pos <= list.size()) {
     const std::size_t comma = std::min(list.find(',', pos), list.size());
     const std::string_view name = list.substr(pos, comma - pos);
     const auto* it = std::find_if(std::begin(kAllStages), std::end(kAllStages),
-                                  [&](Stage s) { return product_name(s) == name; });
+                                  [&](Stage s) { return name_of(s) == name; });
     if (it == std::end(kAllStages)) {
-      throw ConfigError(where, "", "unknown product \"" + std::string(name) +
-                                       "\" (products: calibrated, denoised, fit)");
+      throw ConfigError(where, "", "unknown " + kind + " \"" + std::string(name) + "\" (" +
+                                       kind + "s: " + known + ")");
     }
-    if (std::find(out.begin(), out.end(), *it) == out.end()) out.push_back(*it);
+    if (std::find(out.begin(), out.end(), *it) != out.end()) {
+      throw ConfigError(where, "", kind + " \"" + std::string(name) + "\" given twice");
+    }
+    out.push_back(*it);
     pos = comma + 1;
   }
+  // Pipeline order, whatever order they were given in.
   std::sort(out.begin(), out.end());
   return out;
+}
+
+}  // namespace
+
+std::vector<Stage> parse_stages(std::string_view list, const std::string& where) {
+  return parse_stage_list(list, where, &stage_name, "stage");
+}
+
+std::vector<Stage> parse_products(std::string_view list, const std::string& where) {
+  return parse_stage_list(list, where, &product_name, "product");
 }
 
 bool RunConfig::writes(Stage s) const noexcept {
