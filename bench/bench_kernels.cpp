@@ -19,7 +19,6 @@
 #include "exospec/kernels/denoise.hpp"
 #include "exospec/kernels/fourier.hpp"
 #include "exospec/kernels/random.hpp"
-#include "exospec/kernels/levmar.hpp"
 #include "exospec/kernels/line_fit.hpp"
 #include "exospec/kernels/savgol.hpp"
 #include "exospec/pipeline/catalogue.hpp"
@@ -332,9 +331,7 @@ const FitInputs& fit_inputs(const std::string& ch) {
                                   std::span(in.radiance).subspan(r * P, P),
                                   std::span(in.variance).subspan(r * P, P),
                                   std::span(in.quality).subspan(r * P, P));
-    double total = 0;
-    for (auto c : counts) total += c;
-    cal.count_model(total, config.exposure_s, temp, std::span(in.scale).subspan(r * P, P),
+    cal.count_model(counts, config.exposure_s, temp, std::span(in.scale).subspan(r * P, P),
                     std::span(in.offset).subspan(r * P, P));
   }
   return cache.emplace(ch, std::move(in)).first->second;

@@ -109,9 +109,11 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
   settings_.variance_half_width =
       static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(settings.variance_half_width),
                                              P > 0 ? (P - 1) / 2 : 0));
-  response_.assign(P, 0.0);
-  inv_response_.assign(P, 0.0);
-  dark_radiance_.assign(P, 0.0);
+  // The double tables are filled here; the float ones are converted from them.
+  auto& t64 = tables_f64_;
+  t64.response.assign(P, 0.0);
+  t64.inv_response.assign(P, 0.0);
+  t64.dark_radiance.assign(P, 0.0);
   bad_.assign(P, 0);
   usable_.assign(P, 0);
   for (std::size_t p = 0; p < P; ++p) {
@@ -121,9 +123,9 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
     usable_[p] = ok ? 1 : 0;
     bad_[p] = ok ? 0 : quality::kBadPixel;
     if (ok) {
-      response_[p] = r;
-      inv_response_[p] = 1.0 / r;
-      dark_radiance_[p] = cal.dark_rate[p] / r;
+      t64.response[p] = r;
+      t64.inv_response[p] = 1.0 / r;
+      t64.dark_radiance[p] = cal.dark_rate[p] / r;
     }
   }
   for (std::size_t p = 0; p < P; ++p) {
@@ -137,9 +139,9 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
       if (k != h) xs.push_back(static_cast<double>(k) - static_cast<double>(h));
     }
     leave_one_out_weights(xs, w);
-    regular_.assign(2 * h + 1, 0.0);
+    t64.regular.assign(2 * h + 1, 0.0);
     for (std::size_t k = 0, j = 0; k <= 2 * h; ++k) {
-      if (k != h) regular_[k] = w[j++];
+      if (k != h) t64.regular[k] = w[j++];
     }
   }
   if (P >= 2 * h + 1) {
@@ -170,25 +172,18 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
     leave_one_out_weights(xs, w);
     irregular_pixel_.push_back(static_cast<std::uint32_t>(p));
     irregular_lo_.push_back(static_cast<std::uint32_t>(win.lo));
-    const std::size_t base = irregular_weights_.size();
-    irregular_weights_.resize(base + 2 * h + 1, 0.0);
-    for (std::size_t k = 0; k < xs.size(); ++k) irregular_weights_[base + idx[k]] = w[k];
+    const std::size_t base = t64.irregular.size();
+    t64.irregular.resize(base + 2 * h + 1, 0.0);
+    for (std::size_t k = 0; k < xs.size(); ++k) t64.irregular[base + idx[k]] = w[k];
   }
   // A window narrower than 2h + 1 (P < 2h + 1) is padded with zero weights.
-  auto fill = [&](auto& t) {
-    using T = typename std::decay_t<decltype(t.response)>::value_type;
-    t.response.assign(response_.begin(), response_.end());
-    t.inv_response.assign(inv_response_.begin(), inv_response_.end());
-    t.dark_radiance.assign(dark_radiance_.begin(), dark_radiance_.end());
-    t.regular.resize(regular_.size());
-    for (std::size_t k = 0; k < regular_.size(); ++k) t.regular[k] = static_cast<T>(regular_[k]);
-    t.irregular.resize(irregular_weights_.size());
-    for (std::size_t k = 0; k < irregular_weights_.size(); ++k) {
-      t.irregular[k] = static_cast<T>(irregular_weights_[k]);
-    }
+  auto to_float = [](const std::vector<double>& v) {
+    std::vector<float> f(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) f[i] = static_cast<float>(v[i]);
+    return f;
   };
-  fill(tables_f32_);
-  fill(tables_f64_);
+  tables_f32_ = {to_float(t64.response), to_float(t64.inv_response), to_float(t64.dark_radiance),
+                 to_float(t64.regular), to_float(t64.irregular)};
 }
 
 namespace {
@@ -533,18 +528,22 @@ void Calibrator::run(std::span<const Count> counts, std::span<const double> expo
   }
 }
 
-bool Calibrator::count_model(double total_counts, double exposure_s, double temperature_c,
-                             std::span<double> scale, std::span<double> offset) const noexcept {
-  const SpectrumTerms s = spectrum_terms(total_counts, exposure_s, temperature_c, dead_time_s_,
+bool Calibrator::count_model(std::span<const std::uint32_t> counts, double exposure_s,
+                             double temperature_c, std::span<double> scale,
+                             std::span<double> offset) const noexcept {
+  assert(counts.size() == pixels_);
+  const SpectrumTerms s = spectrum_terms(sum_dispatch(counts.data(), pixels_), exposure_s,
+                                         temperature_c, dead_time_s_,
                                          t_ref_, temp_coeff_, settings_.max_dead_time_correction);
   if (!s.values) {
     std::fill(scale.begin(), scale.end(), 0.0);
     std::fill(offset.begin(), offset.end(), 0.0);
     return false;
   }
+  const auto& t = tables_f64_;
   for (std::size_t p = 0; p < pixels_; ++p) {
-    scale[p] = response_[p] * s.tg;
-    offset[p] = s.dark_scale * dark_radiance_[p] * response_[p] * s.tg;
+    scale[p] = t.response[p] * s.tg;
+    offset[p] = s.dark_scale * t.dark_radiance[p] * t.response[p] * s.tg;
   }
   return true;
 }
@@ -556,6 +555,7 @@ void Calibrator::run_reference(std::span<const Count> counts, std::span<const do
   const std::size_t P = pixels_, rows = exposure_s.size();
   const std::size_t h = static_cast<std::size_t>(settings_.variance_half_width);
   constexpr Real kNaN = std::numeric_limits<Real>::quiet_NaN();
+  const auto& tb = tables_f64_;
   for (std::size_t r = 0; r < rows; ++r) {
     const std::size_t o = r * P;
     double total = 0.0;
@@ -572,7 +572,7 @@ void Calibrator::run_reference(std::span<const Count> counts, std::span<const do
       // L = (c / (t g) - s D) / (S F), written out as in the forward model.
       const double rate = static_cast<double>(counts[o + p]) / (t * s.g);
       radiance[o + p] = static_cast<Real>(
-          (rate - s.dark_scale * dark_radiance_[p] * response_[p]) / response_[p]);
+          (rate - s.dark_scale * tb.dark_radiance[p] * tb.response[p]) / tb.response[p]);
     }
     for (std::size_t p = 0; p < P; ++p) {
       if (!s.values || !usable_[p]) {
@@ -604,7 +604,7 @@ void Calibrator::run_reference(std::span<const Count> counts, std::span<const do
         smoothed = coef(0);
       }
       variance[o + p] = static_cast<Real>(pixel_variance(
-          smoothed, dark_radiance_[p], response_[p], inv_response_[p], s,
+          smoothed, tb.dark_radiance[p], tb.response[p], tb.inv_response[p], s,
           settings_.min_expected_counts));
     }
   }

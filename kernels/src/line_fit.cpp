@@ -12,11 +12,6 @@ namespace exospec::kernels {
 namespace {
 
 constexpr int kMaxParams = 8;
-// Lines count in the variance model above this many sigma only. Measured on
-// the default limb scan (docs/FIT.md): 0 (a line's emission counts where it
-// is positive) gives pull sd 0.82-1.05 and |median| <= 0.14; 1 gives
-// 0.91-1.21 and 0.21. Neither meets [0.9, 1.1] everywhere yet.
-constexpr double kSignificanceShrink = 0.0;
 using SmallMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, kMaxParams, kMaxParams>;
 using SmallVec = Eigen::Matrix<double, Eigen::Dynamic, 1, 0, kMaxParams, 1>;
 
@@ -167,7 +162,7 @@ void LineFitter::fit(std::span<const T> radiance, std::span<const T> variance,
     }
     const double* A = w.basis.data();
     SmallMat ata(k, k);
-    SmallVec aty(k), beta(k), shrink_(k);
+    SmallVec aty(k), beta(k);
     Eigen::LDLT<SmallMat> ldlt(k);
     bool singular = false;
     for (int it = 0; it <= (refine ? settings_.refine_iterations : 0); ++it) {
@@ -196,25 +191,21 @@ void LineFitter::fit(std::span<const T> radiance, std::span<const T> variance,
         work.model[i] = m;
       }
       if (it < (refine ? settings_.refine_iterations : 0)) {
-        // The variance model counts of each line only max(0, B - c sigma_B):
-        // a negative brightness is not emission, and a line fluctuating below
-        // zero would otherwise lower its own variance and overweight its
-        // downward fluctuations. Bright lines keep their full emission.
+        // The variance model counts a line's emission only where its fitted
+        // brightness is positive: a negative brightness is not emission, and
+        // a line fluctuating below zero would otherwise lower its own variance
+        // and overweight its downward fluctuations. (Counting only B - sigma_B
+        // was tried too: docs/FIT.md.)
         const auto nl = static_cast<int>(w.lines.size());
-        const double c = kSignificanceShrink;
-        for (int a = 0; a < nl; ++a) {
-          SmallVec e = SmallVec::Zero(k);
-          e(a) = 1.0;
-          const double var_b = e.dot(ldlt.solve(e));
-          shrink_(a) = std::max(0.0, beta(a) - c * std::sqrt(std::max(var_b, 0.0))) - beta(a);
-        }
         for (std::size_t i = 0; i < n; ++i) {
           if (work.weight[i] == 0.0) continue;
           const std::size_t p = w.first + i;
           const double s = scale[p];
           if (!(s > 0.0)) continue;
           double m = work.model[i];
-          for (int a = 0; a < nl; ++a) m += A[static_cast<std::size_t>(a) * n + i] * shrink_(a);
+          for (int a = 0; a < nl; ++a) {
+            if (beta(a) < 0.0) m -= A[static_cast<std::size_t>(a) * n + i] * beta(a);
+          }
           const double mu = std::max(m * s + offset[p], settings_.min_expected_counts);
           work.weight[i] = s * s / mu;
         }

@@ -12,14 +12,13 @@
 #include <stdexcept>
 
 #include "exospec/error.hpp"
+#include "exospec/io/contract_writer.hpp"
 #include "exospec/io/file.hpp"
 #include "exospec/io/hash.hpp"
 #include "exospec/io/input_file.hpp"
 #include "exospec/io/schema.hpp"
 #include "exospec/kernels/spectrum_model.hpp"
-#include "exospec/time.hpp"
 #include "exospec/pipeline/catalogue.hpp"
-#include "exospec/version.hpp"
 
 namespace exospec::pipeline {
 namespace {
@@ -154,38 +153,23 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   io::WriteOptions options;
   options.deflate_level = config.deflate_level;
   io::FileWriter w(output, options, overwrite);
-  w.create_group("/");
-  w.set_attribute("/", "schema", io::schema::kSchemaName);
-  w.set_attribute("/", "schema_version", io::schema::kSchemaVersion);
-  w.set_attribute("/", "software_version", std::string_view(kVersion));
-  w.set_attribute("/", "config", config.to_toml());
+  io::write_root_attributes(w, config.to_toml());
   w.set_attribute("/", "input_file", fs::absolute(input).lexically_normal().string());
   w.set_attribute("/", "input_sha256", input_hash);
-  w.set_attribute("/", "created_utc", format_utc(now_j2000()));
-
-  for (const auto& spec : io::schema::geometry_objects()) {
-    w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, {N, 0, 0, 0}),
-                     spec.units, spec.description, true);
-  }
+  io::create_objects(w, io::schema::geometry_objects(), {N, 0, 0, 0});
   const std::size_t block = static_cast<std::size_t>(std::min<std::uint64_t>(config.block_rows, N));
   for (auto& cw : work) {
     const std::size_t P = cw.pixels;
     const io::schema::Sizes sizes{N, P, cw.calibration.wavelength_coeffs.size(), 0};
     if (config.writes(Stage::kCalibrate)) {
-      for (const auto& spec : io::schema::calibrated_objects(cw.name)) {
-        w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, sizes),
-                         spec.units, spec.description, io::schema::per_spectrum(spec.extent));
-      }
+      io::create_objects(w, io::schema::calibrated_objects(cw.name), sizes);
       std::vector<double> wl(P);
       kernels::pixel_wavelengths(cw.calibration.wavelength_coeffs, wl);
       w.write<double>(io::schema::calibrated_group(cw.name) + "/wavelength_nm", wl);
     }
     if (config.has_stage(Stage::kDenoise)) {
       if (config.writes(Stage::kDenoise)) {
-        for (const auto& spec : io::schema::denoised_objects(cw.name)) {
-          w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, sizes),
-                           spec.units, spec.description, io::schema::per_spectrum(spec.extent));
-        }
+        io::create_objects(w, io::schema::denoised_objects(cw.name), sizes);
       }
       cw.denoised.resize(block * P);
       cw.denoised_variance.resize(block * P);
@@ -196,11 +180,7 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     }
     if (cw.fitter && config.writes(Stage::kFit)) {
       const std::size_t L = cw.fitter->lines();
-      const io::schema::Sizes fsizes{N, P, 0, L};
-      for (const auto& spec : io::schema::fit_objects(cw.name)) {
-        w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, fsizes),
-                         spec.units, spec.description, io::schema::per_spectrum(spec.extent));
-      }
+      io::create_objects(w, io::schema::fit_objects(cw.name), {N, P, 0, L});
       std::vector<std::string> names;
       std::vector<double> wls;
       for (const auto& l : cw.fitter->line_specs()) {
@@ -276,9 +256,8 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
 #pragma omp parallel for num_threads(nthreads) schedule(static)
           for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
             const auto r = static_cast<std::size_t>(ri);
-            double total = 0.0;
-            for (std::size_t p = 0; p < P; ++p) total += cw.counts[r * P + p];
-            cw.calibrator.count_model(total, cw.exposure[r], cw.temperature[r],
+            cw.calibrator.count_model(std::span<const std::uint32_t>(cw.counts).subspan(r * P, P),
+                                      cw.exposure[r], cw.temperature[r],
                                       std::span(cw.scale).subspan(r * P, P),
                                       std::span(cw.offset).subspan(r * P, P));
           }

@@ -1,6 +1,5 @@
 // Loading, validating and printing the configuration of `exospec run`.
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 
 #include "embedded_data.hpp"
@@ -15,13 +14,8 @@ namespace {
 constexpr Stage kAllStages[] = {Stage::kCalibrate, Stage::kDenoise, Stage::kFit};
 constexpr std::string_view kBuiltIn = "<built-in data/run.toml>";
 
-std::string fmt(double x) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
-  std::string s(buf, end);
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
-  return s;
-}
+using detail::toml_float;
+using detail::toml_string;
 
 std::string known_stages() {
   std::string s;
@@ -260,44 +254,44 @@ void RunConfig::validate() const {
 std::string RunConfig::to_toml() const {
   std::string s = "[run]\nstages = [";
   for (std::size_t i = 0; i < stages.size(); ++i) {
-    s += (i ? ", \"" : "\"") + std::string(stage_name(stages[i])) + "\"";
+    s += (i ? ", " : "") + toml_string(stage_name(stages[i]));
   }
   s += "]\nchannels = [";
-  for (std::size_t i = 0; i < channels.size(); ++i) s += (i ? ", \"" : "\"") + channels[i] + "\"";
+  for (std::size_t i = 0; i < channels.size(); ++i) s += (i ? ", " : "") + toml_string(channels[i]);
   s += "]\nproducts = [";
   for (std::size_t i = 0; i < products.size(); ++i) {
-    s += (i ? ", \"" : "\"") + std::string(product_name(products[i])) + "\"";
+    s += (i ? ", " : "") + toml_string(product_name(products[i]));
   }
   s += "]\nblock_rows = " + std::to_string(block_rows) + "\n";
   s += "deflate_level = " + std::to_string(deflate_level) + "\n";
-  s += "fftw_wisdom_file = \"" + fftw_wisdom_file + "\"\n";
+  s += "fftw_wisdom_file = " + toml_string(fftw_wisdom_file) + "\n";
   s += "\n[calibrate]\n";
-  s += "max_dead_time_correction = " + fmt(calibrate.max_dead_time_correction) + "\n";
+  s += "max_dead_time_correction = " + toml_float(calibrate.max_dead_time_correction) + "\n";
   s += "variance_half_width = " + std::to_string(calibrate.variance_half_width) + "\n";
-  s += "min_expected_counts = " + fmt(calibrate.min_expected_counts) + "\n";
+  s += "min_expected_counts = " + toml_float(calibrate.min_expected_counts) + "\n";
   for (const auto& [ch, f] : fit) {
     s += "\n[fit." + ch + "]\nbackground_order = " + std::to_string(f.background_order) + "\n";
-    s += "window_half_width_fwhm = " + fmt(f.window_half_width_fwhm) + "\n";
-    s += "group_distance_fwhm = " + fmt(f.group_distance_fwhm) + "\n";
+    s += "window_half_width_fwhm = " + toml_float(f.window_half_width_fwhm) + "\n";
+    s += "group_distance_fwhm = " + toml_float(f.group_distance_fwhm) + "\n";
     s += "refine_iterations = " + std::to_string(f.refine_iterations) + "\n";
   }
   for (const auto& [ch, d] : denoise) {
-    s += "\n[denoise." + ch + "]\nmethod = \"" + std::string(denoise_method_name(d.method)) + "\"\n";
-    s += "\n[instrument." + ch + "]\nlsf_fwhm_nm = " + fmt(d.lsf_fwhm_nm) + "\n";
-    s += "\n[denoise." + ch + ".lowpass]\nsigma_lsf = " + fmt(d.lowpass_sigma_lsf) + "\n";
+    s += "\n[denoise." + ch + "]\nmethod = " + toml_string(denoise_method_name(d.method)) + "\n";
+    s += "\n[instrument." + ch + "]\nlsf_fwhm_nm = " + toml_float(d.lsf_fwhm_nm) + "\n";
+    s += "\n[denoise." + ch + ".lowpass]\nsigma_lsf = " + toml_float(d.lowpass_sigma_lsf) + "\n";
     s += "\n[denoise." + ch + ".despike]\n";
-    s += "threshold = " + fmt(d.despike.threshold) + "\n";
-    s += "grow_threshold = " + fmt(d.despike.grow_threshold) + "\n";
-    s += "line_tolerance = " + fmt(d.despike.line_tolerance) + "\n";
+    s += "threshold = " + toml_float(d.despike.threshold) + "\n";
+    s += "grow_threshold = " + toml_float(d.despike.grow_threshold) + "\n";
+    s += "line_tolerance = " + toml_float(d.despike.line_tolerance) + "\n";
     s += "\n[denoise." + ch + ".adaptive]\npolyorder = " + std::to_string(d.adaptive.polyorder) +
          "\nwindows = [";
     for (std::size_t i = 0; i < d.adaptive.windows.size(); ++i) {
       s += (i ? ", " : "") + std::to_string(d.adaptive.windows[i]);
     }
-    s += "]\ngamma = " + fmt(d.adaptive.gamma) + "\n";
+    s += "]\ngamma = " + toml_float(d.adaptive.gamma) + "\n";
     s += "\n[denoise." + ch + ".savgol]\nwindow = " + std::to_string(d.savgol.window) +
-         "\npolyorder = " + std::to_string(d.savgol.polyorder) + "\nmode = \"" +
-         std::string(kernels::savgol_mode_name(d.savgol.mode)) + "\"\n";
+         "\npolyorder = " + std::to_string(d.savgol.polyorder) +
+         "\nmode = " + toml_string(kernels::savgol_mode_name(d.savgol.mode)) + "\n";
   }
   return s;
 }

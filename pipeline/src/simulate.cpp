@@ -9,11 +9,10 @@
 #include <numbers>
 
 #include "exospec/error.hpp"
+#include "exospec/io/contract_writer.hpp"
 #include "exospec/io/file.hpp"
 #include "exospec/io/schema.hpp"
 #include "exospec/kernels/random.hpp"
-#include "exospec/time.hpp"
-#include "exospec/version.hpp"
 
 namespace exospec::pipeline {
 namespace {
@@ -197,31 +196,16 @@ SimulationSummary simulate(const SimulationConfig& config, const LineCatalogue& 
   options.deflate_level = config.deflate_level;
   io::FileWriter w(output, options, overwrite);
 
-  w.create_group("/");
-  w.set_attribute("/", "schema", io::schema::kSchemaName);
-  w.set_attribute("/", "schema_version", io::schema::kSchemaVersion);
-  w.set_attribute("/", "software_version", std::string_view(kVersion));
+  io::write_root_attributes(w, config.to_toml());
   w.set_attribute("/", "generator", std::string_view("exospec simulate"));
   w.set_attribute("/", "preset", preset_name(config.preset));
-  w.set_attribute("/", "config", config.to_toml());
-  w.set_attribute("/", "created_utc", format_utc(now_j2000()));
-
-  for (const auto& spec : io::schema::geometry_objects()) {
-    w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, {N, 0, 0, 0}),
-                     spec.units, spec.description, io::schema::per_spectrum(spec.extent));
-  }
+  io::create_objects(w, io::schema::geometry_objects(), {N, 0, 0, 0});
   for (const auto& sim : sims) {
     const std::string& ch = sim.channel();
     const io::schema::Sizes sizes{N, sim.pixels(), sim.wavelength_coeffs().size(), sim.lines()};
-    auto create = [&](const std::vector<io::schema::ObjectSpec>& specs) {
-      for (const auto& spec : specs) {
-        w.create_dataset(spec.path, spec.dtype, io::schema::dims_of(spec.extent, sizes), spec.units,
-                         spec.description, io::schema::per_spectrum(spec.extent));
-      }
-    };
-    create(io::schema::raw_objects(ch));
-    create(io::schema::calibration_objects(ch));
-    create(io::schema::truth_objects(ch));
+    io::create_objects(w, io::schema::raw_objects(ch), sizes);
+    io::create_objects(w, io::schema::calibration_objects(ch), sizes);
+    io::create_objects(w, io::schema::truth_objects(ch), sizes);
     const std::string cal = io::schema::calibration_group(ch);
     w.write<double>(cal + "/wavelength_coeffs", sim.wavelength_coeffs());
     w.write<double>(cal + "/dark_rate", sim.dark_rate());

@@ -1,5 +1,4 @@
 // Loading, validating and printing the simulator's configuration.
-#include <charconv>
 #include <cmath>
 #include <set>
 #include <sstream>
@@ -15,22 +14,8 @@ namespace {
 
 using detail::TomlReader;
 
-std::string fmt(double x) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
-  std::string s(buf, end);
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // keep it a TOML float
-  return s;
-}
-
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + '"';
-}
+using detail::toml_float;
+using detail::toml_string;
 
 InstrumentModel read_instrument(const TomlReader& r, const std::string& p) {
   InstrumentModel m;
@@ -216,46 +201,46 @@ void SimulationConfig::validate(const LineCatalogue& catalogue) const {
 
 std::string SimulationConfig::to_toml() const {
   std::ostringstream s;
-  s << "[simulate]\npreset = " << quote(preset_name(preset)) << "\nspectra = " << spectra
+  s << "[simulate]\npreset = " << toml_string(preset_name(preset)) << "\nspectra = " << spectra
     << "\nseed = " << seed << "\nchannels = [";
-  for (std::size_t i = 0; i < channels.size(); ++i) s << (i ? ", " : "") << quote(channels[i]);
+  for (std::size_t i = 0; i < channels.size(); ++i) s << (i ? ", " : "") << toml_string(channels[i]);
   s << "]\nblock_rows = " << block_rows << "\ndeflate_level = " << deflate_level << "\n\n";
   s << "[schedule]\nstart_time = " << format_utc(start_time_j2000_s, 6)
-    << "\ncadence_s = " << fmt(cadence_s) << "\nexposure_s = " << fmt(exposure_s) << "\n\n";
-  s << "[limb_scan]\naltitude_min_km = " << fmt(limb_altitude_min_km)
-    << "\naltitude_max_km = " << fmt(limb_altitude_max_km)
+    << "\ncadence_s = " << toml_float(cadence_s) << "\nexposure_s = " << toml_float(exposure_s) << "\n\n";
+  s << "[limb_scan]\naltitude_min_km = " << toml_float(limb_altitude_min_km)
+    << "\naltitude_max_km = " << toml_float(limb_altitude_max_km)
     << "\nspectra_per_scan = " << limb_spectra_per_scan << "\n\n";
-  s << "[flyby]\nclosest_approach_km = " << fmt(flyby_closest_approach_km)
-    << "\nspeed_km_s = " << fmt(flyby_speed_km_s) << "\n\n";
-  s << "[mercury]\nradius_km = " << fmt(mercury_radius_km) << "\n";
+  s << "[flyby]\nclosest_approach_km = " << toml_float(flyby_closest_approach_km)
+    << "\nspeed_km_s = " << toml_float(flyby_speed_km_s) << "\n\n";
+  s << "[mercury]\nradius_km = " << toml_float(mercury_radius_km) << "\n";
   for (const auto& [ch, m] : instrument) {
     s << "\n[instrument." << ch << "]\n"
-      << "pixels = " << m.pixels << "\nwavelength_min_nm = " << fmt(m.wavelength_min_nm)
-      << "\nwavelength_max_nm = " << fmt(m.wavelength_max_nm)
-      << "\ndispersion_curvature = " << fmt(m.dispersion_curvature)
-      << "\nlsf_fwhm_nm = " << fmt(m.lsf_fwhm_nm) << "\ndead_time_s = " << fmt(m.dead_time_s)
-      << "\nsensitivity_peak = " << fmt(m.sensitivity_peak)
-      << "\nsensitivity_edge_ratio = " << fmt(m.sensitivity_edge_ratio)
-      << "\nflat_rms = " << fmt(m.flat_rms) << "\nflat_gradient = " << fmt(m.flat_gradient)
-      << "\ndark_rate = " << fmt(m.dark_rate) << "\ndark_rate_rms = " << fmt(m.dark_rate_rms)
-      << "\ndark_reference_temperature = " << fmt(m.dark_reference_temperature)
-      << "\ndark_temperature_coeff = " << fmt(m.dark_temperature_coeff)
-      << "\nhot_pixels = " << m.hot_pixels << "\nhot_pixel_rate_min = " << fmt(m.hot_pixel_rate_min)
-      << "\nhot_pixel_rate_max = " << fmt(m.hot_pixel_rate_max)
-      << "\ndead_pixels = " << m.dead_pixels << "\ntemperature_mean = " << fmt(m.temperature_mean)
-      << "\ntemperature_amplitude = " << fmt(m.temperature_amplitude)
-      << "\ntemperature_period_s = " << fmt(m.temperature_period_s)
-      << "\ntemperature_noise = " << fmt(m.temperature_noise)
-      << "\ncontinuum = " << fmt(m.continuum) << "\ncontinuum_slope = " << fmt(m.continuum_slope)
-      << "\nparticle_hit_rate = " << fmt(m.particle_hit_rate)
+      << "pixels = " << m.pixels << "\nwavelength_min_nm = " << toml_float(m.wavelength_min_nm)
+      << "\nwavelength_max_nm = " << toml_float(m.wavelength_max_nm)
+      << "\ndispersion_curvature = " << toml_float(m.dispersion_curvature)
+      << "\nlsf_fwhm_nm = " << toml_float(m.lsf_fwhm_nm) << "\ndead_time_s = " << toml_float(m.dead_time_s)
+      << "\nsensitivity_peak = " << toml_float(m.sensitivity_peak)
+      << "\nsensitivity_edge_ratio = " << toml_float(m.sensitivity_edge_ratio)
+      << "\nflat_rms = " << toml_float(m.flat_rms) << "\nflat_gradient = " << toml_float(m.flat_gradient)
+      << "\ndark_rate = " << toml_float(m.dark_rate) << "\ndark_rate_rms = " << toml_float(m.dark_rate_rms)
+      << "\ndark_reference_temperature = " << toml_float(m.dark_reference_temperature)
+      << "\ndark_temperature_coeff = " << toml_float(m.dark_temperature_coeff)
+      << "\nhot_pixels = " << m.hot_pixels << "\nhot_pixel_rate_min = " << toml_float(m.hot_pixel_rate_min)
+      << "\nhot_pixel_rate_max = " << toml_float(m.hot_pixel_rate_max)
+      << "\ndead_pixels = " << m.dead_pixels << "\ntemperature_mean = " << toml_float(m.temperature_mean)
+      << "\ntemperature_amplitude = " << toml_float(m.temperature_amplitude)
+      << "\ntemperature_period_s = " << toml_float(m.temperature_period_s)
+      << "\ntemperature_noise = " << toml_float(m.temperature_noise)
+      << "\ncontinuum = " << toml_float(m.continuum) << "\ncontinuum_slope = " << toml_float(m.continuum_slope)
+      << "\nparticle_hit_rate = " << toml_float(m.particle_hit_rate)
       << "\nparticle_hit_counts_min = " << m.particle_hit_counts_min
       << "\nparticle_hit_counts_max = " << m.particle_hit_counts_max << "\n";
   }
   for (const auto& [ch, lines] : exosphere) {
     for (const auto& [name, e] : lines) {
-      s << "\n[exosphere." << ch << "." << quote(name) << "]\nb0_R = " << fmt(e.b0_R)
-        << "\nscale_height_km = " << fmt(e.scale_height_km)
-        << "\nbackground_R = " << fmt(e.background_R) << "\n";
+      s << "\n[exosphere." << ch << "." << toml_string(name) << "]\nb0_R = " << toml_float(e.b0_R)
+        << "\nscale_height_km = " << toml_float(e.scale_height_km)
+        << "\nbackground_R = " << toml_float(e.background_R) << "\n";
     }
   }
   return s.str();

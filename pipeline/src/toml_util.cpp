@@ -1,5 +1,6 @@
 #include "toml_util.hpp"
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -249,6 +250,23 @@ std::int64_t TomlReader::integer_in(std::string_view key, std::int64_t lo, std::
                   std::to_string(x) + ")");
   }
   return x;
+}
+
+std::string toml_float(double x) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+  std::string s(buf, end);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // keep it a TOML float
+  return s;
+}
+
+std::string toml_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + '"';
 }
 
 }  // namespace exospec::pipeline::detail

@@ -51,6 +51,11 @@ class TomlReader {
   std::string source_;
 };
 
+// TOML text of a float (always with a decimal point or exponent, so that it
+// reads back as a float) and of a string (quoted and escaped).
+std::string toml_float(double x);
+std::string toml_string(std::string_view s);
+
 // Dotted key path of a nested key: "a" + "b" -> "a.b" (quoting keys with
 // spaces or dots as TOML does: a."H I 121.567").
 std::string join_key(std::string_view prefix, std::string_view key);

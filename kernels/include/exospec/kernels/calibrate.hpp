@@ -105,11 +105,12 @@ class Calibrator {
            std::span<Real> variance, std::span<std::uint8_t> quality) const noexcept;
 
   // The count model of one spectrum: expected counts = radiance x scale_p +
-  // offset_p (scale = S F t g, offset = s D t g; 0 on unusable pixels).
-  // total_counts is the spectrum's summed counts. Returns false for an invalid
-  // or saturated-beyond-inversion spectrum (then both are 0).
-  bool count_model(double total_counts, double exposure_s, double temperature_c,
-                   std::span<double> scale, std::span<double> offset) const noexcept;
+  // offset_p (scale = S F t g, offset = s D t g; 0 on unusable pixels), from
+  // the spectrum's counts (P values, for the dead-time total). Returns false
+  // for an invalid or saturated-beyond-inversion spectrum (then both are 0).
+  bool count_model(std::span<const std::uint32_t> counts, double exposure_s,
+                   double temperature_c, std::span<double> scale,
+                   std::span<double> offset) const noexcept;
 
   // Plain scalar reference of run(): the same definition computed directly
   // (a normal-equation fit per pixel instead of precomputed weights). Slow;
@@ -123,19 +124,18 @@ class Calibrator {
   std::size_t pixels_;
   CalibrateSettings settings_;
   double dead_time_s_, t_ref_, temp_coeff_;
-  std::vector<double> response_;      // S F (0 where unusable)
-  std::vector<double> inv_response_;  // 1 / (S F) (0 where unusable)
-  std::vector<double> dark_radiance_;  // D / (S F)
   std::vector<std::uint8_t> bad_;     // quality::kBadPixel or 0
   std::vector<std::uint8_t> usable_;
-  std::vector<double> regular_;       // 2h + 1 weights, centre 0
   std::size_t interior_begin_ = 0, interior_end_ = 0;
   // Pixels whose smoother window is not the regular one (near the edges or a bad
-  // pixel): window start and 2h + 1 weights each (0 for excluded pixels).
+  // pixel): window start (their 2h + 1 weights, 0 for excluded pixels, are
+  // Tables::irregular).
   std::vector<std::uint32_t> irregular_pixel_, irregular_lo_;
-  std::vector<double> irregular_weights_;
   std::vector<std::uint32_t> bad_list_;  // unusable pixels
-  // The tables in the fast path's compute type (float for float output).
+  // Per-pixel tables and smoother weights, in double (also the reference's)
+  // and in float (the fast path's compute type for float output):
+  // response S F and 1 / (S F) (0 where unusable), dark radiance D / (S F),
+  // the regular window's 2h + 1 weights (centre 0) and the irregular pixels'.
   template <class T>
   struct Tables {
     std::vector<T> response, inv_response, dark_radiance, regular, irregular;

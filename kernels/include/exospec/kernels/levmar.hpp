@@ -249,7 +249,7 @@ class LevenbergMarquardt {
           nu = 2.0;
           if (!evaluate(model, p, n, true)) {
             res.status = LmStatus::kNotFinite;
-            return finish(res, n, m, p);
+            return finish(res, n, m);
           }
           ++res.evaluations;
           const bool ftol_met = actual <= options_.ftol * old_cost && pred <= options_.ftol * old_cost &&
@@ -257,13 +257,13 @@ class LevenbergMarquardt {
           const bool xtol_met = dnorm <= options_.xtol * pnorm;
           if (ftol_met || xtol_met) {
             res.status = LmStatus::kConverged;
-            return finish(res, n, m, p);
+            return finish(res, n, m);
           }
         } else {
           // Converged already if even the predicted gain is negligible.
           if (pred <= options_.ftol * cost && dnorm <= 1e3 * options_.xtol * pnorm + 1e-300) {
             res.status = LmStatus::kConverged;
-            return finish(res, n, m, p);
+            return finish(res, n, m);
           }
           lambda *= nu;
           nu *= 2.0;
@@ -275,7 +275,7 @@ class LevenbergMarquardt {
         break;
       }
     }
-    return finish(res, n, m, p);
+    return finish(res, n, m);
   }
 
  private:
@@ -340,7 +340,7 @@ class LevenbergMarquardt {
     return delta_.head(m).allFinite();
   }
 
-  LmResult finish(LmResult res, int n, int m, const Vec& p) {
+  LmResult finish(LmResult res, int n, int m) {
     res.chi2 = r_.head(n).squaredNorm();
     auto cf = cfree_.topLeftCorner(m, m);
     auto J = ju_.topLeftCorner(n, m);
@@ -381,7 +381,6 @@ class LevenbergMarquardt {
         cov_(a, b) = factor(a) * factor(b) * cf(fa, fb);
       }
     }
-    (void)p;
     return res;
   }
 

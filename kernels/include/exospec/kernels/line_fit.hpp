@@ -41,7 +41,6 @@
 #include <string>
 #include <vector>
 
-#include "exospec/kernels/levmar.hpp"
 #include "exospec/kernels/spectrum_model.hpp"
 
 namespace exospec::kernels {
