@@ -1,14 +1,12 @@
 """The fit stage against the simulator's truth (h5py + numpy): the /fit
 objects of the contract, every fit converged, and pulls (fit - truth) / sigma
 per line on the limb-scan and flyby presets, both channels, particle hits
-included.
+included: |median| <= 0.1 and sd in [0.9, 1.1] for every line, bright,
+faint, blended and undetected alike (issue 5).
 
-Issue 5 asks for |median pull| <= 0.1 and sd in [0.9, 1.1] for every line.
-That holds for the bright and well-detected lines. At and below the detection
-limit (a few counts per line) the sigma, taken from the Fisher information at
-the fitted model, is still off by up to 18 % (docs/FIT.md). This check
-enforces what holds today (|median| <= 0.2, sd in [0.8, 1.1], bright lines
-within the issue's bounds) and prints the full table.
+10,000 spectra per preset: with 500 the median of a line's pulls scatters by
+0.075 and its sd by 0.037 from sample to sample, as much as the bounds allow.
+Only /fit is written (--products fit), so the files stay small.
 """
 import os
 import shutil
@@ -22,6 +20,7 @@ exe, work = sys.argv[1], sys.argv[2]
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 failures = []
+N = 10000
 
 
 def check(cond, msg):
@@ -32,9 +31,9 @@ def check(cond, msg):
 
 for preset in ["limb-scan", "flyby"]:
     inp, out = os.path.join(work, preset + ".h5"), os.path.join(work, preset + "_out.h5")
-    subprocess.run([exe, "simulate", "-o", inp, "--preset", preset, "--spectra", "500", "--seed", "21",
+    subprocess.run([exe, "simulate", "-o", inp, "--preset", preset, "--spectra", str(N), "--seed", "21",
                     "--quiet"], check=True)
-    subprocess.run([exe, "run", inp, "-o", out, "--quiet"], check=True)
+    subprocess.run([exe, "run", inp, "-o", out, "--quiet", "--products", "fit"], check=True)
     fi, fo = h5py.File(inp, "r"), h5py.File(out, "r")
     for ch in ["euv", "fuv"]:
         g = fo[f"fit/{ch}"]
@@ -45,7 +44,7 @@ for preset in ["limb-scan", "flyby"]:
         for ds, dtype, units in [("brightness", "float64", "R"), ("brightness_sigma", "float64", "R"),
                                  ("center_nm", "float64", "nm"), ("fwhm_nm", "float64", "nm"),
                                  ("chi2_reduced", "float32", "1"), ("status", "uint8", "1")]:
-            check(str(g[ds].dtype) == dtype and g[ds].shape == (500, L) and g[ds].attrs["units"] == units,
+            check(str(g[ds].dtype) == dtype and g[ds].shape == (N, L) and g[ds].attrs["units"] == units,
                   f"{preset} {ch}: /fit/{ch}/{ds} {dtype} N x L {units}")
         B, S, st = g["brightness"][:], g["brightness_sigma"][:], g["status"][:]
         T = fi[f"truth/{ch}/line_brightness"][:]
@@ -58,9 +57,7 @@ for preset in ["limb-scan", "flyby"]:
             pull = ((B[:, j] - T[:, j]) / S[:, j])[ok]
             med, sd = np.median(pull), pull.std()
             snr = np.median(T[:, j] / S[:, j])
-            bright = snr > 10
-            lo, hi, mlim = (0.9, 1.1, 0.1) if bright else (0.8, 1.1, 0.2)
-            check(abs(med) <= mlim and lo <= sd <= hi,
+            check(abs(med) <= 0.1 and 0.9 <= sd <= 1.1,
                   f"{preset} {ch}: {name:<14} S/N {snr:6.1f}  pull median {med:+.3f} sd {sd:.3f}")
 
 # exospec report: fitted against true brightness in altitude bins, against

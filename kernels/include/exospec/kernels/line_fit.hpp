@@ -58,6 +58,7 @@ struct LineFitSettings {
   double group_distance_fwhm = 4.0;
   int refine_iterations = 2;           // model-variance refits (0: calibrated variance)
   double min_expected_counts = 0.1;    // floor of the model's expected counts
+  double line_prior_counts = 1.0;      // counts added per line to the variance model
 };
 
 // Status of a line's fit (/fit/<ch>/status).
