@@ -1,4 +1,5 @@
 #include "exospec/kernels/fourier.hpp"
+#include "target_clones.hpp"
 
 #include <fftw3.h>
 
@@ -54,11 +55,6 @@ std::size_t support_of(const double* h, std::size_t n, double rel) {
   return e;
 }
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
-#define EXOSPEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define EXOSPEC_CLONES
-#endif
 
 // The per-row loops around the transforms, compiled for AVX2 / AVX-512 too.
 template <class T>

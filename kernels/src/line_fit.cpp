@@ -7,13 +7,21 @@
 #include <stdexcept>
 
 #include "exospec/kernels/calibrate.hpp"
+#include "exospec/kernels/levmar.hpp"
+#include "target_clones.hpp"
+#include "vmath.hpp"
 
 namespace exospec::kernels {
 namespace {
 
-constexpr int kMaxParams = 8;
+constexpr int kMaxParams = 8;      // linear parameters of a window
 using SmallMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, kMaxParams, kMaxParams>;
 using SmallVec = Eigen::Matrix<double, Eigen::Dynamic, 1, 0, kMaxParams, 1>;
+using ParamVec = Eigen::Matrix<double, Eigen::Dynamic, 1>;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr std::uint8_t kSkip = quality::kUnusable | quality::kParticleHit;
+constexpr std::size_t kLanes = 8;  // doubles in an AVX-512 register
+constexpr std::size_t padded(std::size_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
 std::pair<double, double> extent(const FitLineSpec& l) {
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
@@ -24,7 +32,77 @@ std::pair<double, double> extent(const FitLineSpec& l) {
   return {lo, hi};
 }
 
+// Phi, phi and x phi of a standard normal at x_k = (edge_k - mu) / sigma.
+EXOSPEC_CLONES void normal_at_edges(const double* edges, std::size_t m, double mu, double inv_sigma,
+                                    double* cdf, double* pdf, double* xpdf) noexcept {
+  for (std::size_t k = 0; k < m; ++k) {
+    const double x = (edges[k] - mu) * inv_sigma;
+    double c, p;
+    vmath::normal_cdf_pdf(x, c, p);
+    cdf[k] = c;
+    pdf[k] = p;
+    xpdf[k] = x * p;
+  }
+}
+
+FitStatus from_lm(LmStatus s) noexcept {
+  switch (s) {
+    case LmStatus::kConverged:
+      return FitStatus::kConverged;
+    case LmStatus::kMaxIterations:
+      return FitStatus::kMaxIterations;
+    case LmStatus::kStalled:
+      return FitStatus::kStalled;
+    case LmStatus::kSingular:
+      return FitStatus::kSingular;
+    case LmStatus::kBadInput:
+      return FitStatus::kTooFewPixels;
+    case LmStatus::kNotFinite:
+      return FitStatus::kNotFinite;
+  }
+  return FitStatus::kSingular;
+}
+
 }  // namespace
+
+std::optional<ShiftMode> parse_shift_mode(std::string_view s) noexcept {
+  if (s == "fixed") return ShiftMode::kFixed;
+  if (s == "tied") return ShiftMode::kTied;
+  if (s == "free") return ShiftMode::kFree;
+  return std::nullopt;
+}
+std::optional<WidthMode> parse_width_mode(std::string_view s) noexcept {
+  if (s == "fixed") return WidthMode::kFixed;
+  if (s == "free") return WidthMode::kFree;
+  return std::nullopt;
+}
+const char* shift_mode_name(ShiftMode m) noexcept {
+  return m == ShiftMode::kFixed ? "fixed" : m == ShiftMode::kTied ? "tied" : "free";
+}
+const char* width_mode_name(WidthMode m) noexcept {
+  return m == WidthMode::kFixed ? "fixed" : "free";
+}
+
+// One window's result before it is written out.
+struct LineFitter::Solution {
+  FitStatus status = FitStatus::kConverged;
+  SmallVec beta, sigma;  // linear parameters; sigma of the lines' brightness
+  double chi2_reduced = kNaN;
+  double shift = 0.0, shift_sigma = kNaN, fwhm = 0.0, fwhm_sigma = kNaN;
+  bool nonlinear = false;
+  std::size_t good = 0;
+};
+
+struct LineFitter::Workspace::Solvers {
+  std::vector<LevenbergMarquardt<Eigen::Dynamic>> lm;  // per window
+  std::vector<Solution> solution;                       // per window
+  std::vector<ParamVec> p;                              // per window: parameters
+};
+
+LineFitter::Workspace::Workspace() = default;
+LineFitter::Workspace::Workspace(Workspace&&) noexcept = default;
+LineFitter::Workspace& LineFitter::Workspace::operator=(Workspace&&) noexcept = default;
+LineFitter::Workspace::~Workspace() = default;
 
 LineFitter::LineFitter(std::span<const double> wavelength_coeffs, std::size_t pixels,
                        std::vector<FitLineSpec> lines, const LineFitSettings& settings)
@@ -33,6 +111,8 @@ LineFitter::LineFitter(std::span<const double> wavelength_coeffs, std::size_t pi
     throw std::invalid_argument("background order must be 0, 1 or 2");
   }
   if (!(settings.fwhm_nm > 0.0)) throw std::invalid_argument("the line FWHM must be > 0");
+  if (!(settings.max_shift_fwhm >= 0.0)) throw std::invalid_argument("max_shift_fwhm must be >= 0");
+  if (settings.max_iterations < 1) throw std::invalid_argument("max_iterations must be >= 1");
   const std::size_t L = lines_.size();
   line_window_.assign(L, 0);
   line_column_.assign(L, 0);
@@ -84,6 +164,22 @@ LineFitter::LineFitter(std::span<const double> wavelength_coeffs, std::size_t pi
       w.size = last - first + 1;
     }
     w.basis.assign(w.size * static_cast<std::size_t>(w.k), 0.0);
+    w.edges.assign(edges.begin() + static_cast<std::ptrdiff_t>(w.first),
+                   edges.begin() + static_cast<std::ptrdiff_t>(w.first + w.size + (w.size > 0 ? 1 : 0)));
+    // Padded to a multiple of kLanes with the last edge, so that the
+    // vectorised edge loop has no scalar remainder.
+    if (!w.edges.empty()) w.edges.resize(padded(w.edges.size()), w.edges.back());
+    w.inv_width.resize(w.size);
+    for (std::size_t i = 0; i < w.size; ++i) w.inv_width[i] = 1.0 / (w.edges[i + 1] - w.edges[i]);
+    w.component_begin.push_back(0);
+    for (std::size_t j : g) {
+      double total = 0.0;
+      for (const auto& c : lines_[j].components) total += c.fraction;
+      for (const auto& c : lines_[j].components) {
+        w.components.push_back({c.wavelength_nm, total > 0.0 ? c.fraction / total : 0.0});
+      }
+      w.component_begin.push_back(w.components.size());
+    }
     // Line profiles over the window's pixels.
     const auto window_edges = std::span<const double>(edges).subspan(w.first, w.size + 1);
     for (std::size_t c = 0; c < g.size(); ++c) {
@@ -97,7 +193,7 @@ LineFitter::LineFitter(std::span<const double> wavelength_coeffs, std::size_t pi
       line_window_[g[c]] = windows_.size();
       line_column_[g[c]] = c;
     }
-    // Background: Legendre-like monomials in x = (lambda - centre) / half-span.
+    // Background: monomials in x = (lambda - centre) / half-span.
     const double centre = 0.5 * (lo + hi), half = std::max(0.5 * (hi - lo), 1e-12);
     for (int b = 0; b < nbg; ++b) {
       for (std::size_t i = 0; i < w.size; ++i) {
@@ -117,143 +213,440 @@ std::span<const double> LineFitter::profile(std::size_t line) const noexcept {
 LineFitter::Workspace LineFitter::make_workspace() const {
   std::size_t mx = 0;
   for (const auto& w : windows_) mx = std::max(mx, w.size);
-  return {std::vector<double>(mx), std::vector<double>(mx), std::vector<double>(mx),
-          std::vector<double>(mx * kMaxParams)};
+  Workspace ws;
+  for (auto* v : {&ws.weight, &ws.model, &ws.y, &ws.dshift, &ws.dsigma, &ws.sqrt_weight}) v->assign(mx, 0.0);
+  for (auto* v : {&ws.cdf, &ws.pdf, &ws.xpdf}) v->assign(padded(mx + 1), 0.0);
+  ws.weighted.assign(mx * (kMaxParams + 2), 0.0);
+  ws.residual.assign(mx, 0.0);
+  ws.columns.assign(mx * kMaxParams, 0.0);
+  ws.solvers = std::make_unique<Workspace::Solvers>();
+  auto& sv = *ws.solvers;
+  sv.solution.resize(windows_.size());
+  LmOptions opt;
+  opt.use_qr = false;  // small, well-conditioned normal equations: Cholesky
+  opt.jacobian_with_trial = true;  // the Jacobian costs little more than the model
+  opt.max_iterations = settings_.max_iterations;
+  // MINPACK's usual tolerances (about sqrt(machine epsilon)): the shift then
+  // settles to ~1e-8 of its own scale, far below its uncertainty.
+  opt.ftol = 1e-8;
+  opt.xtol = 1e-8;
+  opt.gtol = 1e-8;
+  const double max_shift = settings_.max_shift_fwhm * settings_.fwhm_nm;
+  for (const auto& w : windows_) {
+    const int np = w.k + 2;
+    sv.lm.emplace_back(np, static_cast<int>(std::max<std::size_t>(w.size, 1)), opt);
+    sv.p.emplace_back(ParamVec::Zero(np));
+    auto& lm = sv.lm.back();
+    lm.set_bounds(w.k, -max_shift, max_shift);
+    lm.set_bounds(w.k + 1, 0.5 * settings_.fwhm_nm, 2.0 * settings_.fwhm_nm);
+    if (settings_.width == WidthMode::kFixed) lm.set_fixed(w.k + 1);
+    sv.solution[sv.lm.size() - 1].beta.resize(w.k);
+    sv.solution[sv.lm.size() - 1].sigma.resize(w.k);
+  }
+  return ws;
+}
+
+void LineFitter::window_profiles(std::size_t wi, double shift_nm, double fwhm_nm, double* columns,
+                                 const double* brightness, double* dshift, double* dsigma,
+                                 Workspace& work) const {
+  const Window& w = windows_[wi];
+  const std::size_t n = w.size, nl = w.lines.size();
+  if (n == 0) return;
+  const double sigma = fwhm_nm / kFwhmPerSigma, inv_sigma = 1.0 / sigma;
+  double* cdf = work.cdf.data();
+  double* pdf = work.pdf.data();
+  double* xpdf = work.xpdf.data();
+  const double* iw = w.inv_width.data();
+  if (dshift != nullptr) {
+    std::fill(dshift, dshift + n, 0.0);
+    std::fill(dsigma, dsigma + n, 0.0);
+  }
+  for (std::size_t a = 0; a < nl; ++a) {
+    double* col = columns + a * n;
+    std::fill(col, col + n, 0.0);
+    for (std::size_t ci = w.component_begin[a]; ci < w.component_begin[a + 1]; ++ci) {
+      const LineComponent& c = w.components[ci];
+      normal_at_edges(w.edges.data(), w.edges.size(), c.wavelength_nm + shift_nm, inv_sigma, cdf, pdf,
+                      xpdf);
+      const double f = c.fraction;
+      for (std::size_t i = 0; i < n; ++i) col[i] += f * (cdf[i + 1] - cdf[i]) * iw[i];
+      if (dshift != nullptr) {
+        // d/dmu Phi((e - mu)/s) = -phi/s; d/ds Phi((e - mu)/s) = -x phi/s.
+        const double g = -brightness[a] * f * inv_sigma;
+        for (std::size_t i = 0; i < n; ++i) {
+          dshift[i] += g * (pdf[i + 1] - pdf[i]) * iw[i];
+          dsigma[i] += g * (xpdf[i + 1] - xpdf[i]) * iw[i];
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+bool LineFitter::prepare_weights(const Window& w, std::span<const T> radiance,
+                                 std::span<const T> variance, std::span<const std::uint8_t> quality,
+                                 Workspace& work, std::size_t& good) const {
+  good = 0;
+  for (std::size_t i = 0; i < w.size; ++i) {
+    const std::size_t p = w.first + i;
+    const double y = static_cast<double>(radiance[p]), v = static_cast<double>(variance[p]);
+    const bool ok = !(quality[p] & kSkip) && std::isfinite(y) && std::isfinite(v) && v > 0.0;
+    work.weight[i] = ok ? 1.0 / v : 0.0;
+    work.y[i] = ok ? y : 0.0;  // NaN-free
+    good += ok ? 1 : 0;
+  }
+  return good >= static_cast<std::size_t>(w.k) + 3;
+}
+
+void LineFitter::update_weights(const Window& w, const double* A, const double* beta,
+                                std::span<const double> scale, std::span<const double> offset,
+                                Workspace& work) const {
+  // The variance model is the fitted model itself (negative line brightness
+  // included), plus `line_prior_counts` expected counts spread over each
+  // line's profile: the Poisson plug-in variance at the fitted counts n is
+  // n + 1 under a uniform prior, and without that count the plug-in sigma is
+  // correlated with the fit's own noise (pull sd 1.1 at a few counts;
+  // docs/FIT.md). Clamping negative lines at zero instead inflates the sigma
+  // of lines at zero (pull sd 0.87).
+  const std::size_t n = w.size, nl = w.lines.size();
+  double prior[kMaxParams];
+  for (std::size_t a = 0; a < nl; ++a) {
+    double counts = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (work.weight[i] != 0.0) counts += A[a * n + i] * scale[w.first + i];
+    }
+    prior[a] = counts > 0.0 ? settings_.line_prior_counts / counts : 0.0;
+  }
+  // m = A beta + prior profile, column by column (vectorised); then the
+  // weights of the usable pixels (weight 0 stays 0) from mu = m s + offset.
+  double* m = work.model.data();
+  std::fill(m, m + n, 0.0);
+  for (int a = 0; a < w.k; ++a) {
+    const double c = beta[a] + (static_cast<std::size_t>(a) < nl ? prior[a] : 0.0);
+    const double* col = A + static_cast<std::size_t>(a) * n;
+    for (std::size_t i = 0; i < n; ++i) m[i] += c * col[i];
+  }
+  const double* s = scale.data() + w.first;
+  const double* o = offset.data() + w.first;
+  const double floor = settings_.min_expected_counts;
+  double* wt = work.weight.data();
+  for (std::size_t i = 0; i < n; ++i) {
+    const double mu = std::max(m[i] * s[i] + o[i], floor);
+    const double updated = s[i] * s[i] / mu;
+    wt[i] = (wt[i] != 0.0 && s[i] > 0.0) ? updated : wt[i];
+  }
+}
+
+bool LineFitter::solve_linear(const Window& w, const double* A, std::span<const double> scale,
+                              std::span<const double> offset, std::size_t good, int iterations,
+                              Workspace& work, Solution& sol) const {
+  const int k = w.k;
+  const std::size_t n = w.size;
+  SmallMat ata(k, k);
+  SmallVec aty(k), beta(k);
+  Eigen::LDLT<SmallMat> ldlt(k);
+  const Eigen::Map<const Eigen::MatrixXd> Am(A, static_cast<Eigen::Index>(n), k);
+  Eigen::Map<Eigen::MatrixXd> Aw(work.weighted.data(), static_cast<Eigen::Index>(n), k);
+  const Eigen::Map<const Eigen::VectorXd> wv(work.weight.data(), static_cast<Eigen::Index>(n));
+  const Eigen::Map<const Eigen::VectorXd> yv(work.y.data(), static_cast<Eigen::Index>(n));
+  for (int it = 0; it <= iterations; ++it) {
+    // A^T W A and A^T W y as column dot products (Eigen-vectorised; faster
+    // than a general matrix product at k <= 8 columns).
+    for (int a = 0; a < k; ++a) {
+      Aw.col(a).array() = wv.array() * Am.col(a).array();
+      for (int b = 0; b <= a; ++b) ata(a, b) = ata(b, a) = Aw.col(a).dot(Am.col(b));
+      aty(a) = Aw.col(a).dot(yv);
+    }
+    ldlt.compute(ata);
+    if (ldlt.info() != Eigen::Success ||
+        !(ldlt.vectorD().minCoeff() > 1e-14 * ldlt.vectorD().maxCoeff())) {
+      sol.status = FitStatus::kSingular;
+      return false;
+    }
+    beta = ldlt.solve(aty);
+    if (it < iterations) update_weights(w, A, beta.data(), scale, offset, work);
+  }
+  // chi2 with the weights of the final solve; covariance (A^T W A)^-1.
+  double chi2 = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (work.weight[i] == 0.0) continue;
+    double m = 0.0;
+    for (int a = 0; a < k; ++a) m += A[static_cast<std::size_t>(a) * n + i] * beta(a);
+    const double r = work.y[i] - m;
+    chi2 += work.weight[i] * r * r;
+  }
+  const SmallMat cov = ldlt.solve(SmallMat::Identity(k, k));
+  sol.status = FitStatus::kConverged;
+  sol.beta = beta;
+  for (int a = 0; a < k; ++a) sol.sigma(a) = std::sqrt(std::max(cov(a, a), 0.0));
+  sol.chi2_reduced = chi2 / static_cast<double>(good - static_cast<std::size_t>(k));
+  sol.good = good;
+  return true;
+}
+
+namespace {
+
+// The window's model for Levenberg-Marquardt: residuals sqrt(w) (y - f) over
+// the window's pixels and their analytic Jacobian. Parameters: line
+// brightness (nl), background (nb), shift (nm), FWHM (nm).
+struct WindowModel {
+  const LineFitter* fitter;
+  std::size_t window, n, nl;
+  int k;
+  const double* background;  // n x (k - nl), column-major
+  LineFitter::Workspace* work;
+  int residuals() const { return static_cast<int>(n); }
+  bool operator()(const double* p, double* r, double* J) const {
+    auto& ws = *work;
+    double* cols = ws.columns.data();
+    const bool jac = J != nullptr;
+    fitter->window_profiles(window, p[k], p[k + 1], cols, p, jac ? ws.dshift.data() : nullptr,
+                            jac ? ws.dsigma.data() : nullptr, ws);
+    const double* sw = ws.sqrt_weight.data();
+    const double* y = ws.y.data();
+    const auto nb = static_cast<std::size_t>(k) - nl;
+    for (std::size_t i = 0; i < n; ++i) ws.model[i] = 0.0;
+    for (std::size_t a = 0; a < nl; ++a) {
+      for (std::size_t i = 0; i < n; ++i) ws.model[i] += p[a] * cols[a * n + i];
+    }
+    for (std::size_t b = 0; b < nb; ++b) {
+      for (std::size_t i = 0; i < n; ++i) ws.model[i] += p[nl + b] * background[b * n + i];
+    }
+    for (std::size_t i = 0; i < n; ++i) r[i] = sw[i] * (y[i] - ws.model[i]);
+    if (jac) {
+      for (std::size_t a = 0; a < nl; ++a) {
+        for (std::size_t i = 0; i < n; ++i) J[a * n + i] = -sw[i] * cols[a * n + i];
+      }
+      for (std::size_t b = 0; b < nb; ++b) {
+        for (std::size_t i = 0; i < n; ++i) J[(nl + b) * n + i] = -sw[i] * background[b * n + i];
+      }
+      const auto ks = static_cast<std::size_t>(k);
+      for (std::size_t i = 0; i < n; ++i) {
+        J[ks * n + i] = -sw[i] * ws.dshift[i];
+        J[(ks + 1) * n + i] = -sw[i] * ws.dsigma[i] / kFwhmPerSigma;
+      }
+    }
+    return true;
+  }
+};
+
+}  // namespace
+
+template <class T>
+void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, std::span<const double> offset,
+                                 std::span<const T> denoised, std::size_t good, Workspace& work,
+                                 Solution& sol) const {
+  const Window& w = windows_[wi];
+  const std::size_t n = w.size, nl = w.lines.size();
+  const int k = w.k;
+  const double fwhm0 = settings_.fwhm_nm;
+  const double max_shift = settings_.max_shift_fwhm * fwhm0;
+  // The brightest line (by S/N) of the linear solution at zero shift.
+  std::size_t best = 0;
+  for (std::size_t a = 1; a < nl; ++a) {
+    if (sol.beta(static_cast<Eigen::Index>(a)) / sol.sigma(static_cast<Eigen::Index>(a)) >
+        sol.beta(static_cast<Eigen::Index>(best)) / sol.sigma(static_cast<Eigen::Index>(best))) {
+      best = a;
+    }
+  }
+  // Initial shift: where the denoised spectrum peaks within +-max_shift of
+  // the line's strongest component (parabolic interpolation).
+  double shift0 = 0.0;
+  if (!denoised.empty() && max_shift > 0.0) {
+    const LineComponent* strongest = &w.components[w.component_begin[best]];
+    for (std::size_t ci = w.component_begin[best]; ci < w.component_begin[best + 1]; ++ci) {
+      if (w.components[ci].fraction > strongest->fraction) strongest = &w.components[ci];
+    }
+    const double l0 = strongest->wavelength_nm;
+    std::size_t peak = n;
+    double vmax = -std::numeric_limits<double>::infinity();
+    for (std::size_t i = 1; i + 1 < n; ++i) {
+      const double centre = 0.5 * (w.edges[i] + w.edges[i + 1]);
+      const double v = static_cast<double>(denoised[w.first + i]);
+      if (std::abs(centre - l0) <= max_shift && std::isfinite(v) && v > vmax) {
+        vmax = v;
+        peak = i;
+      }
+    }
+    if (peak < n) {
+      const double ym = static_cast<double>(denoised[w.first + peak - 1]);
+      const double yp = static_cast<double>(denoised[w.first + peak + 1]);
+      const double curv = ym - 2.0 * vmax + yp;
+      double frac = 0.0;
+      if (std::isfinite(ym) && std::isfinite(yp) && curv < 0.0) frac = std::clamp(0.5 * (ym - yp) / curv, -0.5, 0.5);
+      const double c0 = 0.5 * (w.edges[peak] + w.edges[peak + 1]);
+      const double step = frac >= 0.0 ? 0.5 * (w.edges[peak + 2] - w.edges[peak])
+                                      : 0.5 * (w.edges[peak + 1] - w.edges[peak - 1]);
+      shift0 = std::clamp(c0 + frac * step - l0, -max_shift, max_shift);
+    }
+  }
+  const double* background = w.basis.data() + nl * n;
+  // (Levenberg-Marquardt starts from the linear solution at zero shift and
+  // this initial shift: its first step brings brightness and background along.)
+  auto& lm = work.solvers->lm[wi];
+  auto& p = work.solvers->p[wi];
+  for (int a = 0; a < k; ++a) p(a) = sol.beta(a);
+  p(k) = shift0;
+  p(k + 1) = fwhm0;
+  const WindowModel model{this, wi, n, nl, k, background, &work};
+  // One Levenberg-Marquardt solve with the weights of the linear fit (its
+  // Poisson refits); then the weights from the nonlinear model and the
+  // linear parameters once more at the fitted shift and width.
+  for (std::size_t i = 0; i < n; ++i) work.sqrt_weight[i] = std::sqrt(work.weight[i]);
+  const LmResult res = lm.solve(model, p);
+  sol.status = from_lm(res.status);
+  sol.nonlinear = true;
+  if (sol.status != FitStatus::kConverged && sol.status != FitStatus::kMaxIterations) return;
+  if (refits(scale) > 0) {
+    double* cols = work.columns.data();
+    window_profiles(wi, p(k), p(k + 1), cols, nullptr, nullptr, nullptr, work);
+    std::copy(background, background + (static_cast<std::size_t>(k) - nl) * n, cols + nl * n);
+    update_weights(w, cols, p.data(), scale, offset, work);
+    Solution lin = sol;
+    if (solve_linear(w, cols, scale, offset, good, 0, work, lin)) {
+      for (int a = 0; a < k; ++a) p(a) = lin.beta(a);
+    }
+  }
+  nonlinear_covariance(wi, p.data(), work, sol);
+  if (sol.status == FitStatus::kConverged && res.status == LmStatus::kMaxIterations) {
+    sol.status = FitStatus::kMaxIterations;
+  }
+}
+
+void LineFitter::nonlinear_covariance(std::size_t wi, const double* p, Workspace& work,
+                                      Solution& sol) const {
+  const Window& w = windows_[wi];
+  const std::size_t n = w.size, nl = w.lines.size();
+  const int k = w.k;
+  const bool free_width = settings_.width == WidthMode::kFree;
+  const int m = k + (free_width ? 2 : 1);
+  for (std::size_t i = 0; i < n; ++i) work.sqrt_weight[i] = std::sqrt(work.weight[i]);
+  double* J = work.weighted.data();  // n x (k + 2)
+  const WindowModel model{this, wi, n, nl, k, w.basis.data() + nl * n, &work};
+  std::vector<double>& res = work.residual;
+  model(p, res.data(), J);
+  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, kMaxParams + 2, kMaxParams + 2>;
+  Mat jtj(m, m);
+  for (int a = 0; a < m; ++a) {
+    for (int b = 0; b <= a; ++b) {
+      double d = 0.0;
+      const double* ca = J + static_cast<std::size_t>(a) * n;
+      const double* cb = J + static_cast<std::size_t>(b) * n;
+      for (std::size_t i = 0; i < n; ++i) d += ca[i] * cb[i];
+      jtj(a, b) = jtj(b, a) = d;
+    }
+  }
+  Eigen::LDLT<Mat> ldlt(jtj);
+  if (ldlt.info() != Eigen::Success || !(ldlt.vectorD().minCoeff() > 1e-14 * ldlt.vectorD().maxCoeff())) {
+    sol.status = FitStatus::kSingular;
+    return;
+  }
+  const Mat cov = ldlt.solve(Mat::Identity(m, m));
+  double chi2 = 0.0;
+  for (std::size_t i = 0; i < n; ++i) chi2 += res[i] * res[i];
+  for (int a = 0; a < k; ++a) {
+    sol.beta(a) = p[a];
+    sol.sigma(a) = std::sqrt(std::max(cov(a, a), 0.0));
+  }
+  sol.shift = p[k];
+  sol.shift_sigma = std::sqrt(std::max(cov(k, k), 0.0));
+  sol.fwhm = p[k + 1];
+  sol.fwhm_sigma = free_width ? std::sqrt(std::max(cov(k + 1, k + 1), 0.0)) : kNaN;
+  const std::size_t dof = sol.good > static_cast<std::size_t>(m) ? sol.good - static_cast<std::size_t>(m) : 1;
+  sol.chi2_reduced = chi2 / static_cast<double>(dof);
+}
+
+void LineFitter::write(const Window& w, const Solution& sol, const LineFitResult& out) const {
+  const bool ok = sol.status == FitStatus::kConverged || sol.status == FitStatus::kMaxIterations;
+  for (std::size_t c = 0; c < w.lines.size(); ++c) {
+    const std::size_t j = w.lines[c];
+    const auto col = static_cast<Eigen::Index>(c);
+    out.brightness[j] = ok ? sol.beta(col) : kNaN;
+    out.sigma[j] = ok ? sol.sigma(col) : kNaN;
+    out.center_nm[j] = lines_[j].wavelength_nm + (ok ? sol.shift : 0.0);
+    out.fwhm_nm[j] = ok ? sol.fwhm : settings_.fwhm_nm;
+    out.chi2_reduced[j] = ok ? static_cast<float>(sol.chi2_reduced) : std::numeric_limits<float>::quiet_NaN();
+    out.status[j] = static_cast<std::uint8_t>(sol.status);
+  }
 }
 
 template <class T>
 void LineFitter::fit(std::span<const T> radiance, std::span<const T> variance,
                      std::span<const std::uint8_t> quality, std::span<const double> scale,
-                     std::span<const double> offset, const LineFitResult& out,
-                     Workspace& work) const {
-  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-  constexpr std::uint8_t kSkip = quality::kUnusable | quality::kParticleHit;
+                     std::span<const double> offset, const LineFitResult& out, Workspace& work,
+                     std::span<const T> denoised) const {
   const bool invalid = !quality.empty() &&
                        (quality[0] & (quality::kInvalidExposure | quality::kInvalidTemperature));
-  const bool refine = !scale.empty() && settings_.refine_iterations > 0;
-  for (const Window& w : windows_) {
-    auto fail = [&](FitStatus st) {
-      for (std::size_t j : w.lines) {
-        out.brightness[j] = kNaN;
-        out.sigma[j] = kNaN;
-        out.center_nm[j] = lines_[j].wavelength_nm;
-        out.fwhm_nm[j] = settings_.fwhm_nm;
-        out.chi2_reduced[j] = std::numeric_limits<float>::quiet_NaN();
-        out.status[j] = static_cast<std::uint8_t>(st);
-      }
-    };
+  auto& sols = work.solvers->solution;
+  const ShiftMode mode = settings_.shift;
+  // Shift and width measured by the bright windows (tied mode).
+  double sum_w = 0.0, sum_shift = 0.0, sum_wf = 0.0, sum_fwhm = 0.0;
+  for (std::size_t wi = 0; wi < windows_.size(); ++wi) {
+    const Window& w = windows_[wi];
+    Solution& sol = sols[wi];
+    sol.shift = 0.0;
+    sol.fwhm = settings_.fwhm_nm;
+    sol.shift_sigma = sol.fwhm_sigma = kNaN;
+    sol.nonlinear = false;
     if (invalid) {
-      fail(FitStatus::kInvalidSpectrum);
+      sol.status = FitStatus::kInvalidSpectrum;
       continue;
     }
-    const int k = w.k;
-    const std::size_t n = w.size;
     std::size_t good = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::size_t p = w.first + i;
-      const double y = static_cast<double>(radiance[p]), v = static_cast<double>(variance[p]);
-      const bool ok = !(quality[p] & kSkip) && std::isfinite(y) && std::isfinite(v) && v > 0.0;
-      work.weight[i] = ok ? 1.0 / v : 0.0;
-      good += ok ? 1 : 0;
-    }
-    if (good < static_cast<std::size_t>(k) + 3) {
-      fail(FitStatus::kTooFewPixels);
+    if (!prepare_weights(w, radiance, variance, quality, work, good)) {
+      sol.status = FitStatus::kTooFewPixels;
       continue;
     }
-    const double* A = w.basis.data();
-    SmallMat ata(k, k);
-    SmallVec aty(k), beta(k);
-    Eigen::LDLT<SmallMat> ldlt(k);
-    bool singular = false;
-    for (int it = 0; it <= (refine ? settings_.refine_iterations : 0); ++it) {
-      // A^T W A and A^T W y with Eigen products over the window (vectorised).
-      const Eigen::Map<const Eigen::MatrixXd> Am(A, static_cast<Eigen::Index>(n), k);
-      Eigen::Map<Eigen::MatrixXd> Aw(work.weighted.data(), static_cast<Eigen::Index>(n), k);
-      const Eigen::Map<const Eigen::VectorXd> wv(work.weight.data(), static_cast<Eigen::Index>(n));
-      Eigen::Map<Eigen::VectorXd> yv(work.y.data(), static_cast<Eigen::Index>(n));
-      for (std::size_t i = 0; i < n; ++i) {
-        const double y = static_cast<double>(radiance[w.first + i]);
-        yv(static_cast<Eigen::Index>(i)) = work.weight[i] != 0.0 ? y : 0.0;  // NaN-free
-      }
-      Aw.noalias() = wv.asDiagonal() * Am;
-      ata.noalias() = Am.transpose() * Aw;
-      aty.noalias() = Aw.transpose() * yv;
-      ldlt.compute(ata);
-      if (ldlt.info() != Eigen::Success || !(ldlt.vectorD().minCoeff() > 1e-14 * ldlt.vectorD().maxCoeff())) {
-        singular = true;
-        break;
-      }
-      beta = ldlt.solve(aty);
-      // The model, and (before a refit) weights from its expected counts.
-      for (std::size_t i = 0; i < n; ++i) {
-        double m = 0.0;
-        for (int a = 0; a < k; ++a) m += A[static_cast<std::size_t>(a) * n + i] * beta(a);
-        work.model[i] = m;
-      }
-      if (it < (refine ? settings_.refine_iterations : 0)) {
-        // The variance model is the fitted model itself (negative line
-        // brightness included), plus `line_prior_counts` expected counts
-        // spread over each line's profile: the Poisson plug-in variance at
-        // the fitted counts n is n + 1 under a uniform prior, and without that
-        // count the plug-in sigma is correlated with the fit's own noise
-        // (pull sd 1.1 at a few counts; docs/FIT.md). Clamping negative
-        // lines at zero instead inflates sigma of lines at zero (pull sd
-        // 0.87).
-        const auto nl = static_cast<int>(w.lines.size());
-        SmallVec prior = SmallVec::Zero(nl);
-        for (int a = 0; a < nl; ++a) {
-          double counts = 0.0;
-          for (std::size_t i = 0; i < n; ++i) {
-            if (work.weight[i] == 0.0) continue;
-            counts += A[static_cast<std::size_t>(a) * n + i] * scale[w.first + i];
-          }
-          if (counts > 0.0) prior(a) = settings_.line_prior_counts / counts;
-        }
-        for (std::size_t i = 0; i < n; ++i) {
-          if (work.weight[i] == 0.0) continue;
-          const std::size_t p = w.first + i;
-          const double s = scale[p];
-          if (!(s > 0.0)) continue;
-          double m = work.model[i];
-          for (int a = 0; a < nl; ++a) m += A[static_cast<std::size_t>(a) * n + i] * prior(a);
-          const double mu = std::max(m * s + offset[p], settings_.min_expected_counts);
-          work.weight[i] = s * s / mu;
-        }
-      }
+    if (!solve_linear(w, w.basis.data(), scale, offset, good, refits(scale), work, sol)) continue;
+    if (mode == ShiftMode::kFixed) continue;
+    double snr = 0.0;
+    for (std::size_t a = 0; a < w.lines.size(); ++a) {
+      const auto i = static_cast<Eigen::Index>(a);
+      snr = std::max(snr, sol.beta(i) / sol.sigma(i));
     }
-    if (singular) {
-      fail(FitStatus::kSingular);
-      continue;
-    }
-    // chi2 with the weights of the final solve; covariance (A^T W A)^-1.
-    double chi2 = 0.0;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (work.weight[i] == 0.0) continue;  // (unusable pixels may be NaN)
-      const double r = static_cast<double>(radiance[w.first + i]) - work.model[i];
-      chi2 += work.weight[i] * r * r;
-    }
-    const double chi2r = chi2 / static_cast<double>(good - static_cast<std::size_t>(k));
-    SmallMat cov = ldlt.solve(SmallMat::Identity(k, k));
-    for (std::size_t c = 0; c < w.lines.size(); ++c) {
-      const std::size_t j = w.lines[c];
-      const auto col = static_cast<Eigen::Index>(c);
-      out.brightness[j] = beta(col);
-      out.sigma[j] = std::sqrt(std::max(cov(col, col), 0.0));
-      out.center_nm[j] = lines_[j].wavelength_nm;
-      out.fwhm_nm[j] = settings_.fwhm_nm;
-      out.chi2_reduced[j] = static_cast<float>(chi2r);
-      out.status[j] = static_cast<std::uint8_t>(FitStatus::kConverged);
+    if (mode == ShiftMode::kTied && !(snr >= settings_.shift_min_snr)) continue;
+    solve_nonlinear(wi, scale, offset, denoised, good, work, sol);
+    if (sol.status == FitStatus::kConverged && sol.shift_sigma > 0.0) {
+      const double ws = 1.0 / (sol.shift_sigma * sol.shift_sigma);
+      sum_w += ws;
+      sum_shift += ws * sol.shift;
+      if (settings_.width == WidthMode::kFree && sol.fwhm_sigma > 0.0) {
+        const double wf = 1.0 / (sol.fwhm_sigma * sol.fwhm_sigma);
+        sum_wf += wf;
+        sum_fwhm += wf * sol.fwhm;
+      }
     }
   }
+  if (mode == ShiftMode::kTied && sum_w > 0.0) {
+    // The other windows at the bright windows' shift (and width): linear.
+    const double shift = sum_shift / sum_w;
+    const double fwhm = sum_wf > 0.0 ? sum_fwhm / sum_wf : settings_.fwhm_nm;
+    for (std::size_t wi = 0; wi < windows_.size(); ++wi) {
+      const Window& w = windows_[wi];
+      Solution& sol = sols[wi];
+      if (sol.nonlinear || sol.status != FitStatus::kConverged) continue;
+      std::size_t good = 0;
+      prepare_weights(w, radiance, variance, quality, work, good);
+      const std::size_t nl = w.lines.size(), n = w.size;
+      double* cols = work.columns.data();
+      window_profiles(wi, shift, fwhm, cols, nullptr, nullptr, nullptr, work);
+      const double* background = w.basis.data() + nl * n;
+      std::copy(background, background + (static_cast<std::size_t>(w.k) - nl) * n, cols + nl * n);
+      solve_linear(w, cols, scale, offset, good, refits(scale), work, sol);
+      sol.shift = shift;
+      sol.fwhm = fwhm;
+    }
+  }
+  for (std::size_t wi = 0; wi < windows_.size(); ++wi) write(windows_[wi], sols[wi], out);
 }
 
 template void LineFitter::fit<float>(std::span<const float>, std::span<const float>,
                                      std::span<const std::uint8_t>, std::span<const double>,
-                                     std::span<const double>, const LineFitResult&,
-                                     Workspace&) const;
+                                     std::span<const double>, const LineFitResult&, Workspace&,
+                                     std::span<const float>) const;
 template void LineFitter::fit<double>(std::span<const double>, std::span<const double>,
                                       std::span<const std::uint8_t>, std::span<const double>,
-                                      std::span<const double>, const LineFitResult&,
-                                      Workspace&) const;
+                                      std::span<const double>, const LineFitResult&, Workspace&,
+                                      std::span<const double>) const;
 
 }  // namespace exospec::kernels

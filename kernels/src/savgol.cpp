@@ -1,4 +1,5 @@
 #include "exospec/kernels/savgol.hpp"
+#include "target_clones.hpp"
 
 #include <Eigen/Dense>
 #include <algorithm>
@@ -35,11 +36,6 @@ inline void interior_kernel(const T* __restrict x, T* __restrict y, const T* __r
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
-#define EXOSPEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define EXOSPEC_CLONES
-#endif
 EXOSPEC_CLONES void interior(const float* x, float* y, const float* c, std::size_t width,
                              std::size_t begin, std::size_t end) noexcept {
   interior_kernel(x, y, c, width, begin, end);

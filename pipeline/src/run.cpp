@@ -293,6 +293,9 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
               scale = std::span<const double>(cw.scale).subspan(r * P, P);
               offset = std::span<const double>(cw.offset).subspan(r * P, P);
             }
+            // Initial values of the nonlinear fit from the denoised spectrum.
+            std::span<const float> denoised;
+            if (cw.smoother) denoised = std::span<const float>(cw.denoised).subspan(r * P, P);
             const kernels::LineFitResult res{
                 std::span(cw.fit_b).subspan(r * L, L), std::span(cw.fit_s).subspan(r * L, L),
                 std::span(cw.fit_c).subspan(r * L, L), std::span(cw.fit_w).subspan(r * L, L),
@@ -301,7 +304,8 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
                                   std::span<const float>(cw.variance).subspan(r * P, P),
                                   std::span<const std::uint8_t>(cw.quality).subspan(r * P, P),
                                   scale, offset, res,
-                                  cw.fit_work[static_cast<std::size_t>(omp_get_thread_num())]);
+                                  cw.fit_work[static_cast<std::size_t>(omp_get_thread_num())],
+                                  denoised);
           }
           summary.fit_seconds += seconds_since(t0);
           for (std::size_t i = 0; i < rows * L; ++i) {

@@ -182,6 +182,18 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
     f.window_half_width_fwhm = r.in_range(k + ".window_half_width_fwhm", 0.5, 50.0);
     f.group_distance_fwhm = r.in_range(k + ".group_distance_fwhm", 0.0, 50.0);
     f.refine_iterations = static_cast<int>(r.integer_in(k + ".refine_iterations", 0, 20));
+    f.line_prior_counts = r.in_range(k + ".line_prior_counts", 0.0, 100.0);
+    const std::string shift = r.string(k + ".shift");
+    const auto sm = kernels::parse_shift_mode(shift);
+    if (!sm) r.fail(k + ".shift", "unknown mode \"" + shift + "\" (fixed, tied, free)");
+    f.shift = *sm;
+    const std::string width = r.string(k + ".width");
+    const auto wm = kernels::parse_width_mode(width);
+    if (!wm) r.fail(k + ".width", "unknown mode \"" + width + "\" (fixed, free)");
+    f.width = *wm;
+    f.shift_min_snr = r.in_range(k + ".shift_min_snr", 0.0, 1e6);
+    f.max_shift_fwhm = r.in_range(k + ".max_shift_fwhm", 0.0, 5.0);
+    f.max_iterations = static_cast<int>(r.integer_in(k + ".max_iterations", 1, 100000));
     f.min_expected_counts = c.calibrate.min_expected_counts;
     c.fit[std::string(ch)] = f;
   }
@@ -274,6 +286,12 @@ std::string RunConfig::to_toml() const {
     s += "window_half_width_fwhm = " + toml_float(f.window_half_width_fwhm) + "\n";
     s += "group_distance_fwhm = " + toml_float(f.group_distance_fwhm) + "\n";
     s += "refine_iterations = " + std::to_string(f.refine_iterations) + "\n";
+    s += "line_prior_counts = " + toml_float(f.line_prior_counts) + "\n";
+    s += "shift = " + toml_string(kernels::shift_mode_name(f.shift)) + "\n";
+    s += "width = " + toml_string(kernels::width_mode_name(f.width)) + "\n";
+    s += "shift_min_snr = " + toml_float(f.shift_min_snr) + "\n";
+    s += "max_shift_fwhm = " + toml_float(f.max_shift_fwhm) + "\n";
+    s += "max_iterations = " + std::to_string(f.max_iterations) + "\n";
   }
   for (const auto& [ch, d] : denoise) {
     s += "\n[denoise." + ch + "]\nmethod = " + toml_string(denoise_method_name(d.method)) + "\n";

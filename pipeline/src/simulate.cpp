@@ -105,7 +105,9 @@ ChannelSimulator::ChannelSimulator(const SimulationConfig& config, std::string_v
     Line l;
     l.name = line.name;
     l.wavelength_nm = line.wavelength_nm;
-    l.profile = kernels::make_line_profile(edges, line.components, model_.lsf_fwhm_nm);
+    std::vector<kernels::LineComponent> shifted = line.components;
+    for (auto& c : shifted) c.wavelength_nm += model_.line_shift_nm;
+    l.profile = kernels::make_line_profile(edges, shifted, model_.lsf_fwhm_nm);
     l.emission = emission.find(line.name)->second;
     lines_.push_back(std::move(l));
   }

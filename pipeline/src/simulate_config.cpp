@@ -28,6 +28,7 @@ InstrumentModel read_instrument(const TomlReader& r, const std::string& p) {
   m.wavelength_max_nm = num("wavelength_max_nm");
   m.dispersion_curvature = num("dispersion_curvature");
   m.lsf_fwhm_nm = num("lsf_fwhm_nm");
+  m.line_shift_nm = num("line_shift_nm");
   m.dead_time_s = num("dead_time_s");
   m.sensitivity_peak = num("sensitivity_peak");
   m.sensitivity_edge_ratio = num("sensitivity_edge_ratio");
@@ -156,6 +157,9 @@ void SimulationConfig::validate(const LineCatalogue& catalogue) const {
       fail(p + "dispersion_curvature", "must be in [-0.5, 0.5] (monotonic dispersion)");
     }
     if (!(m.lsf_fwhm_nm > 0.0)) fail(p + "lsf_fwhm_nm", "must be > 0");
+    if (!(std::fabs(m.line_shift_nm) <= 10.0 * m.lsf_fwhm_nm)) {
+      fail(p + "line_shift_nm", "must be within +-10 line-spread FWHM");
+    }
     if (!(m.dead_time_s >= 0.0 && m.dead_time_s < 1e-2))
       fail(p + "dead_time_s", "must be in [0, 0.01)");
     if (!(m.sensitivity_peak > 0.0)) fail(p + "sensitivity_peak", "must be > 0");
@@ -218,7 +222,8 @@ std::string SimulationConfig::to_toml() const {
       << "pixels = " << m.pixels << "\nwavelength_min_nm = " << toml_float(m.wavelength_min_nm)
       << "\nwavelength_max_nm = " << toml_float(m.wavelength_max_nm)
       << "\ndispersion_curvature = " << toml_float(m.dispersion_curvature)
-      << "\nlsf_fwhm_nm = " << toml_float(m.lsf_fwhm_nm) << "\ndead_time_s = " << toml_float(m.dead_time_s)
+      << "\nlsf_fwhm_nm = " << toml_float(m.lsf_fwhm_nm)
+      << "\nline_shift_nm = " << toml_float(m.line_shift_nm) << "\ndead_time_s = " << toml_float(m.dead_time_s)
       << "\nsensitivity_peak = " << toml_float(m.sensitivity_peak)
       << "\nsensitivity_edge_ratio = " << toml_float(m.sensitivity_edge_ratio)
       << "\nflat_rms = " << toml_float(m.flat_rms) << "\nflat_gradient = " << toml_float(m.flat_gradient)

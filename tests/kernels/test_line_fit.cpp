@@ -123,6 +123,169 @@ TEST(LineFit, GaussianNoisePullsMatchTheReportedSigma) {
   }
 }
 
+// Truth with every line displaced by `shift` and a line spread of `fwhm`.
+std::vector<double> shifted_spectrum(const std::vector<double>& b, double bg0, double bg1,
+                                     double shift, double fwhm) {
+  std::vector<double> edges(kP + 1), wl(kP), out(kP);
+  pixel_edges(kCoeffs, edges);
+  pixel_wavelengths(kCoeffs, wl);
+  for (std::size_t p = 0; p < kP; ++p) out[p] = bg0 + bg1 * (wl[p] - 200.0);
+  const auto ls = lines();
+  for (std::size_t j = 0; j < ls.size(); ++j) {
+    auto comps = ls[j].components;
+    for (auto& c : comps) c.wavelength_nm += shift;
+    add_line(make_line_profile(edges, comps, fwhm), b[j], out);
+  }
+  return out;
+}
+
+TEST(LineFit, ProfilesAndTheirDerivativesMatchTheReferenceAndFiniteDifferences) {
+  LineFitSettings set;
+  set.fwhm_nm = 1.5;
+  const LineFitter fit(kCoeffs, kP, lines(), set);
+  auto work = fit.make_workspace();
+  const std::size_t w = 0;  // the {A, B} blend
+  const std::size_t n = fit.window_size(w), nl = fit.window_lines(w).size();
+  std::vector<double> cols(n * nl), dsh(n), dsg(n), up(n * nl), dn(n * nl);
+  const std::vector<double> b = {7.0, 3.0};
+  // At zero shift the vectorised profiles equal the erfc-based basis.
+  fit.window_profiles(w, 0.0, 1.5, cols.data(), nullptr, nullptr, nullptr, work);
+  for (std::size_t a = 0; a < nl; ++a) {
+    const auto ref = fit.profile(fit.window_lines(w)[a]);
+    for (std::size_t i = 0; i < n; ++i) EXPECT_NEAR(cols[a * n + i], ref[i], 1e-13) << a << " " << i;
+  }
+  // d/dshift and d/dsigma of sum_a b_a P_a against central differences.
+  const double shift = 0.07, fwhm = 1.6, h = 1e-6;
+  fit.window_profiles(w, shift, fwhm, cols.data(), b.data(), dsh.data(), dsg.data(), work);
+  auto sum = [&](const std::vector<double>& c, std::size_t i) { return b[0] * c[i] + b[1] * c[n + i]; };
+  fit.window_profiles(w, shift + h, fwhm, up.data(), nullptr, nullptr, nullptr, work);
+  fit.window_profiles(w, shift - h, fwhm, dn.data(), nullptr, nullptr, nullptr, work);
+  double worst = 0.0, scale = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    worst = std::max(worst, std::abs(dsh[i] - (sum(up, i) - sum(dn, i)) / (2 * h)));
+    scale = std::max(scale, std::abs(dsh[i]));
+  }
+  EXPECT_LT(worst, 1e-7 * scale);
+  const double hs = h * kFwhmPerSigma;  // sigma step h <-> FWHM step h * 2.355
+  fit.window_profiles(w, shift, fwhm + hs, up.data(), nullptr, nullptr, nullptr, work);
+  fit.window_profiles(w, shift, fwhm - hs, dn.data(), nullptr, nullptr, nullptr, work);
+  worst = scale = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    worst = std::max(worst, std::abs(dsg[i] - (sum(up, i) - sum(dn, i)) / (2 * h)));
+    scale = std::max(scale, std::abs(dsg[i]));
+  }
+  EXPECT_LT(worst, 1e-7 * scale);
+}
+
+TEST(LineFit, TiedAndFreeShiftsRecoverADisplacedSpectrumExactly) {
+  // Every line 0.2 nm (1.2 pixels) off its catalogue wavelength. Mg II is
+  // bright (S/N >> 20) and measures the shift; tied, the faint windows take it.
+  const std::vector<double> truth_b = {12.0, 7.0, 300.0, 2.0};
+  const auto y = shifted_spectrum(truth_b, 3.0, 0.01, 0.2, 1.5);
+  std::vector<double> v(kP);
+  for (std::size_t p = 0; p < kP; ++p) v[p] = 0.05 + 0.01 * y[p];
+  const std::vector<std::uint8_t> q(kP, 0);
+  for (auto mode : {ShiftMode::kTied, ShiftMode::kFree}) {
+    LineFitSettings set;
+    set.fwhm_nm = 1.5;
+    set.shift = mode;
+    const LineFitter fit(kCoeffs, kP, lines(), set);
+    auto work = fit.make_workspace();
+    Out out(4);
+    fit.fit<double>(y, v, q, {}, {}, out.view(), work, y);  // the truth as "denoised"
+    for (std::size_t j = 0; j < 4; ++j) {
+      EXPECT_EQ(out.st[j], 0) << shift_mode_name(mode) << " " << j;
+      EXPECT_NEAR(out.b[j], truth_b[j], 1e-6 * truth_b[j]) << shift_mode_name(mode) << " " << j;
+      EXPECT_NEAR(out.c[j], lines()[j].wavelength_nm + 0.2, 1e-7) << shift_mode_name(mode) << " " << j;
+      EXPECT_NEAR(out.chi[j], 0.0, 1e-9);
+    }
+  }
+  // Fixed at the catalogue, the same spectrum is fitted badly: the shift is
+  // real, and the fit cannot absorb it.
+  LineFitSettings set;
+  set.fwhm_nm = 1.5;
+  set.shift = ShiftMode::kFixed;
+  const LineFitter fit(kCoeffs, kP, lines(), set);
+  auto work = fit.make_workspace();
+  Out out(4);
+  fit.fit<double>(y, v, q, {}, {}, out.view(), work);
+  EXPECT_GT(out.chi[2], 100.0);
+}
+
+TEST(LineFit, TiedModeWithoutABrightWindowKeepsTheCatalogue) {
+  const std::vector<double> truth_b = {12.0, 7.0, 30.0, 2.0};
+  const auto y = shifted_spectrum(truth_b, 3.0, 0.01, 0.0, 1.5);
+  const std::vector<double> v(kP, 1.0);  // S/N of Mg II ~ 10 < 20
+  const std::vector<std::uint8_t> q(kP, 0);
+  LineFitSettings set;
+  set.fwhm_nm = 1.5;
+  const LineFitter fit(kCoeffs, kP, lines(), set);
+  auto work = fit.make_workspace();
+  Out out(4);
+  fit.fit<double>(y, v, q, {}, {}, out.view(), work);
+  for (std::size_t j = 0; j < 4; ++j) {
+    EXPECT_EQ(out.c[j], lines()[j].wavelength_nm);
+    EXPECT_EQ(out.w[j], 1.5);
+  }
+}
+
+TEST(LineFit, FreeWidthRecoversABroaderLineSpread) {
+  const std::vector<double> truth_b = {12.0, 7.0, 300.0, 2.0};
+  const auto y = shifted_spectrum(truth_b, 3.0, 0.01, -0.1, 1.8);  // LSF 20 % broader
+  std::vector<double> v(kP);
+  for (std::size_t p = 0; p < kP; ++p) v[p] = 0.05 + 0.01 * y[p];
+  const std::vector<std::uint8_t> q(kP, 0);
+  LineFitSettings set;
+  set.fwhm_nm = 1.5;
+  set.width = WidthMode::kFree;
+  const LineFitter fit(kCoeffs, kP, lines(), set);
+  auto work = fit.make_workspace();
+  Out out(4);
+  fit.fit<double>(y, v, q, {}, {}, out.view(), work);
+  for (std::size_t j = 0; j < 4; ++j) {
+    EXPECT_EQ(out.st[j], 0) << j;
+    EXPECT_NEAR(out.w[j], 1.8, 1e-7) << j;  // tied windows take the measured width
+    EXPECT_NEAR(out.b[j], truth_b[j], 1e-6 * truth_b[j]) << j;
+  }
+}
+
+TEST(LineFit, NonlinearGaussianPullsMatchTheReportedSigma) {
+  // A free shift on a bright doublet (Mg II) and its neighbours, Gaussian
+  // noise of known variance: pulls of brightness and of the shift.
+  LineFitSettings set;
+  set.fwhm_nm = 1.5;
+  set.shift = ShiftMode::kFree;
+  set.refine_iterations = 0;
+  const LineFitter fit(kCoeffs, kP, lines(), set);
+  auto work = fit.make_workspace();
+  const std::vector<double> truth_b = {60.0, 40.0, 200.0, 50.0};
+  const auto y0 = shifted_spectrum(truth_b, 3.0, 0.01, 0.1, 1.5);
+  const std::vector<std::uint8_t> q(kP, 0);
+  std::vector<double> v(kP), y(kP);
+  for (std::size_t p = 0; p < kP; ++p) v[p] = 0.5 + 0.1 * y0[p];
+  auto rng = Rng::stream(5);
+  const int trials = 3000;
+  std::vector<double> s1(4, 0.0), s2(4, 0.0);
+  Out out(4);
+  int converged = 0;
+  for (int t = 0; t < trials; ++t) {
+    for (std::size_t p = 0; p < kP; ++p) y[p] = y0[p] + std::sqrt(v[p]) * rng.normal();
+    fit.fit<double>(y, v, q, {}, {}, out.view(), work);
+    for (std::size_t j = 0; j < 4; ++j) {
+      converged += out.st[j] == 0 ? 1 : 0;
+      const double z = (out.b[j] - truth_b[j]) / out.s[j];
+      s1[j] += z;
+      s2[j] += z * z;
+    }
+  }
+  EXPECT_EQ(converged, 4 * trials);
+  for (std::size_t j = 0; j < 4; ++j) {
+    const double mean = s1[j] / trials, sd = std::sqrt(s2[j] / trials - mean * mean);
+    EXPECT_NEAR(mean, 0.0, 0.08) << j;  // 4 standard errors
+    EXPECT_NEAR(sd, 1.0, 0.06) << j;
+  }
+}
+
 TEST(LineFit, WindowsWithoutDataGetAStatusAndNaN) {
   LineFitSettings set;
   set.fwhm_nm = 1.5;

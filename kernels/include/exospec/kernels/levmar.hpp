@@ -82,6 +82,10 @@ struct LmOptions {
   double gtol = 1e-14;
   double initial_lambda = 1e-3;
   bool use_qr = true;  // false: Cholesky of the normal equations (faster)
+  // Evaluate the Jacobian with every trial point, so that an accepted step
+  // needs no second evaluation (for models whose Jacobian costs little more
+  // than their residuals).
+  bool jacobian_with_trial = false;
 };
 
 struct LmResult {
@@ -125,6 +129,10 @@ class LevenbergMarquardt {
     normal_.resize(np_, np_);
     rinv_.resize(np_, np_);
     cfree_.resize(np_, np_);
+    jtj_.resize(np_, np_);
+    jtr_.resize(np_);
+    jd_.resize(nmax_);
+    jp_trial_.resize(nmax_, np_);
   }
 
   int parameters() const noexcept { return np_; }
@@ -159,6 +167,13 @@ class LevenbergMarquardt {
     // Free parameters.
     int m = 0;
     for (int j = 0; j < np_; ++j) free_index_[j] = kind_[j] == Kind::kFree ? m++ : -1;
+    m_ = m;
+    // Free parameters first, then fixed ones, no ties: the free Jacobian is a
+    // prefix of the model's, and the normal equations need no copy of it.
+    prefix_free_ = true;
+    for (int j = 0; j < np_; ++j) {
+      if (kind_[j] == Kind::kTied || (kind_[j] == Kind::kFree && j >= m)) prefix_free_ = false;
+    }
     cov_.setZero();
     if (n > nmax_ || n < m || m == 0 || !p.allFinite()) return res;
     res.dof = n - m;
@@ -181,13 +196,15 @@ class LevenbergMarquardt {
     for (int it = 0; it < options_.max_iterations; ++it) {
       res.iterations = it + 1;
       auto J = ju_.topLeftCorner(n, m);
-      // Scaling and gradient test.
+      // Scaling and gradient test (from J^T J and J^T r in the normal-equation
+      // mode, where evaluate() formed them once per Jacobian).
       double gmax = 0.0;
-      const double rnorm = r.norm();
+      const double rnorm = std::sqrt(2.0 * cost);
       for (int f = 0; f < m; ++f) {
-        const double cn = J.col(f).norm();
+        const double cn = options_.use_qr ? J.col(f).norm() : std::sqrt(jtj_(f, f));
+        const double g = options_.use_qr ? J.col(f).dot(r) : jtr_(f);
         diag_(f) = std::max(diag_(f), cn);
-        if (cn > 0.0 && rnorm > 0.0) gmax = std::max(gmax, std::abs(J.col(f).dot(r)) / (cn * rnorm));
+        if (cn > 0.0 && rnorm > 0.0) gmax = std::max(gmax, std::abs(g) / (cn * rnorm));
       }
       for (int f = 0; f < m; ++f) {
         if (diag_(f) == 0.0) diag_(f) = 1.0;
@@ -195,7 +212,10 @@ class LevenbergMarquardt {
       if (first && options_.initial_lambda > 0.0) {
         // lambda relative to the scaled J^T J.
         double mx = 0.0;
-        for (int f = 0; f < m; ++f) mx = std::max(mx, J.col(f).squaredNorm() / (diag_(f) * diag_(f)));
+        for (int f = 0; f < m; ++f) {
+          const double c2 = options_.use_qr ? J.col(f).squaredNorm() : jtj_(f, f);
+          mx = std::max(mx, c2 / (diag_(f) * diag_(f)));
+        }
         lambda = options_.initial_lambda * std::max(mx, 1e-300);
         first = false;
       }
@@ -223,12 +243,22 @@ class LevenbergMarquardt {
         for (int j = 0; j < np_; ++j) {
           if (kind_[j] == Kind::kFree) delta_(free_index_[j]) = trial_(j) - p(j);
         }
-        // Predicted reduction: 1/2 (|r|^2 - |r + J d|^2).
-        const double jd2 = (J * delta_.head(m)).squaredNorm();
-        const double pred = -(r.dot(J * delta_.head(m))) - 0.5 * jd2;
+        // Predicted reduction: 1/2 (|r|^2 - |r + J d|^2) = -d.J^T r - 1/2 |J d|^2.
+        double pred;
+        if (options_.use_qr) {
+          jd_.head(n).noalias() = J * delta_.head(m);
+          pred = -(r.dot(jd_.head(n))) - 0.5 * jd_.head(n).squaredNorm();
+        } else {
+          const auto d = delta_.head(m);
+          pred = -d.dot(jtr_.head(m)) -
+                 0.5 * d.dot(jtj_.topLeftCorner(m, m).template selfadjointView<Eigen::Lower>() * d);
+        }
         ++res.evaluations;
-        const bool ok = model(trial_.data(), rt.data(), nullptr) && rt.allFinite();
-        const double cost_new = ok ? 0.5 * rt.squaredNorm() : std::numeric_limits<double>::infinity();
+        const bool ok = model(trial_.data(), rt.data(),
+                              options_.jacobian_with_trial ? jp_trial_.data() : nullptr);
+        // (A non-finite residual makes the cost non-finite.)
+        double cost_new = ok ? 0.5 * rt.squaredNorm() : std::numeric_limits<double>::infinity();
+        if (!std::isfinite(cost_new)) cost_new = std::numeric_limits<double>::infinity();
         const double actual = cost - cost_new;
         const double rho = pred > 0.0 ? actual / pred : -1.0;
         double dnorm = 0.0, pnorm = 0.0;
@@ -245,13 +275,23 @@ class LevenbergMarquardt {
           p = trial_;
           const double old_cost = cost;
           cost = cost_new;
-          lambda *= std::max(1.0 / 3.0, 1.0 - std::pow(2.0 * rho - 1.0, 3));
+          const double t = 2.0 * rho - 1.0;
+          lambda *= std::max(1.0 / 3.0, 1.0 - t * t * t);
           nu = 2.0;
-          if (!evaluate(model, p, n, true)) {
-            res.status = LmStatus::kNotFinite;
-            return finish(res, n, m);
+          if (options_.jacobian_with_trial) {
+            r_.head(n) = rt;
+            jp_.swap(jp_trial_);
+            if (!absorb_jacobian(n)) {
+              res.status = LmStatus::kNotFinite;
+              return finish(res, n, m);
+            }
+          } else {
+            if (!evaluate(model, p, n, true)) {
+              res.status = LmStatus::kNotFinite;
+              return finish(res, n, m);
+            }
+            ++res.evaluations;
           }
-          ++res.evaluations;
           const bool ftol_met = actual <= options_.ftol * old_cost && pred <= options_.ftol * old_cost &&
                                 rho <= 2.0;
           const bool xtol_met = dnorm <= options_.xtol * pnorm;
@@ -294,15 +334,41 @@ class LevenbergMarquardt {
     if (!model(p.data(), r.data(), jac ? jp_.data() : nullptr)) return false;
     if (!r.allFinite()) return false;
     if (!jac) return true;
+    return absorb_jacobian(n);
+  }
+
+  // The free-parameter Jacobian ju_ (and, for the normal equations, J^T J and
+  // J^T r) from the model's Jacobian jp_ and residuals r_.
+  bool absorb_jacobian(int n) {
+    auto r = r_.head(n);
     // jp_ is n x np with leading dimension nmax_: the model wrote it with
     // leading dimension n, so view it that way.
     Eigen::Map<Eigen::MatrixXd> jp(jp_.data(), n, np_);
-    if (!jp.allFinite()) return false;
+    // (With the normal equations, a non-finite J shows in J^T J below.)
+    if (options_.use_qr && !jp.allFinite()) return false;
+    if (!options_.use_qr && prefix_free_) {
+      for (int a = 0; a < m_; ++a) {
+        const auto ca = jp.col(a);
+        for (int b = 0; b <= a; ++b) jtj_(a, b) = jtj_(b, a) = ca.dot(jp.col(b));
+        jtr_(a) = ca.dot(r);
+      }
+      return jtj_.topLeftCorner(m_, m_).allFinite();
+    }
     for (int j = 0; j < np_; ++j) {
       if (kind_[j] == Kind::kFree) ju_.col(free_index_[j]).head(n) = jp.col(j);
     }
     for (int j = 0; j < np_; ++j) {
       if (kind_[j] == Kind::kTied) ju_.col(free_index_[parent_[j]]).head(n) += ratio_[j] * jp.col(j);
+    }
+    if (!options_.use_qr) {
+      // J^T J (lower triangle, then mirrored) and J^T r, once per Jacobian:
+      // column dot products, which beat a general matrix product at these sizes.
+      for (int a = 0; a < m_; ++a) {
+        const auto ca = ju_.col(a).head(n);
+        for (int b = 0; b <= a; ++b) jtj_(a, b) = jtj_(b, a) = ca.dot(ju_.col(b).head(n));
+        jtr_(a) = ca.dot(r);
+      }
+      if (!jtj_.topLeftCorner(m_, m_).allFinite()) return false;
     }
     return true;
   }
@@ -330,12 +396,14 @@ class LevenbergMarquardt {
       }
       delta_.head(m) = R.solve(qtb.head(m));
     } else {
-      normal_.topLeftCorner(m, m).noalias() = J.transpose() * J;
-      grad_.head(m).noalias() = -(J.transpose() * r);
+      (void)J;
+      (void)r;
+      normal_.topLeftCorner(m, m) = jtj_.topLeftCorner(m, m);
       for (int f = 0; f < m; ++f) normal_(f, f) += lambda * diag_(f) * diag_(f);
       llt_.compute(normal_.topLeftCorner(m, m));
       if (llt_.info() != Eigen::Success) return false;
-      delta_.head(m) = llt_.solve(grad_.head(m));
+      delta_.head(m) = -jtr_.head(m);
+      llt_.solveInPlace(delta_.head(m));
     }
     return delta_.head(m).allFinite();
   }
@@ -356,16 +424,16 @@ class LevenbergMarquardt {
                      jqr_.colsPermutation().transpose();
     } else {
       // Normal equations (no allocation; fine when J is well conditioned).
-      normal_.topLeftCorner(m, m).noalias() = J.transpose() * J;
+      normal_.topLeftCorner(m, m) = jtj_.topLeftCorner(m, m);
       llt_.compute(normal_.topLeftCorner(m, m));
       if (llt_.info() != Eigen::Success) return singular(res);
-      cf.setIdentity();
-      llt_.solveInPlace(cf);
       // A tiny pivot: the parameters are not all determined.
       const double mx = normal_.topLeftCorner(m, m).diagonal().maxCoeff();
-      if (!(llt_.matrixL().toDenseMatrix().diagonal().minCoeff() > 1e-12 * std::sqrt(mx))) {
-        return singular(res);
-      }
+      double pivot = std::numeric_limits<double>::infinity();
+      for (int f = 0; f < m; ++f) pivot = std::min(pivot, llt_.matrixLLT()(f, f));
+      if (!(pivot > 1e-12 * std::sqrt(mx))) return singular(res);
+      cf.setIdentity();
+      llt_.solveInPlace(cf);
     }
     // Map to all parameters: p = T u.
     cov_.setZero();
@@ -396,12 +464,15 @@ class LevenbergMarquardt {
   std::vector<int> parent_, free_index_;
   std::vector<double> ratio_;
   Vec lower_, upper_, trial_;
-  Eigen::VectorXd r_, r_trial_, rhs_;
-  Eigen::MatrixXd jp_, ju_, aug_;
+  Eigen::VectorXd r_, r_trial_, rhs_, jd_;
+  int m_ = 0;  // free parameters of the current solve
+  bool prefix_free_ = false;
+  Eigen::MatrixXd jp_, jp_trial_, ju_, aug_;
   Eigen::HouseholderQR<Eigen::MatrixXd> qr_;
   Eigen::ColPivHouseholderQR<Eigen::MatrixXd> jqr_;
   Eigen::Matrix<double, NP, 1> delta_, diag_, grad_;
-  Eigen::Matrix<double, NP, NP> normal_, rinv_, cfree_;
+  Eigen::Matrix<double, NP, NP> normal_, rinv_, cfree_, jtj_;
+  Eigen::Matrix<double, NP, 1> jtr_;
   Eigen::LLT<Eigen::Matrix<double, NP, NP>> llt_;
   Mat cov_;
 };

@@ -17,12 +17,27 @@
 // each other share a window and are fitted together (blends); a window spans
 // `window_half_width_fwhm` x FWHM beyond its outermost components.
 //
-// With centres and widths fixed (the default: the wavelength solution comes
-// with the calibration, so a free shift would only fit noise, and on a weak
-// line it wanders onto noise and biases the brightness upwards), the model is
-// linear in (B, background). The fit is then an exact weighted least-squares
-// solve, with no iterations and no initial values. Weights: pixels flagged
-// unusable or as particle hits get weight 0.
+// Line positions and widths (`shift` and `width` of the settings):
+// - shift kFixed: centres at the catalogue wavelengths (the calibration's
+//   wavelength solution). The model is then linear in (B, background) and the
+//   fit is an exact weighted least-squares solve: no iterations, no initial
+//   values (the linear fast path).
+// - shift kTied (the default): a window whose brightest line reaches
+//   `shift_min_snr` in the linear fit measures its own wavelength shift with
+//   Levenberg-Marquardt (levmar.hpp; B, background, shift and, optionally,
+//   width). Every other window of the spectrum takes the inverse-variance
+//   mean of those shifts (and widths) and is solved linearly there. With no
+//   bright window the shift is 0. A free position on a weak line wanders onto
+//   noise and biases its brightness upwards; tied, it cannot.
+// - shift kFree: every window fits its own shift, bounded by
+//   +-`max_shift_fwhm` x FWHM. For bright lines only (documented bias).
+// - width kFree: the FWHM is a parameter of the nonlinear windows, bounded to
+//   [0.5, 2] x the line spread; tied windows take the bright windows' mean.
+// The nonlinear fit starts from the linear solution at the shift where the
+// denoised spectrum (if given) peaks near the window's brightest line.
+// Model and Jacobian are evaluated with vectorised exp and erfc
+// (kernels/src/vmath.hpp) at the pixel edges: Phi and phi at n + 1 edges give
+// the pixel-integrated profile and its exact derivatives for n pixels.
 //
 // Variance refinement (the default): given the count model of the spectrum
 // (counts = radiance x scale + offset, Calibrator::count_model), the weights
@@ -37,8 +52,11 @@
 // and NaN values; it never throws.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "exospec/kernels/spectrum_model.hpp"
@@ -51,6 +69,13 @@ struct FitLineSpec {
   std::vector<LineComponent> components;
 };
 
+enum class ShiftMode : std::uint8_t { kFixed, kTied, kFree };
+enum class WidthMode : std::uint8_t { kFixed, kFree };
+std::optional<ShiftMode> parse_shift_mode(std::string_view s) noexcept;
+std::optional<WidthMode> parse_width_mode(std::string_view s) noexcept;
+const char* shift_mode_name(ShiftMode m) noexcept;
+const char* width_mode_name(WidthMode m) noexcept;
+
 struct LineFitSettings {
   double fwhm_nm = 1.0;                // instrument line spread
   int background_order = 1;            // 0-2
@@ -59,6 +84,11 @@ struct LineFitSettings {
   int refine_iterations = 2;           // model-variance refits (0: calibrated variance)
   double min_expected_counts = 0.1;    // floor of the model's expected counts
   double line_prior_counts = 1.0;      // counts added per line to the variance model
+  ShiftMode shift = ShiftMode::kTied;
+  WidthMode width = WidthMode::kFixed;
+  double shift_min_snr = 20.0;         // tied: S/N at which a window measures the shift
+  double max_shift_fwhm = 0.5;         // bound of |shift| in FWHM
+  int max_iterations = 100;            // Levenberg-Marquardt iterations per window
 };
 
 // Status of a line's fit (/fit/<ch>/status).
@@ -69,6 +99,7 @@ enum class FitStatus : std::uint8_t {
   kSingular = 3,
   kTooFewPixels = 4,  // too few good pixels in the window
   kInvalidSpectrum = 5,
+  kNotFinite = 6,     // the model could not be evaluated (nonlinear path)
 };
 
 struct LineFitResult {
@@ -95,25 +126,73 @@ class LineFitter {
   // The unit-brightness profile (R/nm per R) of line j over its window.
   std::span<const double> profile(std::size_t line) const noexcept;
 
+  // Per-thread scratch (make_workspace; move-only).
   struct Workspace {
+    Workspace();
+    Workspace(Workspace&&) noexcept;
+    Workspace& operator=(Workspace&&) noexcept;
+    ~Workspace();
     std::vector<double> weight, model, y, weighted;
+    std::vector<double> cdf, pdf, xpdf, columns, dshift, dsigma, sqrt_weight, residual;
+    struct Solvers;
+    std::unique_ptr<Solvers> solvers;  // one Levenberg-Marquardt per window
   };
   Workspace make_workspace() const;
 
   // One spectrum (P values each). scale/offset: its count model (empty: no
-  // variance refinement). out spans hold lines() values. Allocates nothing.
+  // variance refinement). denoised: the denoised radiance, for the
+  // nonlinear fit's initial shift (empty: start at 0). out spans hold
+  // lines() values. Allocates nothing.
   template <class T>
   void fit(std::span<const T> radiance, std::span<const T> variance,
            std::span<const std::uint8_t> quality, std::span<const double> scale,
-           std::span<const double> offset, const LineFitResult& out, Workspace& work) const;
+           std::span<const double> offset, const LineFitResult& out, Workspace& work,
+           std::span<const T> denoised = {}) const;
+
+  // The unit-brightness profiles of window w's lines (n x lines, column-major)
+  // at a shift and FWHM, with (if not null) their derivatives with respect to
+  // the shift and to sigma, weighted by `brightness` and summed over lines.
+  // Exposed for tests of the analytic Jacobian.
+  void window_profiles(std::size_t w, double shift_nm, double fwhm_nm, double* columns,
+                       const double* brightness, double* dshift, double* dsigma,
+                       Workspace& work) const;
 
  private:
   struct Window {
     std::size_t first = 0, size = 0;
     std::vector<std::size_t> lines;
     std::vector<double> basis;  // size x k, column-major: line profiles, then background
-    int k = 0;                  // parameters
+    std::vector<double> edges;  // size + 1 pixel edges (nm)
+    std::vector<double> inv_width;  // 1 / pixel width (1/nm)
+    // Components of each line: wavelength and fraction, line after line.
+    std::vector<LineComponent> components;
+    std::vector<std::size_t> component_begin;  // lines + 1 offsets into components
+    int k = 0;                  // linear parameters (lines + background)
   };
+  struct Solution;
+  template <class T>
+  bool prepare_weights(const Window& w, std::span<const T> radiance, std::span<const T> variance,
+                       std::span<const std::uint8_t> quality, Workspace& work,
+                       std::size_t& good) const;
+  // Weighted least squares for the linear parameters with the columns A
+  // (n x k), then `iterations` refits with the model's Poisson variance.
+  bool solve_linear(const Window& w, const double* A, std::span<const double> scale,
+                    std::span<const double> offset, std::size_t good, int iterations,
+                    Workspace& work, Solution& sol) const;
+  int refits(std::span<const double> scale) const noexcept {
+    return scale.empty() ? 0 : settings_.refine_iterations;
+  }
+  // Covariance, chi2 and results of the nonlinear solution p, with the
+  // current weights.
+  void nonlinear_covariance(std::size_t wi, const double* p, Workspace& work, Solution& sol) const;
+  template <class T>
+  void solve_nonlinear(std::size_t wi, std::span<const double> scale,
+                       std::span<const double> offset, std::span<const T> denoised,
+                       std::size_t good, Workspace& work, Solution& sol) const;
+  void update_weights(const Window& w, const double* A, const double* beta,
+                      std::span<const double> scale, std::span<const double> offset,
+                      Workspace& work) const;
+  void write(const Window& w, const Solution& sol, const LineFitResult& out) const;
   std::size_t pixels_;
   std::vector<FitLineSpec> lines_;
   LineFitSettings settings_;

@@ -38,6 +38,7 @@ struct InstrumentModel {
   std::uint64_t pixels = 1024;
   double wavelength_min_nm = 0.0, wavelength_max_nm = 0.0, dispersion_curvature = 0.0;
   double lsf_fwhm_nm = 1.0;
+  double line_shift_nm = 0.0;  // every line displaced from its rest wavelength
   double dead_time_s = 0.0;
   double sensitivity_peak = 0.0, sensitivity_edge_ratio = 1.0;
   double flat_rms = 0.0, flat_gradient = 0.0;
