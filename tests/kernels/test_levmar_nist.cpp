@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -246,6 +247,41 @@ TEST(LevenbergMarquardtNist, AllProblemsFromBothStarts) {
   for (const auto& u : unsolved) std::printf(" [not: %s]", u.c_str());
   std::printf("\n");
   EXPECT_EQ(pairs, 54);
+  EXPECT_GE(solved, 53);
+}
+
+// The fast mode the fit stage uses (Cholesky of the normal equations, the
+// Jacobian evaluated with each trial point) on the same problems. It squares
+// the condition number, so it is held to the same 53 of 54 overall, and by
+// name to the average-difficulty and Gaussian-peak problems it is built for.
+TEST(LevenbergMarquardtNist, NormalEquationModeOnTheWellConditionedProblems) {
+  const auto problems = load();
+  const std::vector<std::string> expected = {"Gauss1", "Gauss2", "Gauss3", "Misra1a", "Misra1b",
+                                             "Misra1c", "Misra1d", "Chwirut1", "Chwirut2",
+                                             "DanWood", "Kirby2", "Lanczos3", "Roszman1", "ENSO"};
+  int solved = 0, pairs = 0;
+  for (const auto& [name, pr] : problems) {
+    for (int start = 1; start <= 2; ++start) {
+      const int np = static_cast<int>(pr.certified.size());
+      LmOptions opt;
+      opt.max_iterations = 20000;
+      opt.ftol = opt.xtol = opt.gtol = 1e-15;
+      opt.use_qr = false;
+      opt.jacobian_with_trial = true;
+      LevenbergMarquardt<> lm(np, pr.n_obs, opt);
+      Eigen::VectorXd b = Eigen::Map<const Eigen::VectorXd>(
+          (start == 1 ? pr.start1 : pr.start2).data(), np);
+      lm.solve(NistModel{pr}, b);
+      double lre_b = 11.0;
+      for (int j = 0; j < np; ++j) lre_b = std::min(lre_b, lre(b(j), pr.certified[j]));
+      ++pairs;
+      solved += lre_b >= 6.0 ? 1 : 0;
+      if (std::find(expected.begin(), expected.end(), name) != expected.end()) {
+        EXPECT_GE(lre_b, 6.0) << name << " start " << start;
+      }
+    }
+  }
+  std::printf("normal-equation mode: LRE >= 6 on %d of %d pairs\n", solved, pairs);
   EXPECT_GE(solved, 53);
 }
 
