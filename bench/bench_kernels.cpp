@@ -412,6 +412,15 @@ WindowInputs window_inputs(int nlines, double shift_nm) {
       in.denoised[r * kPixels + p] = static_cast<float>(truth[p]);
     }
   }
+  // bench/compare_curve_fit.py fits the same spectra with scipy: it asks for
+  // them with EXOSPEC_BENCH_DUMP (a directory): radiance then variance, float32.
+  if (const char* dir = std::getenv("EXOSPEC_BENCH_DUMP")) {
+    std::ofstream f(std::string(dir) + "/fit_window_" + std::to_string(nlines) + ".f32", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(in.radiance.data()),
+            static_cast<std::streamsize>(in.radiance.size() * sizeof(float)));
+    f.write(reinterpret_cast<const char*>(in.variance.data()),
+            static_cast<std::streamsize>(in.variance.size() * sizeof(float)));
+  }
   return in;
 }
 
