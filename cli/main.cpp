@@ -156,10 +156,10 @@ nlohmann::json run_report_json(const exospec::pipeline::RunSummary& s, const std
   }
   j["flagged_pixels"] = q;
   static constexpr const char* kFit[] = {"converged", "max_iterations", "stalled", "singular",
-                                         "too_few_pixels", "invalid_spectrum"};
+                                         "too_few_pixels", "invalid_spectrum", "not_finite"};
   nlohmann::json f = nlohmann::json::object();
   for (std::size_t st = 0; st < s.fit_status.size(); ++st) {
-    f[st < 6 ? kFit[st] : std::to_string(st)] = s.fit_status[st];
+    f[st < 7 ? kFit[st] : std::to_string(st)] = s.fit_status[st];
   }
   j["fit_status"] = f;
   return j;

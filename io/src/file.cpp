@@ -38,11 +38,23 @@ using h5::check;
 using h5::Handle;
 using h5::Where;
 
-// Chunk cache for row-chunked datasets: big enough for several chunks of the
-// default size, prime number of slots (HDF5 guidance), w0 = 1: rows are read or
-// written once, in order, so fully read chunks can be evicted first.
-constexpr std::size_t kChunkCacheBytes = 16u << 20;
-constexpr std::size_t kChunkCacheSlots = 12421;
+// Chunk cache of a row-chunked dataset: two chunks (at least 1 MiB), prime
+// number of slots (HDF5 guidance), w0 = 1: rows are read or written once, in
+// order, so the chunk being filled or read stays while finished ones go
+// first. A larger cache only fills up with finished chunks, which HDF5 does
+// not evict until the cache is full: 16 MiB per dataset made a run's memory
+// grow with the number of spectra.
+constexpr std::size_t kChunkCacheSlots = 521;
+std::size_t chunk_cache_bytes(hid_t dcpl, std::size_t element_size) {
+  std::size_t bytes = 0;
+  if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
+    hsize_t dims[H5S_MAX_RANK];
+    const int rank = H5Pget_chunk(dcpl, H5S_MAX_RANK, dims);
+    bytes = element_size;
+    for (int i = 0; i < rank; ++i) bytes *= static_cast<std::size_t>(dims[i]);
+  }
+  return std::max<std::size_t>(2 * bytes, 1u << 20);
+}
 
 Handle open_dataset(hid_t file, const std::string& file_name, std::string_view path) {
   const Where w{file_name, path};
@@ -56,9 +68,17 @@ Handle open_dataset(hid_t file, const std::string& file_name, std::string_view p
       throw SchemaError(file_name, std::string(path), "is not a dataset");
     }
   }
+  // Open once to learn the chunk size, then with a cache sized for it.
+  std::size_t cache = 1u << 20;
+  {
+    Handle probe = h5::dataset_handle(H5Dopen2(file, std::string(path).c_str(), H5P_DEFAULT), w,
+                                      "cannot open dataset");
+    Handle dcpl = h5::plist_handle(H5Dget_create_plist(probe.get()), w, "cannot read properties");
+    Handle type = h5::type_handle(H5Dget_type(probe.get()), w, "cannot read type");
+    cache = chunk_cache_bytes(dcpl.get(), H5Tget_size(type.get()));
+  }
   Handle dapl = h5::plist_handle(H5Pcreate(H5P_DATASET_ACCESS), w, "cannot create property list");
-  check(H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots, kChunkCacheBytes, 1.0), w,
-        "cannot set chunk cache");
+  check(H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots, cache, 1.0), w, "cannot set chunk cache");
   return h5::dataset_handle(H5Dopen2(file, std::string(path).c_str(), dapl.get()), w,
                             "cannot open dataset");
 }
@@ -517,8 +537,6 @@ void FileWriter::create_dataset(std::string_view path, DType dtype, const Dims& 
   check(H5Pset_create_intermediate_group(lcpl.get(), 1), w, "cannot set property");
   Handle dcpl = h5::plist_handle(H5Pcreate(H5P_DATASET_CREATE), w, "cannot create property list");
   Handle dapl = h5::plist_handle(H5Pcreate(H5P_DATASET_ACCESS), w, "cannot create property list");
-  check(H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots, kChunkCacheBytes, 1.0), w,
-        "cannot set chunk cache");
 
   Handle string_type;
   hid_t ftype;
@@ -557,6 +575,9 @@ void FileWriter::create_dataset(std::string_view path, DType dtype, const Dims& 
   }
   // No modification times in object headers: same data, same bytes.
   check(H5Pset_obj_track_times(dcpl.get(), 0), w, "cannot set property");
+  check(H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots, chunk_cache_bytes(dcpl.get(), element_size),
+                           1.0),
+        w, "cannot set chunk cache");
   Handle dset = h5::dataset_handle(H5Dcreate2(impl_->file.get(), std::string(path).c_str(), ftype,
                                               space.get(), lcpl.get(), dcpl.get(), dapl.get()),
                                    w, "cannot create dataset");

@@ -9,6 +9,11 @@ void initialize() {
   std::call_once(once, [] {
     H5open();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    // HDF5 keeps freed blocks on its own free lists (16 MiB per kind by
+    // default) and reuses them only for same-sized requests: a long run with
+    // many chunk sizes then holds more and more of them. 1 MiB per kind is
+    // plenty for exospec's few, repeated request sizes.
+    H5set_free_list_limits(1 << 20, 1 << 18, 1 << 20, 1 << 18, 1 << 20, 1 << 18);
   });
 }
 

@@ -151,7 +151,7 @@ std::vector<ObjectSpec> fit_objects(std::string_view ch) {
        "reduced chi-square of the fit window holding the line"},
       {g + "/status", DType::kU8, Extent::kNxL, "1",
        "0 = converged; 1 maximum iterations, 2 stalled, 3 singular, 4 too few good pixels "
-       "in the window, 5 invalid spectrum (values NaN unless 0)"},
+       "in the window, 5 invalid spectrum, 6 model not finite (values NaN unless 0 or 1)"},
   };
 }
 

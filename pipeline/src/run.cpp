@@ -3,6 +3,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <utility>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -50,14 +57,20 @@ struct ChannelWork {
   std::optional<kernels::LineFitter> fitter;
   std::vector<kernels::LineFitter::Workspace> fit_work;  // per thread
   bool count_model = false;  // whether scale/offset are needed
-  std::vector<double> fit_b, fit_s, fit_c, fit_w;
-  std::vector<float> fit_chi2;
-  std::vector<std::uint8_t> fit_status;
-  std::vector<std::uint32_t> counts;
-  std::vector<double> exposure, temperature;
-  std::vector<float> temperature_f, radiance, variance, denoised, denoised_variance;
-  std::vector<double> scale, offset;  // count model rows (anscombe, fit)
-  std::vector<std::uint8_t> quality;
+  // Two sets of block buffers: the I/O thread reads the next block into one
+  // and writes the previous one from it while the compute threads work on
+  // the other.
+  struct Slot {
+    std::vector<double> fit_b, fit_s, fit_c, fit_w;
+    std::vector<float> fit_chi2;
+    std::vector<std::uint8_t> fit_status;
+    std::vector<std::uint32_t> counts;
+    std::vector<double> exposure, temperature;
+    std::vector<float> temperature_f, radiance, variance, denoised, denoised_variance;
+    std::vector<double> scale, offset;  // count model rows (anscombe, fit)
+    std::vector<std::uint8_t> quality;
+  };
+  std::array<Slot, 2> slots;
 
   ChannelWork(std::string ch, const io::InputFile& in, const RunConfig& config, int threads,
               const std::string& wisdom, const LineCatalogue& catalogue)
@@ -98,6 +111,68 @@ struct ChannelWork {
       count_model |= config.fit.at(name).refine_iterations > 0;
     }
   }
+};
+
+// One long-lived thread that runs the stages of a block while the calling
+// thread does HDF5 I/O. (A thread per block would also work, but each new
+// thread costs a malloc arena and an OpenMP team of its own.) The destructor
+// lets a running job finish before it returns, so buffers declared before
+// the ComputeThread outlive every job.
+class ComputeThread {
+ public:
+  ComputeThread() : thread_([this] { loop(); }) {}
+  ComputeThread(const ComputeThread&) = delete;
+  ComputeThread& operator=(const ComputeThread&) = delete;
+  ~ComputeThread() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void start(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = std::move(job);
+      done_ = false;
+    }
+    cv_.notify_all();
+  }
+  // Waits for the job; rethrows what it threw.
+  void wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return done_; });
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || job_; });
+      if (!job_) return;  // stop, and nothing left to run
+      auto job = std::move(job_);
+      job_ = nullptr;
+      lock.unlock();
+      std::exception_ptr error;
+      try {
+        job();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      lock.lock();
+      error_ = error;
+      done_ = true;
+      cv_.notify_all();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::function<void()> job_;
+  std::exception_ptr error_;
+  bool done_ = true, stop_ = false;
+  std::thread thread_;  // last: starts after the members above exist
 };
 
 std::vector<std::string> select_channels(const RunConfig& config, const io::InputFile& in) {
@@ -171,12 +246,16 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
       if (config.writes(Stage::kDenoise)) {
         io::create_objects(w, io::schema::denoised_objects(cw.name), sizes);
       }
-      cw.denoised.resize(block * P);
-      cw.denoised_variance.resize(block * P);
+      for (auto& sl : cw.slots) {
+        sl.denoised.resize(block * P);
+        sl.denoised_variance.resize(block * P);
+      }
     }
     if (cw.count_model) {
-      cw.scale.resize(block * P);
-      cw.offset.resize(block * P);
+      for (auto& sl : cw.slots) {
+        sl.scale.resize(block * P);
+        sl.offset.resize(block * P);
+      }
     }
     if (cw.fitter && config.writes(Stage::kFit)) {
       const std::size_t L = cw.fitter->lines();
@@ -191,168 +270,207 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
       w.write_strings(fg + "/line_name", names);
       w.write<double>(fg + "/line_wavelength_nm", wls);
     }
-    if (cw.fitter) {
-      const std::size_t L = cw.fitter->lines();
-      for (auto* v : {&cw.fit_b, &cw.fit_s, &cw.fit_c, &cw.fit_w}) v->resize(block * L);
-      cw.fit_chi2.resize(block * L);
-      cw.fit_status.resize(block * L);
+    for (auto& sl : cw.slots) {
+      if (cw.fitter) {
+        const std::size_t L = cw.fitter->lines();
+        for (auto* v : {&sl.fit_b, &sl.fit_s, &sl.fit_c, &sl.fit_w}) v->resize(block * L);
+        sl.fit_chi2.resize(block * L);
+        sl.fit_status.resize(block * L);
+      }
+      sl.counts.resize(block * P);
+      sl.exposure.resize(block);
+      sl.temperature.resize(block);
+      sl.temperature_f.resize(block);
+      sl.radiance.resize(block * P);
+      sl.variance.resize(block * P);
+      sl.quality.resize(block * P);
     }
-    cw.counts.resize(block * P);
-    cw.exposure.resize(block);
-    cw.temperature.resize(block);
-    cw.temperature_f.resize(block);
-    cw.radiance.resize(block * P);
-    cw.variance.resize(block * P);
-    cw.quality.resize(block * P);
   }
 
-  std::vector<double> geometry(block);
   // Rows per parallel task: small enough to balance, large enough to amortise.
   constexpr std::size_t kTaskRows = 16;
-  for (std::uint64_t row0 = 0; row0 < N; row0 += block) {
-    const std::size_t rows = static_cast<std::size_t>(std::min<std::uint64_t>(block, N - row0));
-    const auto g = std::span<double>(geometry).first(rows);
-    t0 = Clock::now();
-    in.read_time(row0, g);
-    summary.read_seconds += seconds_since(t0);
-    t0 = Clock::now();
-    w.write_rows<double>("/geometry/time", row0, g);
-    summary.write_seconds += seconds_since(t0);
-    t0 = Clock::now();
-    in.read_altitude(row0, g);
-    summary.read_seconds += seconds_since(t0);
-    t0 = Clock::now();
-    w.write_rows<double>("/geometry/tangent_altitude_km", row0, g);
-    summary.write_seconds += seconds_since(t0);
-
+  // HDF5 serialises its calls, so all of them stay on this thread (the I/O
+  // thread); the stages run on a second thread with their own OpenMP team.
+  // While block k is computed in one slot, block k - 1 is written from the
+  // other slot and then block k + 1 read into it.
+  std::array<std::vector<double>, 2> time_buf, altitude_buf;
+  for (int k = 0; k < 2; ++k) {
+    time_buf[k].resize(block);
+    altitude_buf[k].resize(block);
+  }
+  auto rows_of = [&](std::uint64_t row0) {
+    return static_cast<std::size_t>(std::min<std::uint64_t>(block, N - row0));
+  };
+  auto read_block = [&](int slot, std::uint64_t row0) {
+    const std::size_t rows = rows_of(row0);
+    const auto t_read = Clock::now();
+    in.read_time(row0, std::span<double>(time_buf[slot]).first(rows));
+    in.read_altitude(row0, std::span<double>(altitude_buf[slot]).first(rows));
     for (auto& cw : work) {
+      auto& sl = cw.slots[slot];
       const std::size_t P = cw.pixels;
-      t0 = Clock::now();
-      in.read_counts(cw.name, row0, std::span(cw.counts).first(rows * P));
-      in.read_exposure(cw.name, row0, std::span(cw.exposure).first(rows));
-      in.read_temperature(cw.name, row0, std::span(cw.temperature_f).first(rows));
-      summary.read_seconds += seconds_since(t0);
-      for (std::size_t r = 0; r < rows; ++r) cw.temperature[r] = cw.temperature_f[r];
-
+      in.read_counts(cw.name, row0, std::span(sl.counts).first(rows * P));
+      in.read_exposure(cw.name, row0, std::span(sl.exposure).first(rows));
+      in.read_temperature(cw.name, row0, std::span(sl.temperature_f).first(rows));
+    }
+    summary.read_seconds += seconds_since(t_read);
+  };
+  auto compute_block = [&](int slot, std::uint64_t row0) {
+    const std::size_t rows = rows_of(row0);
+    Clock::time_point t1;
+    for (auto& cw : work) {
+      auto& sl = cw.slots[slot];
+      const std::size_t P = cw.pixels;
+      for (std::size_t r = 0; r < rows; ++r) sl.temperature[r] = sl.temperature_f[r];
       if (config.has_stage(Stage::kCalibrate)) {
-        t0 = Clock::now();
+        t1 = Clock::now();
         const auto tasks = static_cast<std::int64_t>((rows + kTaskRows - 1) / kTaskRows);
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic)
         for (std::int64_t task = 0; task < tasks; ++task) {
           const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
           const std::size_t n = std::min(kTaskRows, rows - r0);
           cw.calibrator.run<std::uint32_t, float>(
-              std::span<const std::uint32_t>(cw.counts).subspan(r0 * P, n * P),
-              std::span<const double>(cw.exposure).subspan(r0, n),
-              std::span<const double>(cw.temperature).subspan(r0, n),
-              std::span(cw.radiance).subspan(r0 * P, n * P),
-              std::span(cw.variance).subspan(r0 * P, n * P),
-              std::span(cw.quality).subspan(r0 * P, n * P));
+              std::span<const std::uint32_t>(sl.counts).subspan(r0 * P, n * P),
+              std::span<const double>(sl.exposure).subspan(r0, n),
+              std::span<const double>(sl.temperature).subspan(r0, n),
+              std::span(sl.radiance).subspan(r0 * P, n * P),
+              std::span(sl.variance).subspan(r0 * P, n * P),
+              std::span(sl.quality).subspan(r0 * P, n * P));
         }
-        summary.calibrate_seconds += seconds_since(t0);
+        summary.calibrate_seconds += seconds_since(t1);
         if (cw.count_model) {
           // Counts = radiance x scale + offset, per row (for anscombe and the fit's
           // model variance).
 #pragma omp parallel for num_threads(nthreads) schedule(static)
           for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
             const auto r = static_cast<std::size_t>(ri);
-            cw.calibrator.count_model(std::span<const std::uint32_t>(cw.counts).subspan(r * P, P),
-                                      cw.exposure[r], cw.temperature[r],
-                                      std::span(cw.scale).subspan(r * P, P),
-                                      std::span(cw.offset).subspan(r * P, P));
+            cw.calibrator.count_model(std::span<const std::uint32_t>(sl.counts).subspan(r * P, P),
+                                      sl.exposure[r], sl.temperature[r],
+                                      std::span(sl.scale).subspan(r * P, P),
+                                      std::span(sl.offset).subspan(r * P, P));
           }
         }
         if (cw.smoother) {
-          t0 = Clock::now();
+          t1 = Clock::now();
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic)
           for (std::int64_t task = 0; task < tasks; ++task) {
             const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
             const std::size_t n = std::min(kTaskRows, rows - r0);
             std::span<const double> scale, offset;
             if (cw.smoother->needs_count_model()) {
-              scale = std::span<const double>(cw.scale).subspan(r0 * P, n * P);
-              offset = std::span<const double>(cw.offset).subspan(r0 * P, n * P);
+              scale = std::span<const double>(sl.scale).subspan(r0 * P, n * P);
+              offset = std::span<const double>(sl.offset).subspan(r0 * P, n * P);
             }
-            cw.smoother->run(std::span<const float>(cw.radiance).subspan(r0 * P, n * P),
-                             std::span<const float>(cw.variance).subspan(r0 * P, n * P),
-                             std::span<const std::uint8_t>(cw.quality).subspan(r0 * P, n * P),
-                             scale, offset, std::span(cw.denoised).subspan(r0 * P, n * P),
-                             std::span(cw.denoised_variance).subspan(r0 * P, n * P),
+            cw.smoother->run(std::span<const float>(sl.radiance).subspan(r0 * P, n * P),
+                             std::span<const float>(sl.variance).subspan(r0 * P, n * P),
+                             std::span<const std::uint8_t>(sl.quality).subspan(r0 * P, n * P),
+                             scale, offset, std::span(sl.denoised).subspan(r0 * P, n * P),
+                             std::span(sl.denoised_variance).subspan(r0 * P, n * P),
                              omp_get_thread_num());
           }
-          summary.denoise_seconds += seconds_since(t0);
+          summary.denoise_seconds += seconds_since(t1);
         }
         if (cw.fitter) {
-          t0 = Clock::now();
+          t1 = Clock::now();
           const std::size_t L = cw.fitter->lines();
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic)
           for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
             const auto r = static_cast<std::size_t>(ri);
             std::span<const double> scale, offset;
             if (cw.count_model) {
-              scale = std::span<const double>(cw.scale).subspan(r * P, P);
-              offset = std::span<const double>(cw.offset).subspan(r * P, P);
+              scale = std::span<const double>(sl.scale).subspan(r * P, P);
+              offset = std::span<const double>(sl.offset).subspan(r * P, P);
             }
             // Initial values of the nonlinear fit from the denoised spectrum.
             std::span<const float> denoised;
-            if (cw.smoother) denoised = std::span<const float>(cw.denoised).subspan(r * P, P);
+            if (cw.smoother) denoised = std::span<const float>(sl.denoised).subspan(r * P, P);
             const kernels::LineFitResult res{
-                std::span(cw.fit_b).subspan(r * L, L), std::span(cw.fit_s).subspan(r * L, L),
-                std::span(cw.fit_c).subspan(r * L, L), std::span(cw.fit_w).subspan(r * L, L),
-                std::span(cw.fit_chi2).subspan(r * L, L), std::span(cw.fit_status).subspan(r * L, L)};
-            cw.fitter->fit<float>(std::span<const float>(cw.radiance).subspan(r * P, P),
-                                  std::span<const float>(cw.variance).subspan(r * P, P),
-                                  std::span<const std::uint8_t>(cw.quality).subspan(r * P, P),
+                std::span(sl.fit_b).subspan(r * L, L), std::span(sl.fit_s).subspan(r * L, L),
+                std::span(sl.fit_c).subspan(r * L, L), std::span(sl.fit_w).subspan(r * L, L),
+                std::span(sl.fit_chi2).subspan(r * L, L), std::span(sl.fit_status).subspan(r * L, L)};
+            cw.fitter->fit<float>(std::span<const float>(sl.radiance).subspan(r * P, P),
+                                  std::span<const float>(sl.variance).subspan(r * P, P),
+                                  std::span<const std::uint8_t>(sl.quality).subspan(r * P, P),
                                   scale, offset, res,
                                   cw.fit_work[static_cast<std::size_t>(omp_get_thread_num())],
                                   denoised);
           }
-          summary.fit_seconds += seconds_since(t0);
+          summary.fit_seconds += seconds_since(t1);
           for (std::size_t i = 0; i < rows * L; ++i) {
-            const std::size_t st = cw.fit_status[i];
+            const std::size_t st = sl.fit_status[i];
             if (summary.fit_status.size() <= st) summary.fit_status.resize(st + 1, 0);
             ++summary.fit_status[st];
           }
         }
         for (std::size_t i = 0; i < rows * P; ++i) {
-          const unsigned q = cw.quality[i];
+          const unsigned q = sl.quality[i];
           if (q == 0) continue;
           for (unsigned b = 0; b < 8; ++b) summary.quality_bit_pixels[b] += (q >> b) & 1u;
         }
-        t0 = Clock::now();
+      }
+    }
+  };
+  auto write_block = [&](int slot, std::uint64_t row0) {
+    const std::size_t rows = rows_of(row0);
+    const auto t_write = Clock::now();
+    w.write_rows<double>("/geometry/time", row0, std::span<const double>(time_buf[slot]).first(rows));
+    w.write_rows<double>("/geometry/tangent_altitude_km", row0,
+                         std::span<const double>(altitude_buf[slot]).first(rows));
+    for (auto& cw : work) {
+      auto& sl = cw.slots[slot];
+      const std::size_t P = cw.pixels;
+      if (config.has_stage(Stage::kCalibrate)) {
         if (config.writes(Stage::kCalibrate)) {
           const std::string grp = io::schema::calibrated_group(cw.name);
           w.write_rows<float>(grp + "/radiance", row0,
-                              std::span<const float>(cw.radiance).first(rows * P));
+                              std::span<const float>(sl.radiance).first(rows * P));
           w.write_rows<float>(grp + "/variance", row0,
-                              std::span<const float>(cw.variance).first(rows * P));
+                              std::span<const float>(sl.variance).first(rows * P));
           w.write_rows<std::uint8_t>(grp + "/quality", row0,
-                                     std::span<const std::uint8_t>(cw.quality).first(rows * P));
+                                     std::span<const std::uint8_t>(sl.quality).first(rows * P));
         }
         if (cw.smoother && config.writes(Stage::kDenoise)) {
           const std::string dg = io::schema::denoised_group(cw.name);
           w.write_rows<float>(dg + "/radiance", row0,
-                              std::span<const float>(cw.denoised).first(rows * P));
+                              std::span<const float>(sl.denoised).first(rows * P));
           w.write_rows<float>(dg + "/variance", row0,
-                              std::span<const float>(cw.denoised_variance).first(rows * P));
+                              std::span<const float>(sl.denoised_variance).first(rows * P));
         }
         if (cw.fitter && config.writes(Stage::kFit)) {
           const std::size_t L = cw.fitter->lines();
           const std::string fg = io::schema::fit_group(cw.name);
-          w.write_rows<double>(fg + "/brightness", row0, std::span<const double>(cw.fit_b).first(rows * L));
+          w.write_rows<double>(fg + "/brightness", row0, std::span<const double>(sl.fit_b).first(rows * L));
           w.write_rows<double>(fg + "/brightness_sigma", row0,
-                               std::span<const double>(cw.fit_s).first(rows * L));
-          w.write_rows<double>(fg + "/center_nm", row0, std::span<const double>(cw.fit_c).first(rows * L));
-          w.write_rows<double>(fg + "/fwhm_nm", row0, std::span<const double>(cw.fit_w).first(rows * L));
+                               std::span<const double>(sl.fit_s).first(rows * L));
+          w.write_rows<double>(fg + "/center_nm", row0, std::span<const double>(sl.fit_c).first(rows * L));
+          w.write_rows<double>(fg + "/fwhm_nm", row0, std::span<const double>(sl.fit_w).first(rows * L));
           w.write_rows<float>(fg + "/chi2_reduced", row0,
-                              std::span<const float>(cw.fit_chi2).first(rows * L));
+                              std::span<const float>(sl.fit_chi2).first(rows * L));
           w.write_rows<std::uint8_t>(fg + "/status", row0,
-                                     std::span<const std::uint8_t>(cw.fit_status).first(rows * L));
+                                     std::span<const std::uint8_t>(sl.fit_status).first(rows * L));
         }
-        summary.write_seconds += seconds_since(t0);
       }
     }
-    if (progress) progress(row0 + rows, N);
+    summary.write_seconds += seconds_since(t_write);
+  };
+  const std::uint64_t blocks = (N + block - 1) / block;
+  if (blocks > 0) read_block(0, 0);
+  // (If a read or write throws, ~ComputeThread waits for the running block
+  // before the buffers it uses go away.)
+  ComputeThread compute;
+  for (std::uint64_t k = 0; k < blocks; ++k) {
+    const int cur = static_cast<int>(k % 2);
+    compute.start([&, cur, k] { compute_block(cur, k * block); });
+    if (k > 0) {
+      write_block(1 - cur, (k - 1) * block);
+      if (progress) progress((k - 1) * block + rows_of((k - 1) * block), N);
+    }
+    if (k + 1 < blocks) read_block(1 - cur, (k + 1) * block);
+    compute.wait();
+  }
+  if (blocks > 0) {
+    write_block(static_cast<int>((blocks - 1) % 2), (blocks - 1) * block);
+    if (progress) progress(N, N);
   }
   t0 = Clock::now();
   w.commit();

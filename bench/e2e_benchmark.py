@@ -1,0 +1,102 @@
+"""End-to-end benchmark of `exospec run`, beside the kernel-only times.
+
+1. Simulates limb-scan files of 10^4 and 10^5 spectra (both channels; kept in
+   WORK between runs, and re-simulated only if missing).
+2. Times the stage kernels alone with Google Benchmark on one core
+   (bench_kernels: calibrate with spike removal, the adaptive smoother, the
+   fit stage in its default tied mode, per channel) and adds them up into a
+   kernel-only time per spectrum (one spectrum = one row of both channels).
+3. Runs `exospec run IN -o OUT --products fit` (the default stages; most users
+   keep only /fit) with --threads 1 and --threads 2 on the 10^5 file, and
+   with --threads 1 on the 10^4 file and with all products, recording wall
+   time and the child's peak RSS (getrusage).
+4. Prints spectra/s, the ratio to the kernel-only throughput, the 1 -> 2
+   thread speed-up, and peak RSS against N.
+
+  /usr/bin/python3 bench/e2e_benchmark.py [BUILD_DIR] [WORK]
+"""
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+build = sys.argv[1] if len(sys.argv) > 1 else "build"
+work = sys.argv[2] if len(sys.argv) > 2 else os.path.join("/tmp", "exospec_e2e")
+exe = os.path.join(build, "cli", "exospec")
+bench = os.path.join(build, "bench", "bench_kernels")
+os.makedirs(work, exist_ok=True)
+
+
+def simulate(n):
+    path = os.path.join(work, f"limb_{n}.h5")
+    if not os.path.exists(path):
+        t0 = time.perf_counter()
+        subprocess.run([exe, "simulate", "-o", path, "--spectra", str(n), "--seed", "1", "--quiet"],
+                       check=True)
+        print(f"simulated {n} spectra in {time.perf_counter() - t0:.1f} s -> {path}", flush=True)
+    return path
+
+
+def run_measured(args):
+    """Runs args in a child of a fresh Python, so that ru_maxrss is this run's alone."""
+    code = ("import resource, subprocess, sys, time, json\n"
+            "t0 = time.perf_counter()\n"
+            "subprocess.run(sys.argv[1:], check=True)\n"
+            "dt = time.perf_counter() - t0\n"
+            "print(json.dumps({'seconds': dt, "
+            "'max_rss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))\n")
+    r = subprocess.run([sys.executable, "-c", code] + args, capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def exospec_run(inp, threads, products="fit", tag=""):
+    out = os.path.join(work, f"out_{os.path.basename(inp)}_{threads}{tag}.h5")
+    report = out + ".json"
+    m = run_measured([exe, "run", inp, "-o", out, "--force", "--quiet", "--threads", str(threads),
+                      "--products", products, "--json-report", report])
+    with open(report) as fh:
+        m["report"] = json.load(fh)
+    os.remove(out)
+    return m
+
+
+f4, f5 = simulate(10_000), simulate(100_000)
+
+# Kernel-only times (one core).
+r = subprocess.run([bench, "--benchmark_filter=BM_CalibrateDespike|BM_Adaptive|BM_FitStage/(fuv|euv)_tied",
+                    "--benchmark_repetitions=3", "--benchmark_report_aggregates_only=true",
+                    "--benchmark_format=json"], capture_output=True, text=True, check=True)
+per_item = {}
+for b in json.loads(r.stdout)["benchmarks"]:
+    if b.get("aggregate_name") == "median":
+        per_item[b["run_name"]] = 1.0 / b["items_per_second"]
+calib = per_item["BM_CalibrateDespike/real_time"]
+denoise = per_item["BM_Adaptive/real_time"]
+fit_fuv, fit_euv = per_item["BM_FitStage/fuv_tied"], per_item["BM_FitStage/euv_tied"]
+kernel_row = 2 * calib + 2 * denoise + fit_fuv + fit_euv  # one row = both channels
+
+runs = {
+    "1e5, 1 thread": exospec_run(f5, 1),
+    "1e5, 2 threads": exospec_run(f5, 2),
+    "1e4, 1 thread": exospec_run(f4, 1),
+    "1e4, 1 thread, all products": exospec_run(f4, 1, "calibrated,denoised,fit", "_all"),
+    "1e5, 1 thread, all products": exospec_run(f5, 1, "calibrated,denoised,fit", "_all"),
+}
+
+print(f"# exospec end-to-end, {platform.node()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+print(f"kernel-only, one core, per spectrum (both channels): calibrate+despike {2 * calib * 1e6:.1f} us, "
+      f"adaptive denoise {2 * denoise * 1e6:.1f} us, fit FUV {fit_fuv * 1e6:.1f} us + EUV {fit_euv * 1e6:.1f} us"
+      f" = {kernel_row * 1e6:.1f} us -> {1 / kernel_row:.0f} spectra/s")
+print(f"{'run':<30} {'spectra/s':>10} {'vs kernels':>10} {'peak RSS MiB':>13}  stage seconds (read/cal/den/fit/write)")
+for name, m in runs.items():
+    rep = m["report"]
+    n = rep["spectra"]
+    sps = n / m["seconds"]
+    s = rep["seconds"]
+    print(f"{name:<30} {sps:>10.0f} {sps * kernel_row:>9.0%} {m['max_rss_kib'] / 1024:>13.0f}  "
+          f"{s['read']:.2f}/{s['calibrate']:.2f}/{s['denoise']:.2f}/{s['fit']:.2f}/{s['write']:.2f}")
+one, two = runs["1e5, 1 thread"], runs["1e5, 2 threads"]
+print(f"1 -> 2 threads on 1e5 spectra: {one['seconds'] / two['seconds']:.2f}x")
