@@ -25,7 +25,7 @@
 #include "exospec/io/input_file.hpp"
 #include "exospec/io/schema.hpp"
 #include "exospec/kernels/spectrum_model.hpp"
-#include "exospec/pipeline/catalogue.hpp"
+#include "exospec/pipeline/stages.hpp"
 
 namespace exospec::pipeline {
 namespace {
@@ -37,26 +37,11 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-kernels::CalibrateSettings calibrate_settings(const RunConfig& config, const std::string& ch) {
-  kernels::CalibrateSettings s = config.calibrate;
-  s.despike.enabled = false;
-  if (config.has_stage(Stage::kDenoise)) {
-    s.despike = config.denoise.at(ch).despike;
-    s.despike.enabled = true;
-  }
-  return s;
-}
-
-// One channel's calibration and its per-block buffers.
+// One channel's stages and its per-block buffers.
 struct ChannelWork {
   std::string name;
   std::size_t pixels = 0;
-  io::ChannelCalibration calibration;
-  kernels::Calibrator calibrator;
-  std::optional<DenoiseStage> smoother;
-  std::optional<kernels::LineFitter> fitter;
-  std::vector<kernels::LineFitter::Workspace> fit_work;  // per thread
-  bool count_model = false;  // whether scale/offset are needed
+  ChannelStages stages;
   // Two sets of block buffers: the I/O thread reads the next block into one
   // and writes the previous one from it while the compute threads work on
   // the other.
@@ -73,44 +58,10 @@ struct ChannelWork {
   std::array<Slot, 2> slots;
 
   ChannelWork(std::string ch, const io::InputFile& in, const RunConfig& config, int threads,
-              const std::string& wisdom, const LineCatalogue& catalogue)
+              const std::string& wisdom)
       : name(std::move(ch)),
         pixels(in.pixels(name)),
-        calibration(in.read_calibration(name)),
-        calibrator(
-            kernels::DetectorCalibration{calibration.dark_rate, calibration.flat,
-                                         calibration.sensitivity, calibration.bad_pixel,
-                                         calibration.dead_time_s,
-                                         calibration.dark_reference_temperature,
-                                         calibration.dark_temperature_coeff},
-            calibrate_settings(config, name)) {
-    if (config.has_stage(Stage::kDenoise)) {
-      try {
-        const auto& c = calibration.wavelength_coeffs;
-        const double span_nm = std::abs(kernels::eval_polynomial(c, static_cast<double>(pixels - 1)) -
-                                        kernels::eval_polynomial(c, 0.0));
-        const double nm_per_pixel = span_nm / static_cast<double>(std::max<std::size_t>(pixels - 1, 1));
-        smoother.emplace(pixels, nm_per_pixel, config.denoise.at(name), threads, wisdom);
-        count_model |= smoother->needs_count_model();
-      } catch (const std::invalid_argument& e) {
-        throw ConfigError(config.source, "denoise." + name,
-                          std::string(e.what()) + " (" + std::to_string(pixels) + " pixels)");
-      }
-    }
-    if (config.has_stage(Stage::kFit)) {
-      std::vector<kernels::FitLineSpec> lines;
-      for (const auto& l : catalogue.channel(name)) {
-        lines.push_back({l.name, l.wavelength_nm, l.components});
-      }
-      try {
-        fitter.emplace(calibration.wavelength_coeffs, pixels, std::move(lines), config.fit.at(name));
-      } catch (const std::invalid_argument& e) {
-        throw ConfigError(config.source, "fit." + name, e.what());
-      }
-      for (int t = 0; t < threads; ++t) fit_work.push_back(fitter->make_workspace());
-      count_model |= config.fit.at(name).refine_iterations > 0;
-    }
-  }
+        stages(config, name, in.read_calibration(name), threads, wisdom) {}
 };
 
 // One long-lived thread that runs the stages of a block while the calling
@@ -218,8 +169,7 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     std::ifstream wf(config.fftw_wisdom_file);
     wisdom.assign(std::istreambuf_iterator<char>(wf), {});
   }
-  const LineCatalogue catalogue = default_catalogue();
-  for (const auto& ch : channels) work.emplace_back(ch, in, config, nthreads, wisdom, catalogue);
+  for (const auto& ch : channels) work.emplace_back(ch, in, config, nthreads, wisdom);
 
   auto t0 = Clock::now();
   const std::string input_hash = io::sha256_file(input);
@@ -235,11 +185,11 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   const std::size_t block = static_cast<std::size_t>(std::min<std::uint64_t>(config.block_rows, N));
   for (auto& cw : work) {
     const std::size_t P = cw.pixels;
-    const io::schema::Sizes sizes{N, P, cw.calibration.wavelength_coeffs.size(), 0};
+    const io::schema::Sizes sizes{N, P, cw.stages.calibration().wavelength_coeffs.size(), 0};
     if (config.writes(Stage::kCalibrate)) {
       io::create_objects(w, io::schema::calibrated_objects(cw.name), sizes);
       std::vector<double> wl(P);
-      kernels::pixel_wavelengths(cw.calibration.wavelength_coeffs, wl);
+      kernels::pixel_wavelengths(cw.stages.calibration().wavelength_coeffs, wl);
       w.write<double>(io::schema::calibrated_group(cw.name) + "/wavelength_nm", wl);
     }
     if (config.has_stage(Stage::kDenoise)) {
@@ -251,18 +201,18 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
         sl.denoised_variance.resize(block * P);
       }
     }
-    if (cw.count_model) {
+    if (cw.stages.needs_count_model()) {
       for (auto& sl : cw.slots) {
         sl.scale.resize(block * P);
         sl.offset.resize(block * P);
       }
     }
-    if (cw.fitter && config.writes(Stage::kFit)) {
-      const std::size_t L = cw.fitter->lines();
+    if (cw.stages.has_fit() && config.writes(Stage::kFit)) {
+      const std::size_t L = cw.stages.lines();
       io::create_objects(w, io::schema::fit_objects(cw.name), {N, P, 0, L});
       std::vector<std::string> names;
       std::vector<double> wls;
-      for (const auto& l : cw.fitter->line_specs()) {
+      for (const auto& l : cw.stages.line_specs()) {
         names.push_back(l.name);
         wls.push_back(l.wavelength_nm);
       }
@@ -271,8 +221,8 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
       w.write<double>(fg + "/line_wavelength_nm", wls);
     }
     for (auto& sl : cw.slots) {
-      if (cw.fitter) {
-        const std::size_t L = cw.fitter->lines();
+      if (cw.stages.has_fit()) {
+        const std::size_t L = cw.stages.lines();
         for (auto* v : {&sl.fit_b, &sl.fit_s, &sl.fit_c, &sl.fit_w}) v->resize(block * L);
         sl.fit_chi2.resize(block * L);
         sl.fit_status.resize(block * L);
@@ -287,8 +237,6 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     }
   }
 
-  // Rows per parallel task: small enough to balance, large enough to amortise.
-  constexpr std::size_t kTaskRows = 16;
   // HDF5 serialises its calls, so all of them stay on this thread (the I/O
   // thread); the stages run on a second thread with their own OpenMP team.
   // While block k is computed in one slot, block k - 1 is written from the
@@ -317,96 +265,48 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   };
   auto compute_block = [&](int slot, std::uint64_t row0) {
     const std::size_t rows = rows_of(row0);
-    Clock::time_point t1;
     for (auto& cw : work) {
       auto& sl = cw.slots[slot];
       const std::size_t P = cw.pixels;
+      if (!config.has_stage(Stage::kCalibrate)) continue;
       for (std::size_t r = 0; r < rows; ++r) sl.temperature[r] = sl.temperature_f[r];
-      if (config.has_stage(Stage::kCalibrate)) {
+      const bool model = cw.stages.needs_count_model();
+      const CalibratedRows cal{std::span(sl.radiance).first(rows * P), std::span(sl.variance).first(rows * P),
+                               std::span(sl.quality).first(rows * P),
+                               model ? std::span(sl.scale).first(rows * P) : std::span<double>(),
+                               model ? std::span(sl.offset).first(rows * P) : std::span<double>()};
+      auto t1 = Clock::now();
+      cw.stages.calibrate(std::span<const std::uint32_t>(sl.counts).first(rows * P),
+                          std::span<const double>(sl.exposure).first(rows),
+                          std::span<const double>(sl.temperature).first(rows), cal);
+      summary.calibrate_seconds += seconds_since(t1);
+      std::span<const float> denoised;
+      if (cw.stages.has_denoise()) {
         t1 = Clock::now();
-        const auto tasks = static_cast<std::int64_t>((rows + kTaskRows - 1) / kTaskRows);
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic)
-        for (std::int64_t task = 0; task < tasks; ++task) {
-          const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
-          const std::size_t n = std::min(kTaskRows, rows - r0);
-          cw.calibrator.run<std::uint32_t, float>(
-              std::span<const std::uint32_t>(sl.counts).subspan(r0 * P, n * P),
-              std::span<const double>(sl.exposure).subspan(r0, n),
-              std::span<const double>(sl.temperature).subspan(r0, n),
-              std::span(sl.radiance).subspan(r0 * P, n * P),
-              std::span(sl.variance).subspan(r0 * P, n * P),
-              std::span(sl.quality).subspan(r0 * P, n * P));
+        cw.stages.denoise(cal, {std::span(sl.denoised).first(rows * P),
+                                std::span(sl.denoised_variance).first(rows * P)});
+        summary.denoise_seconds += seconds_since(t1);
+        // Initial values of the nonlinear fit.
+        denoised = std::span<const float>(sl.denoised).first(rows * P);
+      }
+      if (cw.stages.has_fit()) {
+        t1 = Clock::now();
+        const std::size_t L = cw.stages.lines();
+        cw.stages.fit(cal, denoised,
+                      {std::span(sl.fit_b).first(rows * L), std::span(sl.fit_s).first(rows * L),
+                       std::span(sl.fit_c).first(rows * L), std::span(sl.fit_w).first(rows * L),
+                       std::span(sl.fit_chi2).first(rows * L), std::span(sl.fit_status).first(rows * L)});
+        summary.fit_seconds += seconds_since(t1);
+        for (std::size_t i = 0; i < rows * L; ++i) {
+          const std::size_t st = sl.fit_status[i];
+          if (summary.fit_status.size() <= st) summary.fit_status.resize(st + 1, 0);
+          ++summary.fit_status[st];
         }
-        summary.calibrate_seconds += seconds_since(t1);
-        if (cw.count_model) {
-          // Counts = radiance x scale + offset, per row (for anscombe and the fit's
-          // model variance).
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-          for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
-            const auto r = static_cast<std::size_t>(ri);
-            cw.calibrator.count_model(std::span<const std::uint32_t>(sl.counts).subspan(r * P, P),
-                                      sl.exposure[r], sl.temperature[r],
-                                      std::span(sl.scale).subspan(r * P, P),
-                                      std::span(sl.offset).subspan(r * P, P));
-          }
-        }
-        if (cw.smoother) {
-          t1 = Clock::now();
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic)
-          for (std::int64_t task = 0; task < tasks; ++task) {
-            const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
-            const std::size_t n = std::min(kTaskRows, rows - r0);
-            std::span<const double> scale, offset;
-            if (cw.smoother->needs_count_model()) {
-              scale = std::span<const double>(sl.scale).subspan(r0 * P, n * P);
-              offset = std::span<const double>(sl.offset).subspan(r0 * P, n * P);
-            }
-            cw.smoother->run(std::span<const float>(sl.radiance).subspan(r0 * P, n * P),
-                             std::span<const float>(sl.variance).subspan(r0 * P, n * P),
-                             std::span<const std::uint8_t>(sl.quality).subspan(r0 * P, n * P),
-                             scale, offset, std::span(sl.denoised).subspan(r0 * P, n * P),
-                             std::span(sl.denoised_variance).subspan(r0 * P, n * P),
-                             omp_get_thread_num());
-          }
-          summary.denoise_seconds += seconds_since(t1);
-        }
-        if (cw.fitter) {
-          t1 = Clock::now();
-          const std::size_t L = cw.fitter->lines();
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic)
-          for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
-            const auto r = static_cast<std::size_t>(ri);
-            std::span<const double> scale, offset;
-            if (cw.count_model) {
-              scale = std::span<const double>(sl.scale).subspan(r * P, P);
-              offset = std::span<const double>(sl.offset).subspan(r * P, P);
-            }
-            // Initial values of the nonlinear fit from the denoised spectrum.
-            std::span<const float> denoised;
-            if (cw.smoother) denoised = std::span<const float>(sl.denoised).subspan(r * P, P);
-            const kernels::LineFitResult res{
-                std::span(sl.fit_b).subspan(r * L, L), std::span(sl.fit_s).subspan(r * L, L),
-                std::span(sl.fit_c).subspan(r * L, L), std::span(sl.fit_w).subspan(r * L, L),
-                std::span(sl.fit_chi2).subspan(r * L, L), std::span(sl.fit_status).subspan(r * L, L)};
-            cw.fitter->fit<float>(std::span<const float>(sl.radiance).subspan(r * P, P),
-                                  std::span<const float>(sl.variance).subspan(r * P, P),
-                                  std::span<const std::uint8_t>(sl.quality).subspan(r * P, P),
-                                  scale, offset, res,
-                                  cw.fit_work[static_cast<std::size_t>(omp_get_thread_num())],
-                                  denoised);
-          }
-          summary.fit_seconds += seconds_since(t1);
-          for (std::size_t i = 0; i < rows * L; ++i) {
-            const std::size_t st = sl.fit_status[i];
-            if (summary.fit_status.size() <= st) summary.fit_status.resize(st + 1, 0);
-            ++summary.fit_status[st];
-          }
-        }
-        for (std::size_t i = 0; i < rows * P; ++i) {
-          const unsigned q = sl.quality[i];
-          if (q == 0) continue;
-          for (unsigned b = 0; b < 8; ++b) summary.quality_bit_pixels[b] += (q >> b) & 1u;
-        }
+      }
+      for (std::size_t i = 0; i < rows * P; ++i) {
+        const unsigned q = sl.quality[i];
+        if (q == 0) continue;
+        for (unsigned b = 0; b < 8; ++b) summary.quality_bit_pixels[b] += (q >> b) & 1u;
       }
     }
   };
@@ -429,15 +329,15 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
           w.write_rows<std::uint8_t>(grp + "/quality", row0,
                                      std::span<const std::uint8_t>(sl.quality).first(rows * P));
         }
-        if (cw.smoother && config.writes(Stage::kDenoise)) {
+        if (cw.stages.has_denoise() && config.writes(Stage::kDenoise)) {
           const std::string dg = io::schema::denoised_group(cw.name);
           w.write_rows<float>(dg + "/radiance", row0,
                               std::span<const float>(sl.denoised).first(rows * P));
           w.write_rows<float>(dg + "/variance", row0,
                               std::span<const float>(sl.denoised_variance).first(rows * P));
         }
-        if (cw.fitter && config.writes(Stage::kFit)) {
-          const std::size_t L = cw.fitter->lines();
+        if (cw.stages.has_fit() && config.writes(Stage::kFit)) {
+          const std::size_t L = cw.stages.lines();
           const std::string fg = io::schema::fit_group(cw.name);
           w.write_rows<double>(fg + "/brightness", row0, std::span<const double>(sl.fit_b).first(rows * L));
           w.write_rows<double>(fg + "/brightness_sigma", row0,

@@ -7,11 +7,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "exospec/error.hpp"
+#include "exospec/io/file.hpp"
+#include "exospec/io/input_file.hpp"
 #include "exospec/pipeline/report.hpp"
 #include "exospec/pipeline/run.hpp"
 #include "exospec/pipeline/simulate.hpp"
+#include "exospec/pipeline/stages.hpp"
 
 int main(int argc, char** argv) {
   const std::filesystem::path scan = argc > 1 ? argv[1] : "consumer_scan.h5";
@@ -41,6 +45,35 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "consumer: %d altitude bins disagree with the truth\n", bad);
       return 1;
     }
+
+    // The same spectra through the stages in memory (the caller's arrays),
+    // as an analysis program holding its own data would: Lyman-alpha of the
+    // first 50 spectra, which must equal what run() wrote.
+    const auto in = exospec::io::InputFile::open(scan);
+    exospec::pipeline::ChannelStages euv(config, "euv", in.read_calibration("euv"));
+    const std::size_t n = 50, P = euv.pixels(), L = euv.lines();
+    std::vector<std::uint32_t> counts(n * P);
+    std::vector<double> exposure(n), temperature(n);
+    std::vector<float> temperature_f(n), rad(n * P), var(n * P), den(n * P), den_var(n * P), chi(n * L);
+    std::vector<std::uint8_t> quality(n * P), status(n * L);
+    std::vector<double> scale(n * P), offset(n * P), b(n * L), s(n * L), c(n * L), w(n * L);
+    in.read_counts("euv", 0, counts);
+    in.read_exposure("euv", 0, exposure);
+    in.read_temperature("euv", 0, temperature_f);
+    for (std::size_t r = 0; r < n; ++r) temperature[r] = temperature_f[r];
+    const exospec::pipeline::CalibratedRows cal{rad, var, quality, scale, offset};
+    euv.calibrate(counts, exposure, temperature, cal);
+    euv.denoise(cal, {den, den_var});
+    euv.fit(cal, den, {b, s, c, w, chi, status});
+    const auto file = exospec::io::File::open(out);
+    const auto from_run = file.read_all<double>("/fit/euv/brightness");
+    std::size_t la = 0;
+    while (la < L && euv.line_specs()[la].name != "H I 121.567") ++la;
+    int differ = 0;
+    for (std::size_t r = 0; r < n; ++r) differ += b[r * L + la] != from_run[r * L + la] ? 1 : 0;
+    std::printf("in memory: Lyman-alpha of the first %zu spectra %s run()'s output (first: %.2f +- %.2f R)\n",
+                n, differ ? "DIFFERS FROM" : "equals", b[la], s[la]);
+    if (differ) return 1;
   } catch (const exospec::Error& e) {
     std::fprintf(stderr, "consumer: %s\n", e.what());
     return 1;

@@ -158,6 +158,13 @@ TEST(RunStages, OutputDoesNotDependOnTheThreadCountOrBlockSize) {
     }
     EXPECT_EQ(a.read_all<std::uint8_t>("/calibrated/" + ch + "/quality"),
               b.read_all<std::uint8_t>("/calibrated/" + ch + "/quality"));
+    for (const std::string& obj : {"/fit/" + ch + "/brightness", "/fit/" + ch + "/brightness_sigma",
+                                  "/fit/" + ch + "/center_nm", "/fit/" + ch + "/fwhm_nm"}) {
+      const auto x = a.read_all<double>(obj), y = b.read_all<double>(obj);
+      ASSERT_EQ(x.size(), y.size());
+      EXPECT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * sizeof(double))) << obj;
+    }
+    EXPECT_EQ(a.read_all<std::uint8_t>("/fit/" + ch + "/status"), b.read_all<std::uint8_t>("/fit/" + ch + "/status"));
   }
 }
 

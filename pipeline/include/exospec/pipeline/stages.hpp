@@ -1,0 +1,103 @@
+#pragma once
+// The pipeline's stages on in-memory data: what `exospec run` does to each
+// block of rows, for analysis code that holds its spectra in its own arrays.
+//
+//   exospec::pipeline::RunConfig config = exospec::pipeline::load_run_config();
+//   exospec::pipeline::ChannelStages fuv(config, "fuv", calibration);  // io::ChannelCalibration
+//   fuv.calibrate(counts, exposure_s, temperature_c, calibrated);      // rows x P
+//   fuv.denoise(calibrated, denoised);
+//   fuv.fit(calibrated, denoised.radiance, fits);                      // rows x lines
+//
+// All arrays are row-major std::span over the caller's memory: `rows` spectra
+// of pixels() values each (Eigen users pass a RowMajor matrix's data()). The
+// row count is taken from the counts or radiance span; every other span must
+// match it, or std::invalid_argument is thrown. The same RunConfig as the
+// command line (data/run.toml, exospec config --defaults run) selects the
+// denoise method and the fit settings; the stages a configuration leaves out
+// (config.stages) are not set up, and calling them throws std::logic_error.
+//
+// Results equal `exospec run`'s bit for bit: run() calls these functions.
+// Rows are processed in parallel on `threads` OpenMP threads; the results do
+// not depend on the thread count. One ChannelStages holds per-thread scratch
+// space: use it from one thread at a time (one object per calling thread).
+// Nothing here reads or writes files, prints or exits.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "exospec/io/input_file.hpp"
+#include "exospec/kernels/line_fit.hpp"
+#include "exospec/pipeline/run.hpp"
+
+namespace exospec::pipeline {
+
+// Calibrated rows (rows x P). scale and offset are the count model of each
+// pixel (counts = radiance x scale + offset): the fit's Poisson refits and
+// the anscombe denoiser need them; leave them empty to skip them (the fit
+// then weights by the calibrated variance alone).
+struct CalibratedRows {
+  std::span<float> radiance, variance;
+  std::span<std::uint8_t> quality;
+  std::span<double> scale, offset;
+};
+struct CalibratedInput {
+  std::span<const float> radiance, variance;
+  std::span<const std::uint8_t> quality;
+  std::span<const double> scale, offset;
+  CalibratedInput() = default;
+  CalibratedInput(std::span<const float> r, std::span<const float> v, std::span<const std::uint8_t> q,
+                  std::span<const double> s = {}, std::span<const double> o = {})
+      : radiance(r), variance(v), quality(q), scale(s), offset(o) {}
+  CalibratedInput(const CalibratedRows& c)  // NOLINT: a view of the same arrays
+      : radiance(c.radiance), variance(c.variance), quality(c.quality), scale(c.scale), offset(c.offset) {}
+};
+struct DenoisedRows {
+  std::span<float> radiance, variance;
+};
+// Fit results (rows x lines()), in the catalogue's line order.
+struct FitRows {
+  std::span<double> brightness, sigma, center_nm, fwhm_nm;
+  std::span<float> chi2_reduced;
+  std::span<std::uint8_t> status;  // kernels::FitStatus
+};
+
+class ChannelStages {
+ public:
+  // threads <= 0: OpenMP's default. The line catalogue is data/lines.toml's
+  // (pipeline/catalogue.hpp). Throws ConfigError for settings that do not
+  // fit this channel.
+  ChannelStages(const RunConfig& config, std::string channel, io::ChannelCalibration calibration,
+                int threads = 0, const std::string& fftw_wisdom = {});
+  ~ChannelStages();
+  ChannelStages(ChannelStages&&) noexcept;
+  ChannelStages& operator=(ChannelStages&&) noexcept;
+
+  const std::string& channel() const noexcept;
+  const io::ChannelCalibration& calibration() const noexcept;
+  std::size_t pixels() const noexcept;
+  int threads() const noexcept;
+  bool has_denoise() const noexcept;
+  bool has_fit() const noexcept;
+  // Whether denoise or fit use the count model (then calibrate() must get
+  // scale and offset spans, and they must be passed on).
+  bool needs_count_model() const noexcept;
+  std::size_t lines() const noexcept;  // 0 without the fit stage
+  const std::vector<kernels::FitLineSpec>& line_specs() const;
+
+  // Counts (rows x P), exposure (s) and detector temperature (degC) per row.
+  void calibrate(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                 std::span<const double> temperature_c, const CalibratedRows& out);
+  void denoise(const CalibratedInput& in, const DenoisedRows& out);
+  // denoised: the denoised radiance (initial values of the nonlinear fit), or
+  // empty.
+  void fit(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace exospec::pipeline

@@ -1,0 +1,205 @@
+#include "exospec/pipeline/stages.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <stdexcept>
+
+#include "exospec/error.hpp"
+#include "exospec/kernels/calibrate.hpp"
+#include "exospec/kernels/spectrum_model.hpp"
+#include "exospec/pipeline/catalogue.hpp"
+#include "exospec/pipeline/denoise.hpp"
+
+namespace exospec::pipeline {
+namespace {
+
+// Rows per parallel task: small enough to balance, large enough to amortise.
+constexpr std::size_t kTaskRows = 16;
+
+kernels::CalibrateSettings calibrate_settings(const RunConfig& config, const std::string& ch) {
+  kernels::CalibrateSettings s = config.calibrate;
+  s.despike.enabled = false;
+  if (config.has_stage(Stage::kDenoise)) {
+    s.despike = config.denoise.at(ch).despike;
+    s.despike.enabled = true;
+  }
+  return s;
+}
+
+void expect(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(std::string("ChannelStages: ") + what);
+}
+
+}  // namespace
+
+struct ChannelStages::Impl {
+  std::string name;
+  std::size_t pixels;
+  int threads;
+  io::ChannelCalibration calibration;
+  kernels::Calibrator calibrator;
+  std::optional<DenoiseStage> smoother;
+  std::optional<kernels::LineFitter> fitter;
+  std::vector<kernels::LineFitter::Workspace> fit_work;  // per thread
+  bool count_model = false;
+
+  Impl(const RunConfig& config, std::string ch, io::ChannelCalibration cal, int nthreads,
+       const std::string& wisdom)
+      : name(std::move(ch)),
+        pixels(cal.dark_rate.size()),
+        threads(nthreads > 0 ? nthreads : omp_get_max_threads()),
+        calibration(std::move(cal)),
+        calibrator(kernels::DetectorCalibration{calibration.dark_rate, calibration.flat,
+                                                calibration.sensitivity, calibration.bad_pixel,
+                                                calibration.dead_time_s,
+                                                calibration.dark_reference_temperature,
+                                                calibration.dark_temperature_coeff},
+                   calibrate_settings(config, name)) {
+    if (config.has_stage(Stage::kDenoise)) {
+      try {
+        const auto& c = calibration.wavelength_coeffs;
+        const double span_nm = std::abs(kernels::eval_polynomial(c, static_cast<double>(pixels - 1)) -
+                                        kernels::eval_polynomial(c, 0.0));
+        const double nm_per_pixel = span_nm / static_cast<double>(std::max<std::size_t>(pixels - 1, 1));
+        smoother.emplace(pixels, nm_per_pixel, config.denoise.at(name), threads, wisdom);
+        count_model |= smoother->needs_count_model();
+      } catch (const std::invalid_argument& e) {
+        throw ConfigError(config.source, "denoise." + name,
+                          std::string(e.what()) + " (" + std::to_string(pixels) + " pixels)");
+      }
+    }
+    if (config.has_stage(Stage::kFit)) {
+      std::vector<kernels::FitLineSpec> lines;
+      const LineCatalogue catalogue = default_catalogue();  // (outlives the loop)
+      for (const auto& l : catalogue.channel(name)) {
+        lines.push_back({l.name, l.wavelength_nm, l.components});
+      }
+      try {
+        fitter.emplace(calibration.wavelength_coeffs, pixels, std::move(lines), config.fit.at(name));
+      } catch (const std::invalid_argument& e) {
+        throw ConfigError(config.source, "fit." + name, e.what());
+      }
+      for (int t = 0; t < threads; ++t) fit_work.push_back(fitter->make_workspace());
+      count_model |= config.fit.at(name).refine_iterations > 0;
+    }
+  }
+};
+
+ChannelStages::ChannelStages(const RunConfig& config, std::string channel,
+                             io::ChannelCalibration calibration, int threads,
+                             const std::string& fftw_wisdom)
+    : impl_(std::make_unique<Impl>(config, std::move(channel), std::move(calibration), threads,
+                                   fftw_wisdom)) {}
+ChannelStages::~ChannelStages() = default;
+ChannelStages::ChannelStages(ChannelStages&&) noexcept = default;
+ChannelStages& ChannelStages::operator=(ChannelStages&&) noexcept = default;
+
+const std::string& ChannelStages::channel() const noexcept { return impl_->name; }
+const io::ChannelCalibration& ChannelStages::calibration() const noexcept { return impl_->calibration; }
+std::size_t ChannelStages::pixels() const noexcept { return impl_->pixels; }
+int ChannelStages::threads() const noexcept { return impl_->threads; }
+bool ChannelStages::has_denoise() const noexcept { return impl_->smoother.has_value(); }
+bool ChannelStages::has_fit() const noexcept { return impl_->fitter.has_value(); }
+bool ChannelStages::needs_count_model() const noexcept { return impl_->count_model; }
+std::size_t ChannelStages::lines() const noexcept { return impl_->fitter ? impl_->fitter->lines() : 0; }
+const std::vector<kernels::FitLineSpec>& ChannelStages::line_specs() const {
+  if (!impl_->fitter) throw std::logic_error("ChannelStages: the fit stage is not configured");
+  return impl_->fitter->line_specs();
+}
+
+void ChannelStages::calibrate(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                              std::span<const double> temperature_c, const CalibratedRows& out) {
+  Impl& m = *impl_;
+  const std::size_t P = m.pixels;
+  expect(counts.size() % P == 0, "counts is not a whole number of rows");
+  const std::size_t rows = counts.size() / P;
+  expect(exposure_s.size() == rows && temperature_c.size() == rows, "exposure/temperature: one per row");
+  expect(out.radiance.size() == rows * P && out.variance.size() == rows * P &&
+             out.quality.size() == rows * P,
+         "calibrated output: rows x pixels");
+  const bool model = !out.scale.empty();
+  expect(!model || (out.scale.size() == rows * P && out.offset.size() == rows * P),
+         "scale/offset: rows x pixels or empty");
+  const auto tasks = static_cast<std::int64_t>((rows + kTaskRows - 1) / kTaskRows);
+#pragma omp parallel for num_threads(m.threads) schedule(dynamic)
+  for (std::int64_t task = 0; task < tasks; ++task) {
+    const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
+    const std::size_t n = std::min(kTaskRows, rows - r0);
+    m.calibrator.run<std::uint32_t, float>(counts.subspan(r0 * P, n * P), exposure_s.subspan(r0, n),
+                                           temperature_c.subspan(r0, n), out.radiance.subspan(r0 * P, n * P),
+                                           out.variance.subspan(r0 * P, n * P),
+                                           out.quality.subspan(r0 * P, n * P));
+    if (model) {
+      // Counts = radiance x scale + offset, per row.
+      for (std::size_t r = r0; r < r0 + n; ++r) {
+        m.calibrator.count_model(counts.subspan(r * P, P), exposure_s[r], temperature_c[r],
+                                 out.scale.subspan(r * P, P), out.offset.subspan(r * P, P));
+      }
+    }
+  }
+}
+
+void ChannelStages::denoise(const CalibratedInput& in, const DenoisedRows& out) {
+  Impl& m = *impl_;
+  if (!m.smoother) throw std::logic_error("ChannelStages: the denoise stage is not configured");
+  const std::size_t P = m.pixels;
+  expect(in.radiance.size() % P == 0, "radiance is not a whole number of rows");
+  const std::size_t rows = in.radiance.size() / P;
+  expect(in.variance.size() == rows * P && in.quality.size() == rows * P, "calibrated input: rows x pixels");
+  expect(out.radiance.size() == rows * P && out.variance.size() == rows * P, "denoised output: rows x pixels");
+  const bool model = m.smoother->needs_count_model();
+  expect(!model || (in.scale.size() == rows * P && in.offset.size() == rows * P),
+         "this denoise method needs scale/offset (rows x pixels)");
+  const auto tasks = static_cast<std::int64_t>((rows + kTaskRows - 1) / kTaskRows);
+#pragma omp parallel for num_threads(m.threads) schedule(dynamic)
+  for (std::int64_t task = 0; task < tasks; ++task) {
+    const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
+    const std::size_t n = std::min(kTaskRows, rows - r0);
+    std::span<const double> scale, offset;
+    if (model) {
+      scale = in.scale.subspan(r0 * P, n * P);
+      offset = in.offset.subspan(r0 * P, n * P);
+    }
+    m.smoother->run(in.radiance.subspan(r0 * P, n * P), in.variance.subspan(r0 * P, n * P),
+                    in.quality.subspan(r0 * P, n * P), scale, offset, out.radiance.subspan(r0 * P, n * P),
+                    out.variance.subspan(r0 * P, n * P), omp_get_thread_num());
+  }
+}
+
+void ChannelStages::fit(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out) {
+  Impl& m = *impl_;
+  if (!m.fitter) throw std::logic_error("ChannelStages: the fit stage is not configured");
+  const std::size_t P = m.pixels, L = m.fitter->lines();
+  expect(in.radiance.size() % P == 0, "radiance is not a whole number of rows");
+  const std::size_t rows = in.radiance.size() / P;
+  expect(in.variance.size() == rows * P && in.quality.size() == rows * P, "calibrated input: rows x pixels");
+  expect(denoised.empty() || denoised.size() == rows * P, "denoised: rows x pixels or empty");
+  const bool model = !in.scale.empty();
+  expect(!model || (in.scale.size() == rows * P && in.offset.size() == rows * P),
+         "scale/offset: rows x pixels or empty");
+  for (auto n : {out.brightness.size(), out.sigma.size(), out.center_nm.size(), out.fwhm_nm.size(),
+                 out.chi2_reduced.size(), out.status.size()}) {
+    expect(n == rows * L, "fit output: rows x lines");
+  }
+#pragma omp parallel for num_threads(m.threads) schedule(dynamic)
+  for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
+    const auto r = static_cast<std::size_t>(ri);
+    std::span<const double> scale, offset;
+    if (model) {
+      scale = in.scale.subspan(r * P, P);
+      offset = in.offset.subspan(r * P, P);
+    }
+    const kernels::LineFitResult res{out.brightness.subspan(r * L, L), out.sigma.subspan(r * L, L),
+                                     out.center_nm.subspan(r * L, L),  out.fwhm_nm.subspan(r * L, L),
+                                     out.chi2_reduced.subspan(r * L, L), out.status.subspan(r * L, L)};
+    m.fitter->fit<float>(in.radiance.subspan(r * P, P), in.variance.subspan(r * P, P),
+                         in.quality.subspan(r * P, P), scale, offset, res,
+                         m.fit_work[static_cast<std::size_t>(omp_get_thread_num())],
+                         denoised.empty() ? std::span<const float>() : denoised.subspan(r * P, P));
+  }
+}
+
+}  // namespace exospec::pipeline

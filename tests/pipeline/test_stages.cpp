@@ -1,0 +1,100 @@
+// The in-memory stage API (pipeline/stages.hpp) against `run` on the same
+// data: calibrate, denoise and fit rows held in the caller's arrays give the
+// very bytes run() writes, for 1 and 2 threads; wrong shapes and stages that
+// are not configured are errors, not crashes.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "exospec/io/file.hpp"
+#include "exospec/io/input_file.hpp"
+#include "exospec/pipeline/run.hpp"
+#include "exospec/pipeline/stages.hpp"
+#include "test_support.hpp"
+
+namespace exospec {
+namespace {
+
+template <class T>
+bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+TEST(ChannelStages, InMemoryStagesEqualTheRunOutput) {
+  const auto dir = test::scratch_dir("stages");
+  const auto in_path = test::simulate_to(test::small_config(90, 17), dir, "in.h5");
+  const auto config = pipeline::load_run_config();
+  pipeline::run(config, in_path, dir / "out.h5", true, 2);
+  const auto in = io::InputFile::open(in_path);
+  const auto out = io::File::open(dir / "out.h5");
+  const std::size_t N = in.spectra();
+  for (const std::string ch : {"euv", "fuv"}) {
+    for (int threads : {1, 2}) {
+      pipeline::ChannelStages st(config, ch, in.read_calibration(ch), threads);
+      const std::size_t P = st.pixels(), L = st.lines();
+      ASSERT_EQ(P, in.pixels(ch));
+      std::vector<std::uint32_t> counts(N * P);
+      std::vector<double> exposure(N), temperature(N);
+      std::vector<float> temperature_f(N);
+      in.read_counts(ch, 0, counts);
+      in.read_exposure(ch, 0, exposure);
+      in.read_temperature(ch, 0, temperature_f);
+      for (std::size_t r = 0; r < N; ++r) temperature[r] = temperature_f[r];
+      std::vector<float> rad(N * P), var(N * P), drad(N * P), dvar(N * P);
+      std::vector<std::uint8_t> q(N * P);
+      std::vector<double> scale(N * P), offset(N * P);
+      ASSERT_TRUE(st.needs_count_model());
+      const pipeline::CalibratedRows cal{rad, var, q, scale, offset};
+      st.calibrate(counts, exposure, temperature, cal);
+      st.denoise(cal, {drad, dvar});
+      std::vector<double> b(N * L), s(N * L), c(N * L), w(N * L);
+      std::vector<float> chi(N * L);
+      std::vector<std::uint8_t> status(N * L);
+      st.fit(cal, drad, {b, s, c, w, chi, status});
+      const std::string g = "/" + ch;
+      EXPECT_TRUE(same_bytes(rad, out.read_all<float>("/calibrated" + g + "/radiance"))) << ch << threads;
+      EXPECT_TRUE(same_bytes(var, out.read_all<float>("/calibrated" + g + "/variance"))) << ch << threads;
+      EXPECT_TRUE(same_bytes(q, out.read_all<std::uint8_t>("/calibrated" + g + "/quality"))) << ch;
+      EXPECT_TRUE(same_bytes(drad, out.read_all<float>("/denoised" + g + "/radiance"))) << ch << threads;
+      EXPECT_TRUE(same_bytes(b, out.read_all<double>("/fit" + g + "/brightness"))) << ch << threads;
+      EXPECT_TRUE(same_bytes(s, out.read_all<double>("/fit" + g + "/brightness_sigma"))) << ch << threads;
+      EXPECT_TRUE(same_bytes(c, out.read_all<double>("/fit" + g + "/center_nm"))) << ch << threads;
+      EXPECT_TRUE(same_bytes(status, out.read_all<std::uint8_t>("/fit" + g + "/status"))) << ch;
+    }
+  }
+}
+
+TEST(ChannelStages, WrongShapesAndMissingStagesAreErrors) {
+  const auto dir = test::scratch_dir("stages_errors");
+  const auto in_path = test::simulate_to(test::small_config(4, 3), dir, "in.h5");
+  const auto in = io::InputFile::open(in_path);
+  auto config = pipeline::load_run_config();
+  pipeline::ChannelStages st(config, "euv", in.read_calibration("euv"), 1);
+  const std::size_t P = st.pixels();
+  std::vector<std::uint32_t> counts(2 * P + 1);
+  std::vector<double> exposure(2, 8.0), temperature(2, 5.0);
+  std::vector<float> rad(2 * P), var(2 * P);
+  std::vector<std::uint8_t> q(2 * P);
+  EXPECT_THROW(st.calibrate(counts, exposure, temperature, {rad, var, q, {}, {}}), std::invalid_argument);
+  counts.resize(2 * P);
+  EXPECT_THROW(st.calibrate(counts, std::span<const double>(exposure).first(1), temperature,
+                            {rad, var, q, {}, {}}),
+               std::invalid_argument);
+  st.calibrate(counts, exposure, temperature, {rad, var, q, {}, {}});  // no count model: fine
+  std::vector<double> b(1);
+  std::vector<float> chi(1);
+  std::vector<std::uint8_t> status(1);
+  EXPECT_THROW(st.fit({rad, var, q}, {}, {b, b, b, b, chi, status}), std::invalid_argument);
+
+  config.stages = {pipeline::Stage::kCalibrate};
+  pipeline::ChannelStages cal_only(config, "euv", in.read_calibration("euv"), 1);
+  EXPECT_FALSE(cal_only.has_fit());
+  EXPECT_EQ(cal_only.lines(), 0u);
+  EXPECT_THROW(cal_only.denoise({rad, var, q}, {rad, var}), std::logic_error);
+  EXPECT_THROW(cal_only.fit({rad, var, q}, {}, {b, b, b, b, chi, status}), std::logic_error);
+}
+
+}  // namespace
+}  // namespace exospec
