@@ -493,10 +493,14 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
   // Poisson refits); then the weights from the nonlinear model and the
   // linear parameters once more at the fitted shift and width.
   for (std::size_t i = 0; i < n; ++i) work.sqrt_weight[i] = std::sqrt(work.weight[i]);
+  const Solution linear = sol;  // (kept: tied mode falls back to it)
   const LmResult res = lm.solve(model, p);
   sol.status = from_lm(res.status);
   sol.nonlinear = true;
-  if (sol.status != FitStatus::kConverged && sol.status != FitStatus::kMaxIterations) return;
+  if (sol.status != FitStatus::kConverged && sol.status != FitStatus::kMaxIterations) {
+    if (settings_.shift == ShiftMode::kTied) sol = linear;  // then solved at the tied shift
+    return;
+  }
   if (refits(scale) > 0) {
     double* cols = work.columns.data();
     window_profiles(wi, p(k), p(k + 1), cols, nullptr, nullptr, nullptr, work);
