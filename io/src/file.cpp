@@ -496,7 +496,9 @@ FileWriter::FileWriter(const std::filesystem::path& path, WriteOptions options, 
   }
   const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
   if (!std::filesystem::is_directory(dir, ec)) {
-    throw FileError(impl_->path, "", "directory " + dir.string() + " does not exist");
+    throw FileError(impl_->path, "",
+                    std::filesystem::exists(dir, ec) ? dir.string() + " is not a directory"
+                                                     : "directory " + dir.string() + " does not exist");
   }
   std::random_device rd;
   char suffix[32];

@@ -84,6 +84,23 @@ expect_error(["run", good, "-o", out, "--config", badmethod],
              ["badmethod.toml", "denoise.fuv.method", "median"])
 expect_error(["run", good, "-o", out, "--stages", "denoise"], ["denoise needs calibrate"])
 expect_error(["run", good, "-o", os.path.join(work, "nodir", "o.h5")], ["nodir", "does not exist"])
+# Wrong schema: an object missing, a dataset of the wrong shape (made with
+# h5py from the good file).
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+missing = os.path.join(work, "missing.h5")
+shutil.copy(good, missing)
+with h5py.File(missing, "a") as f:
+    del f["calibration/euv/flat"]
+expect_error(["run", missing, "-o", out], ["missing.h5", "/calibration/euv/flat"])
+shape = os.path.join(work, "shape.h5")
+shutil.copy(good, shape)
+with h5py.File(shape, "a") as f:
+    del f["raw/fuv/exposure_s"]
+    f["raw/fuv/exposure_s"] = np.full(7, 8.0)
+expect_error(["run", shape, "-o", out], ["shape.h5", "/raw/fuv/exposure_s"])
+# An unwritable output even for root: its directory is a regular file.
+expect_error(["run", good, "-o", os.path.join(text, "o.h5")], ["o.h5", "is not a directory"])
 expect_error(["info"], ["file"])
 expect_error(["frobnicate"], ["subcommand"])
 
