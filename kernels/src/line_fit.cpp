@@ -232,6 +232,8 @@ LineFitter::Workspace LineFitter::make_workspace() const {
   opt.xtol = 1e-8;
   opt.gtol = 1e-8;
   const double max_shift = settings_.max_shift_fwhm * settings_.fwhm_nm;
+  sv.lm.reserve(windows_.size());
+  sv.p.reserve(windows_.size());
   for (const auto& w : windows_) {
     const int np = w.k + 2;
     sv.lm.emplace_back(np, static_cast<int>(std::max<std::size_t>(w.size, 1)), opt);

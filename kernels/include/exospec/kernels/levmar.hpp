@@ -133,6 +133,9 @@ class LevenbergMarquardt {
     jtr_.resize(np_);
     jd_.resize(nmax_);
     jp_trial_.resize(nmax_, np_);
+    // Eigen's LLT leaves its status unset until the first compute(); set it,
+    // so that moving a solver (into a std::vector, say) copies a valid value.
+    llt_.compute(Mat::Identity(np_, np_));
   }
 
   int parameters() const noexcept { return np_; }
