@@ -338,12 +338,11 @@ const FitInputs& fit_inputs(const std::string& ch) {
   return cache.emplace(ch, std::move(in)).first->second;
 }
 
-void BM_FitStage(benchmark::State& state, const std::string& ch, exospec::kernels::ShiftMode mode) {
-  const auto& in = fit_inputs(ch);
-  exospec::kernels::LineFitSettings set;
-  set.fwhm_nm = in.fwhm;
-  set.shift = mode;
-  const exospec::kernels::LineFitter fit(in.coeffs, kPixels, in.lines, set);
+// One spectrum per benchmark iteration, cycling through the inputs' rows;
+// sets the "converged" counter (fraction of line fits with status 0).
+template <class Inputs>
+void fit_rows(benchmark::State& state, const exospec::kernels::LineFitter& fit, const Inputs& in,
+              std::span<const float> denoised) {
   auto work = fit.make_workspace();
   const std::size_t L = fit.lines();
   std::vector<double> b(L), s(L), c(L), w(L);
@@ -357,15 +356,25 @@ void BM_FitStage(benchmark::State& state, const std::string& ch, exospec::kernel
                    std::span<const float>(in.variance).subspan(o, kPixels),
                    std::span<const std::uint8_t>(in.quality).subspan(o, kPixels),
                    std::span<const double>(in.scale).subspan(o, kPixels),
-                   std::span<const double>(in.offset).subspan(o, kPixels), res, work);
+                   std::span<const double>(in.offset).subspan(o, kPixels), res, work,
+                   denoised.empty() ? denoised : denoised.subspan(o, kPixels));
     benchmark::DoNotOptimize(b.data());
     for (auto v : st) converged += v == 0 ? 1 : 0;
     fits += L;
     r = (r + 1) % in.rows;
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
-  state.counters["windows"] = static_cast<double>(fit.windows());
   state.counters["converged"] = static_cast<double>(converged) / static_cast<double>(std::max<std::size_t>(fits, 1));
+}
+
+void BM_FitStage(benchmark::State& state, const std::string& ch, exospec::kernels::ShiftMode mode) {
+  const auto& in = fit_inputs(ch);
+  exospec::kernels::LineFitSettings set;
+  set.fwhm_nm = in.fwhm;
+  set.shift = mode;
+  const exospec::kernels::LineFitter fit(in.coeffs, kPixels, in.lines, set);
+  fit_rows(state, fit, in, {});
+  state.counters["windows"] = static_cast<double>(fit.windows());
 }
 using exospec::kernels::ShiftMode;
 
@@ -438,29 +447,8 @@ void BM_FitWindow(benchmark::State& state) {
   set.shift = nonlinear ? ShiftMode::kFree : ShiftMode::kFixed;
   set.refine_iterations = refits;
   const exospec::kernels::LineFitter fit(in.coeffs, kPixels, in.lines, set);
-  auto work = fit.make_workspace();
-  const std::size_t L = fit.lines();
-  std::vector<double> b(L), s(L), c(L), w(L);
-  std::vector<float> chi(L);
-  std::vector<std::uint8_t> st(L);
-  const exospec::kernels::LineFitResult res{b, s, c, w, chi, st};
-  std::size_t r = 0, converged = 0, fits = 0;
-  for (auto _ : state) {
-    const std::size_t o = r * kPixels;
-    fit.fit<float>(std::span<const float>(in.radiance).subspan(o, kPixels),
-                   std::span<const float>(in.variance).subspan(o, kPixels),
-                   std::span<const std::uint8_t>(in.quality).subspan(o, kPixels),
-                   std::span<const double>(in.scale).subspan(o, kPixels),
-                   std::span<const double>(in.offset).subspan(o, kPixels), res, work,
-                   std::span<const float>(in.denoised).subspan(o, kPixels));
-    benchmark::DoNotOptimize(b.data());
-    converged += st[0] == 0 ? 1 : 0;
-    ++fits;
-    r = (r + 1) % in.rows;
-  }
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+  fit_rows(state, fit, in, in.denoised);
   state.counters["pixels"] = static_cast<double>(fit.window_size(0));
-  state.counters["converged"] = static_cast<double>(converged) / static_cast<double>(std::max<std::size_t>(fits, 1));
 }
 BENCHMARK(BM_FitWindow)
     ->ArgsProduct({{1, 2, 3}, {0, 1}, {2, 0}})
