@@ -286,6 +286,16 @@ void LineFitter::window_profiles(std::size_t wi, double shift_nm, double fwhm_nm
   }
 }
 
+double* LineFitter::window_basis(std::size_t wi, double shift_nm, double fwhm_nm, Workspace& work) const {
+  const Window& w = windows_[wi];
+  const std::size_t nl = w.lines.size(), n = w.size;
+  double* cols = work.columns.data();
+  window_profiles(wi, shift_nm, fwhm_nm, cols, nullptr, nullptr, nullptr, work);
+  std::copy(w.basis.begin() + static_cast<std::ptrdiff_t>(nl * n),
+            w.basis.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(w.k) * n), cols + nl * n);
+  return cols;
+}
+
 template <class T>
 bool LineFitter::prepare_weights(const Window& w, std::span<const T> radiance,
                                  std::span<const T> variance, std::span<const std::uint8_t> quality,
@@ -506,9 +516,7 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
     return;
   }
   if (refits(scale) > 0) {
-    double* cols = work.columns.data();
-    window_profiles(wi, p(k), p(k + 1), cols, nullptr, nullptr, nullptr, work);
-    std::copy(background, background + (static_cast<std::size_t>(k) - nl) * n, cols + nl * n);
+    const double* cols = window_basis(wi, p(k), p(k + 1), work);
     update_weights(w, cols, p.data(), scale, offset, work);
     Solution lin = sol;
     if (solve_linear(w, cols, scale, offset, good, 0, work, lin)) {
@@ -535,14 +543,9 @@ void LineFitter::nonlinear_covariance(std::size_t wi, const double* p, Workspace
   model(p, res.data(), J);
   using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, kMaxParams + 2, kMaxParams + 2>;
   Mat jtj(m, m);
+  const Eigen::Map<const Eigen::MatrixXd> Jm(J, static_cast<Eigen::Index>(n), k + 2);
   for (int a = 0; a < m; ++a) {
-    for (int b = 0; b <= a; ++b) {
-      double d = 0.0;
-      const double* ca = J + static_cast<std::size_t>(a) * n;
-      const double* cb = J + static_cast<std::size_t>(b) * n;
-      for (std::size_t i = 0; i < n; ++i) d += ca[i] * cb[i];
-      jtj(a, b) = jtj(b, a) = d;
-    }
+    for (int b = 0; b <= a; ++b) jtj(a, b) = jtj(b, a) = Jm.col(a).dot(Jm.col(b));
   }
   Eigen::LDLT<Mat> ldlt(jtj);
   if (ldlt.info() != Eigen::Success || !(ldlt.vectorD().minCoeff() > 1e-14 * ldlt.vectorD().maxCoeff())) {
@@ -550,8 +553,7 @@ void LineFitter::nonlinear_covariance(std::size_t wi, const double* p, Workspace
     return;
   }
   const Mat cov = ldlt.solve(Mat::Identity(m, m));
-  double chi2 = 0.0;
-  for (std::size_t i = 0; i < n; ++i) chi2 += res[i] * res[i];
+  const double chi2 = Eigen::Map<const Eigen::VectorXd>(res.data(), static_cast<Eigen::Index>(n)).squaredNorm();
   for (int a = 0; a < k; ++a) {
     sol.beta(a) = p[a];
     sol.sigma(a) = std::sqrt(std::max(cov(a, a), 0.0));
@@ -635,12 +637,7 @@ void LineFitter::fit(std::span<const T> radiance, std::span<const T> variance,
       if (sol.nonlinear || sol.status != FitStatus::kConverged) continue;
       std::size_t good = 0;
       prepare_weights(w, radiance, variance, quality, work, good);
-      const std::size_t nl = w.lines.size(), n = w.size;
-      double* cols = work.columns.data();
-      window_profiles(wi, shift, fwhm, cols, nullptr, nullptr, nullptr, work);
-      const double* background = w.basis.data() + nl * n;
-      std::copy(background, background + (static_cast<std::size_t>(w.k) - nl) * n, cols + nl * n);
-      solve_linear(w, cols, scale, offset, good, refits(scale), work, sol);
+      solve_linear(w, window_basis(wi, shift, fwhm, work), scale, offset, good, refits(scale), work, sol);
       sol.shift = shift;
       sol.fwhm = fwhm;
     }

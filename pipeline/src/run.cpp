@@ -4,19 +4,16 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <utility>
-#include <chrono>
-#include <cmath>
-#include <fstream>
-#include <iterator>
-#include <limits>
-#include <optional>
-#include <stdexcept>
 
 #include "exospec/error.hpp"
 #include "exospec/io/contract_writer.hpp"
@@ -39,9 +36,7 @@ double seconds_since(Clock::time_point t0) {
 
 // One channel's stages and its per-block buffers.
 struct ChannelWork {
-  std::string name;
-  std::size_t pixels = 0;
-  ChannelStages stages;
+  ChannelStages stages;  // (its channel() and pixels() name the channel)
   // Two sets of block buffers: the I/O thread reads the next block into one
   // and writes the previous one from it while the compute threads work on
   // the other.
@@ -57,11 +52,9 @@ struct ChannelWork {
   };
   std::array<Slot, 2> slots;
 
-  ChannelWork(std::string ch, const io::InputFile& in, const RunConfig& config, int threads,
+  ChannelWork(const std::string& ch, const io::InputFile& in, const RunConfig& config, int threads,
               const std::string& wisdom)
-      : name(std::move(ch)),
-        pixels(in.pixels(name)),
-        stages(config, name, in.read_calibration(name), threads, wisdom) {}
+      : stages(config, ch, in.read_calibration(ch), threads, wisdom) {}
 };
 
 // One long-lived thread that runs the stages of a block while the calling
@@ -184,17 +177,17 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   io::create_objects(w, io::schema::geometry_objects(), {N, 0, 0, 0});
   const std::size_t block = static_cast<std::size_t>(std::min<std::uint64_t>(config.block_rows, N));
   for (auto& cw : work) {
-    const std::size_t P = cw.pixels;
+    const std::size_t P = cw.stages.pixels();
     const io::schema::Sizes sizes{N, P, cw.stages.calibration().wavelength_coeffs.size(), 0};
     if (config.writes(Stage::kCalibrate)) {
-      io::create_objects(w, io::schema::calibrated_objects(cw.name), sizes);
+      io::create_objects(w, io::schema::calibrated_objects(cw.stages.channel()), sizes);
       std::vector<double> wl(P);
       kernels::pixel_wavelengths(cw.stages.calibration().wavelength_coeffs, wl);
-      w.write<double>(io::schema::calibrated_group(cw.name) + "/wavelength_nm", wl);
+      w.write<double>(io::schema::calibrated_group(cw.stages.channel()) + "/wavelength_nm", wl);
     }
     if (config.has_stage(Stage::kDenoise)) {
       if (config.writes(Stage::kDenoise)) {
-        io::create_objects(w, io::schema::denoised_objects(cw.name), sizes);
+        io::create_objects(w, io::schema::denoised_objects(cw.stages.channel()), sizes);
       }
       for (auto& sl : cw.slots) {
         sl.denoised.resize(block * P);
@@ -209,14 +202,14 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     }
     if (cw.stages.has_fit() && config.writes(Stage::kFit)) {
       const std::size_t L = cw.stages.lines();
-      io::create_objects(w, io::schema::fit_objects(cw.name), {N, P, 0, L});
+      io::create_objects(w, io::schema::fit_objects(cw.stages.channel()), {N, P, 0, L});
       std::vector<std::string> names;
       std::vector<double> wls;
       for (const auto& l : cw.stages.line_specs()) {
         names.push_back(l.name);
         wls.push_back(l.wavelength_nm);
       }
-      const std::string fg = io::schema::fit_group(cw.name);
+      const std::string fg = io::schema::fit_group(cw.stages.channel());
       w.write_strings(fg + "/line_name", names);
       w.write<double>(fg + "/line_wavelength_nm", wls);
     }
@@ -256,10 +249,10 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     in.read_altitude(row0, std::span<double>(altitude_buf[slot]).first(rows));
     for (auto& cw : work) {
       auto& sl = cw.slots[slot];
-      const std::size_t P = cw.pixels;
-      in.read_counts(cw.name, row0, std::span(sl.counts).first(rows * P));
-      in.read_exposure(cw.name, row0, std::span(sl.exposure).first(rows));
-      in.read_temperature(cw.name, row0, std::span(sl.temperature_f).first(rows));
+      const std::size_t P = cw.stages.pixels();
+      in.read_counts(cw.stages.channel(), row0, std::span(sl.counts).first(rows * P));
+      in.read_exposure(cw.stages.channel(), row0, std::span(sl.exposure).first(rows));
+      in.read_temperature(cw.stages.channel(), row0, std::span(sl.temperature_f).first(rows));
     }
     summary.read_seconds += seconds_since(t_read);
   };
@@ -267,7 +260,7 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     const std::size_t rows = rows_of(row0);
     for (auto& cw : work) {
       auto& sl = cw.slots[slot];
-      const std::size_t P = cw.pixels;
+      const std::size_t P = cw.stages.pixels();
       if (!config.has_stage(Stage::kCalibrate)) continue;
       for (std::size_t r = 0; r < rows; ++r) sl.temperature[r] = sl.temperature_f[r];
       const bool model = cw.stages.needs_count_model();
@@ -318,10 +311,10 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
                          std::span<const double>(altitude_buf[slot]).first(rows));
     for (auto& cw : work) {
       auto& sl = cw.slots[slot];
-      const std::size_t P = cw.pixels;
+      const std::size_t P = cw.stages.pixels();
       if (config.has_stage(Stage::kCalibrate)) {
         if (config.writes(Stage::kCalibrate)) {
-          const std::string grp = io::schema::calibrated_group(cw.name);
+          const std::string grp = io::schema::calibrated_group(cw.stages.channel());
           w.write_rows<float>(grp + "/radiance", row0,
                               std::span<const float>(sl.radiance).first(rows * P));
           w.write_rows<float>(grp + "/variance", row0,
@@ -330,7 +323,7 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
                                      std::span<const std::uint8_t>(sl.quality).first(rows * P));
         }
         if (cw.stages.has_denoise() && config.writes(Stage::kDenoise)) {
-          const std::string dg = io::schema::denoised_group(cw.name);
+          const std::string dg = io::schema::denoised_group(cw.stages.channel());
           w.write_rows<float>(dg + "/radiance", row0,
                               std::span<const float>(sl.denoised).first(rows * P));
           w.write_rows<float>(dg + "/variance", row0,
@@ -338,7 +331,7 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
         }
         if (cw.stages.has_fit() && config.writes(Stage::kFit)) {
           const std::size_t L = cw.stages.lines();
-          const std::string fg = io::schema::fit_group(cw.name);
+          const std::string fg = io::schema::fit_group(cw.stages.channel());
           w.write_rows<double>(fg + "/brightness", row0, std::span<const double>(sl.fit_b).first(rows * L));
           w.write_rows<double>(fg + "/brightness_sigma", row0,
                                std::span<const double>(sl.fit_s).first(rows * L));

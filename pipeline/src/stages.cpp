@@ -33,6 +33,19 @@ void expect(bool ok, const char* what) {
   if (!ok) throw std::invalid_argument(std::string("ChannelStages: ") + what);
 }
 
+// Rows of calibrated input, with every span checked against them (scale and
+// offset may be empty unless `need_model`).
+std::size_t input_rows(const CalibratedInput& in, std::size_t P, bool need_model) {
+  expect(in.radiance.size() % P == 0, "radiance is not a whole number of rows");
+  const std::size_t rows = in.radiance.size() / P;
+  expect(in.variance.size() == rows * P && in.quality.size() == rows * P, "calibrated input: rows x pixels");
+  const bool model = need_model || !in.scale.empty();
+  expect(!model || (in.scale.size() == rows * P && in.offset.size() == rows * P),
+         need_model ? "this denoise method needs scale/offset (rows x pixels)"
+                    : "scale/offset: rows x pixels or empty");
+  return rows;
+}
+
 }  // namespace
 
 struct ChannelStages::Impl {
@@ -146,13 +159,9 @@ void ChannelStages::denoise(const CalibratedInput& in, const DenoisedRows& out) 
   Impl& m = *impl_;
   if (!m.smoother) throw std::logic_error("ChannelStages: the denoise stage is not configured");
   const std::size_t P = m.pixels;
-  expect(in.radiance.size() % P == 0, "radiance is not a whole number of rows");
-  const std::size_t rows = in.radiance.size() / P;
-  expect(in.variance.size() == rows * P && in.quality.size() == rows * P, "calibrated input: rows x pixels");
-  expect(out.radiance.size() == rows * P && out.variance.size() == rows * P, "denoised output: rows x pixels");
   const bool model = m.smoother->needs_count_model();
-  expect(!model || (in.scale.size() == rows * P && in.offset.size() == rows * P),
-         "this denoise method needs scale/offset (rows x pixels)");
+  const std::size_t rows = input_rows(in, P, model);
+  expect(out.radiance.size() == rows * P && out.variance.size() == rows * P, "denoised output: rows x pixels");
   const auto tasks = static_cast<std::int64_t>((rows + kTaskRows - 1) / kTaskRows);
 #pragma omp parallel for num_threads(m.threads) schedule(dynamic)
   for (std::int64_t task = 0; task < tasks; ++task) {
@@ -173,13 +182,9 @@ void ChannelStages::fit(const CalibratedInput& in, std::span<const float> denois
   Impl& m = *impl_;
   if (!m.fitter) throw std::logic_error("ChannelStages: the fit stage is not configured");
   const std::size_t P = m.pixels, L = m.fitter->lines();
-  expect(in.radiance.size() % P == 0, "radiance is not a whole number of rows");
-  const std::size_t rows = in.radiance.size() / P;
-  expect(in.variance.size() == rows * P && in.quality.size() == rows * P, "calibrated input: rows x pixels");
+  const std::size_t rows = input_rows(in, P, false);
   expect(denoised.empty() || denoised.size() == rows * P, "denoised: rows x pixels or empty");
   const bool model = !in.scale.empty();
-  expect(!model || (in.scale.size() == rows * P && in.offset.size() == rows * P),
-         "scale/offset: rows x pixels or empty");
   for (auto n : {out.brightness.size(), out.sigma.size(), out.center_nm.size(), out.fwhm_nm.size(),
                  out.chi2_reduced.size(), out.status.size()}) {
     expect(n == rows * L, "fit output: rows x lines");

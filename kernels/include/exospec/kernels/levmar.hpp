@@ -349,32 +349,25 @@ class LevenbergMarquardt {
     Eigen::Map<Eigen::MatrixXd> jp(jp_.data(), n, np_);
     // (With the normal equations, a non-finite J shows in J^T J below.)
     if (options_.use_qr && !jp.allFinite()) return false;
-    if (!options_.use_qr && prefix_free_) {
+    // J^T J (lower triangle, then mirrored) and J^T r, once per Jacobian:
+    // column dot products, which beat a general matrix product at these sizes.
+    auto normal_equations = [&](const auto& J) {
       for (int a = 0; a < m_; ++a) {
-        const auto ca = jp.col(a);
-        for (int b = 0; b <= a; ++b) jtj_(a, b) = jtj_(b, a) = ca.dot(jp.col(b));
-        jtr_(a) = ca.dot(r);
+        for (int b = 0; b <= a; ++b) jtj_(a, b) = jtj_(b, a) = J.col(a).dot(J.col(b));
+        jtr_(a) = J.col(a).dot(r);
       }
       return jtj_.topLeftCorner(m_, m_).allFinite();
-    }
+    };
+    if (!options_.use_qr && prefix_free_) return normal_equations(jp.leftCols(m_));
     for (int j = 0; j < np_; ++j) {
       if (kind_[j] == Kind::kFree) ju_.col(free_index_[j]).head(n) = jp.col(j);
     }
     for (int j = 0; j < np_; ++j) {
       if (kind_[j] == Kind::kTied) ju_.col(free_index_[parent_[j]]).head(n) += ratio_[j] * jp.col(j);
     }
-    if (!options_.use_qr) {
-      // J^T J (lower triangle, then mirrored) and J^T r, once per Jacobian:
-      // column dot products, which beat a general matrix product at these sizes.
-      for (int a = 0; a < m_; ++a) {
-        const auto ca = ju_.col(a).head(n);
-        for (int b = 0; b <= a; ++b) jtj_(a, b) = jtj_(b, a) = ca.dot(ju_.col(b).head(n));
-        jtr_(a) = ca.dot(r);
-      }
-      if (!jtj_.topLeftCorner(m_, m_).allFinite()) return false;
-    }
-    return true;
+    return options_.use_qr || normal_equations(ju_.topLeftCorner(n, m_));
   }
+
 
   // delta_ = argmin |J d + r|^2 + lambda |D d|^2.
   bool step(int n, int m, double lambda) {

@@ -189,6 +189,9 @@ class LineFitter {
   void solve_nonlinear(std::size_t wi, std::span<const double> scale,
                        std::span<const double> offset, std::span<const T> denoised,
                        std::size_t good, Workspace& work, Solution& sol) const;
+  // Window wi's linear basis at a shift and FWHM (line profiles, then the
+  // background), built in work.columns.
+  double* window_basis(std::size_t wi, double shift_nm, double fwhm_nm, Workspace& work) const;
   void update_weights(const Window& w, const double* A, const double* beta,
                       std::span<const double> scale, std::span<const double> offset,
                       Workspace& work) const;
