@@ -144,6 +144,7 @@ nlohmann::json run_report_json(const exospec::pipeline::RunSummary& s, const std
   j["channels"] = s.channels;
   j["seconds"] = {{"total", s.seconds},
                   {"read", s.read_seconds},
+                  {"decode", s.decode_seconds},
                   {"calibrate", s.calibrate_seconds},
                   {"denoise", s.denoise_seconds},
                   {"fit", s.fit_seconds},
@@ -179,9 +180,9 @@ void print_run_summary(const exospec::pipeline::RunSummary& s, const std::string
   std::fprintf(stderr, " in %.2f s (%.0f spectra/s)\n", s.seconds,
                s.seconds > 0 ? static_cast<double>(s.spectra) / s.seconds : 0.0);
   std::fprintf(stderr,
-               "     read %.2f s, calibrate %.2f s, denoise %.2f s, fit %.2f s, write %.2f s, "
-               "input hash %.2f s\n",
-               s.read_seconds, s.calibrate_seconds, s.denoise_seconds, s.fit_seconds,
+               "     read %.2f s, decode %.2f s, calibrate %.2f s, denoise %.2f s, fit %.2f s, "
+               "write %.2f s, input hash %.2f s\n",
+               s.read_seconds, s.decode_seconds, s.calibrate_seconds, s.denoise_seconds, s.fit_seconds,
                s.write_seconds, s.hash_seconds);
   if (!s.fit_status.empty()) {
     std::uint64_t total = 0;

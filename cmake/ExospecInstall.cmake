@@ -23,4 +23,5 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/exospecConfigVersion.cmak
 install(FILES ${PROJECT_BINARY_DIR}/exospecConfig.cmake
               ${PROJECT_BINARY_DIR}/exospecConfigVersion.cmake
               ${PROJECT_SOURCE_DIR}/cmake/FindFFTW3.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/FindLibdeflate.cmake
         DESTINATION ${_cfgdir})

@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libeigen3-dev libfftw3-dev libhdf5-dev hdf5-tools
   libbenchmark-dev libgtest-dev
-  libcli11-dev libtoml11-dev nlohmann-json3-dev libssl-dev
+  libcli11-dev libtoml11-dev nlohmann-json3-dev libssl-dev libdeflate-dev
   python3-h5py python3-numpy python3-scipy
 )
 

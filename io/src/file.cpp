@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cstring>
 #include <fstream>
@@ -338,6 +339,92 @@ void File::read_rows(std::string_view dataset, std::uint64_t row0, std::span<T> 
         w, "cannot read rows");
 }
 
+namespace {
+
+// How the chunks of a dataset can be decoded without HDF5, if they can: the
+// pipeline's filter positions, and the chunk's rows. False when they cannot.
+bool direct_decoding(hid_t dset, DType dtype, const Dims& dims, const Where& w,
+                     StoredRows::Layout& layout) {
+  if constexpr (std::endian::native != std::endian::little) return false;
+  if (dims.empty()) return false;
+  Handle type = h5::type_handle(H5Dget_type(dset), w, "cannot read datatype");
+  if (H5Tequal(type.get(), h5::file_type(dtype)) <= 0) return false;  // another byte order or type
+  Handle dcpl = h5::plist_handle(H5Dget_create_plist(dset), w, "cannot read creation properties");
+  if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED) return false;
+  std::vector<hsize_t> chunk(dims.size());
+  if (H5Pget_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) !=
+      static_cast<int>(dims.size())) {
+    return false;
+  }
+  for (std::size_t d = 1; d < dims.size(); ++d) {
+    if (chunk[d] != dims[d]) return false;  // chunks split rows
+  }
+  layout.chunk_rows = static_cast<std::size_t>(chunk[0]);
+  layout.shuffle_position = layout.deflate_position = -1;
+  const int nfilters = check(H5Pget_nfilters(dcpl.get()), w, "cannot read filters");
+  for (int k = 0; k < nfilters; ++k) {
+    unsigned flags = 0, config = 0;
+    std::size_t nvalues = 0;
+    const H5Z_filter_t id =
+        H5Pget_filter2(dcpl.get(), static_cast<unsigned>(k), &flags, &nvalues, nullptr, 0, nullptr, &config);
+    if (id == H5Z_FILTER_SHUFFLE && k == 0) {
+      layout.shuffle_position = k;
+    } else if (id == H5Z_FILTER_DEFLATE && layout.deflate_position < 0) {
+      layout.deflate_position = k;
+    } else {
+      H5Eclear2(H5E_DEFAULT);
+      return false;  // another filter, or an order the decoder does not undo
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+template <class T>
+void File::fetch_rows(std::string_view dataset, std::uint64_t row0, std::span<T> out,
+                      StoredRows& stored) const {
+  stored.clear();
+  const Where w{impl_->path, dataset};
+  const hid_t dset = impl_->dataset(dataset);
+  const Dims dims = dataset_dims(dset, w);
+  StoredRows::Layout layout;
+  if (!direct_decoding(dset, DTypeOf<T>::value, dims, w, layout)) {
+    read_rows(dataset, row0, out);
+    return;
+  }
+  const RowSelection sel = select_rows(dset, row0, out.size(), w);  // (checks the block)
+  if (sel.rows == 0) return;
+  stored.file_ = impl_->path;
+  stored.dataset_ = std::string(dataset);
+  stored.dtype_ = DTypeOf<T>::value;
+  stored.element_size_ = sizeof(T);
+  stored.row_size_ = static_cast<std::size_t>(element_count(Dims(dims.begin() + 1, dims.end())));
+  stored.layout_ = layout;
+  stored.row0_ = row0;
+  stored.rows_ = sel.rows;
+  std::vector<hsize_t> offset(dims.size(), 0);
+  for (std::uint64_t c = row0 / layout.chunk_rows; c * layout.chunk_rows < row0 + sel.rows; ++c) {
+    offset[0] = c * layout.chunk_rows;
+    hsize_t size = 0;
+    check(H5Dget_chunk_storage_size(dset, offset.data(), &size), w, "cannot locate chunk");
+    if (size == 0) {  // never written: HDF5 knows the fill value
+      stored.clear();
+      read_rows(dataset, row0, out);
+      return;
+    }
+    StoredRows::Chunk chunk;
+    chunk.offset = stored.bytes_.size();
+    chunk.size = static_cast<std::size_t>(size);
+    chunk.first_row = offset[0];
+    stored.bytes_.resize(chunk.offset + chunk.size);
+    check(H5Dread_chunk(dset, H5P_DEFAULT, offset.data(), &chunk.filter_mask,
+                        stored.bytes_.data() + chunk.offset),
+          w, "cannot read chunk");
+    stored.chunks_.push_back(chunk);
+  }
+}
+
 template <class T>
 void File::read(std::string_view dataset, std::span<T> out) const {
   const Where w{impl_->path, dataset};
@@ -414,6 +501,7 @@ std::string File::attribute_type(std::string_view object, std::string_view name)
 
 #define EXOSPEC_INSTANTIATE_READ(T)                                                      \
   template void File::read_rows<T>(std::string_view, std::uint64_t, std::span<T>) const; \
+  template void File::fetch_rows<T>(std::string_view, std::uint64_t, std::span<T>, StoredRows&) const; \
   template void File::read<T>(std::string_view, std::span<T>) const;                     \
   template std::vector<T> File::read_all<T>(std::string_view) const;
 EXOSPEC_INSTANTIATE_READ(std::uint8_t)

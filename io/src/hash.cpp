@@ -12,7 +12,7 @@
 
 namespace exospec::io {
 
-std::string sha256_file(const std::filesystem::path& path) {
+std::string sha256_file(const std::filesystem::path& path, const std::atomic<bool>* cancel) {
   const std::string name = path.string();
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(name.c_str(), "rb"), &std::fclose);
   if (!f) throw FileError(name, "", std::string("cannot read: ") + std::strerror(errno));
@@ -22,6 +22,7 @@ std::string sha256_file(const std::filesystem::path& path) {
   }
   std::vector<unsigned char> buf(1 << 20);
   for (;;) {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) return {};
     const std::size_t n = std::fread(buf.data(), 1, buf.size(), f.get());
     if (n > 0 && EVP_DigestUpdate(ctx.get(), buf.data(), n) != 1) {
       throw FileError(name, "", "SHA-256 update failed");

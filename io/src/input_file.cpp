@@ -214,6 +214,11 @@ void InputFile::read_counts(std::string_view channel, std::uint64_t row0,
   file_.read_rows(schema::raw_group(channel) + "/counts", row0, out);
 }
 
+void InputFile::fetch_counts(std::string_view channel, std::uint64_t row0,
+                             std::span<std::uint32_t> out, StoredRows& stored) const {
+  file_.fetch_rows(schema::raw_group(channel) + "/counts", row0, out, stored);
+}
+
 void InputFile::read_exposure(std::string_view channel, std::uint64_t row0,
                               std::span<double> out) const {
   file_.read_rows(schema::raw_group(channel) + "/exposure_s", row0, out);

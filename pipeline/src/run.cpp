@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <iterator>
 #include <mutex>
 #include <stdexcept>
@@ -45,6 +47,7 @@ struct ChannelWork {
     std::vector<float> fit_chi2;
     std::vector<std::uint8_t> fit_status;
     std::vector<std::uint32_t> counts;
+    io::StoredRows stored_counts;  // counts as stored, until decoded into `counts`
     std::vector<double> exposure, temperature;
     std::vector<float> temperature_f, radiance, variance, denoised, denoised_variance;
     std::vector<double> scale, offset;  // count model rows (anscombe, fit)
@@ -119,6 +122,25 @@ class ComputeThread {
   std::thread thread_;  // last: starts after the members above exist
 };
 
+// Decodes the stored chunks of a block on `threads` OpenMP threads, then
+// forgets them. The first error is rethrown after the loop.
+void decode_chunks(io::StoredRows& stored, std::span<std::uint32_t> out, int threads) {
+  const auto n = static_cast<std::int64_t>(stored.chunks());
+  if (n == 0) return;
+  std::exception_ptr error;
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
+  for (std::int64_t i = 0; i < n; ++i) {
+    try {
+      stored.decode(static_cast<std::size_t>(i), out);
+    } catch (...) {
+#pragma omp critical(exospec_decode_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  stored.clear();
+  if (error) std::rethrow_exception(error);
+}
+
 std::vector<std::string> select_channels(const RunConfig& config, const io::InputFile& in) {
   if (config.channels.empty()) return in.channels();
   std::vector<std::string> out;
@@ -164,16 +186,27 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   }
   for (const auto& ch : channels) work.emplace_back(ch, in, config, nthreads, wisdom);
 
-  auto t0 = Clock::now();
-  const std::string input_hash = io::sha256_file(input);
-  summary.hash_seconds = seconds_since(t0);
+  // The input's hash (provenance) is computed beside the run, not before it.
+  // If the run fails, the hash stops early; the future's destructor waits for
+  // it (`summary` and `input` outlive the future).
+  std::atomic<bool> cancel_hash{false};
+  struct CancelHash {
+    std::atomic<bool>& flag;
+    ~CancelHash() { flag = true; }
+  };
+  auto input_hash = std::async(std::launch::async, [&input, &summary, &cancel_hash] {
+    const auto t = Clock::now();
+    std::string hash = io::sha256_file(input, &cancel_hash);
+    summary.hash_seconds = seconds_since(t);
+    return hash;
+  });
+  const CancelHash cancel_on_exit{cancel_hash};  // (destroyed before input_hash)
 
   io::WriteOptions options;
   options.deflate_level = config.deflate_level;
   io::FileWriter w(output, options, overwrite);
   io::write_root_attributes(w, config.to_toml());
   w.set_attribute("/", "input_file", fs::absolute(input).lexically_normal().string());
-  w.set_attribute("/", "input_sha256", input_hash);
   io::create_objects(w, io::schema::geometry_objects(), {N, 0, 0, 0});
   const std::size_t block = static_cast<std::size_t>(std::min<std::uint64_t>(config.block_rows, N));
   for (auto& cw : work) {
@@ -234,6 +267,14 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   // thread); the stages run on a second thread with their own OpenMP team.
   // While block k is computed in one slot, block k - 1 is written from the
   // other slot and then block k + 1 read into it.
+  //
+  // Counts are fetched as stored (compressed) and inflated outside HDF5:
+  // on this thread when the compute threads leave a core free for it, and
+  // otherwise shared among the compute threads, so that every core does the
+  // same kind of work and the run scales with --threads. Either way gives
+  // the same values.
+  const unsigned cores = std::thread::hardware_concurrency();
+  const bool decode_on_io = cores > 0 && static_cast<unsigned>(nthreads) < cores;
   std::array<std::vector<double>, 2> time_buf, altitude_buf;
   for (int k = 0; k < 2; ++k) {
     time_buf[k].resize(block);
@@ -250,7 +291,9 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     for (auto& cw : work) {
       auto& sl = cw.slots[slot];
       const std::size_t P = cw.stages.pixels();
-      in.read_counts(cw.stages.channel(), row0, std::span(sl.counts).first(rows * P));
+      const auto counts = std::span(sl.counts).first(rows * P);
+      in.fetch_counts(cw.stages.channel(), row0, counts, sl.stored_counts);
+      if (decode_on_io) sl.stored_counts.decode_all(counts);
       in.read_exposure(cw.stages.channel(), row0, std::span(sl.exposure).first(rows));
       in.read_temperature(cw.stages.channel(), row0, std::span(sl.temperature_f).first(rows));
     }
@@ -258,6 +301,11 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   };
   auto compute_block = [&](int slot, std::uint64_t row0) {
     const std::size_t rows = rows_of(row0);
+    const auto t_decode = Clock::now();
+    for (auto& cw : work) decode_chunks(cw.slots[slot].stored_counts,
+                                        std::span(cw.slots[slot].counts).first(rows * cw.stages.pixels()),
+                                        nthreads);
+    summary.decode_seconds += seconds_since(t_decode);
     for (auto& cw : work) {
       auto& sl = cw.slots[slot];
       const std::size_t P = cw.stages.pixels();
@@ -365,7 +413,8 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     write_block(static_cast<int>((blocks - 1) % 2), (blocks - 1) * block);
     if (progress) progress(N, N);
   }
-  t0 = Clock::now();
+  auto t0 = Clock::now();
+  w.set_attribute("/", "input_sha256", input_hash.get());
   w.commit();
   if (!config.fftw_wisdom_file.empty() && config.has_stage(Stage::kDenoise)) {
     // Best effort: wisdom only speeds up planning next time.

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "exospec/io/stored_rows.hpp"
 #include "exospec/io/types.hpp"
 
 namespace exospec::io {
@@ -53,6 +54,13 @@ class File {
   // a 1-D dataset has rows of one element). HDF5 converts the stored type.
   template <class T>
   void read_rows(std::string_view dataset, std::uint64_t row0, std::span<T> out) const;
+  // The same rows in two steps (see stored_rows.hpp): fetches the stored
+  // chunks that hold them into `stored`, for stored.decode() to fill `out`
+  // later, on any thread. Storage that the decoder does not know is read
+  // into `out` here, by HDF5, and leaves stored.chunks() == 0.
+  template <class T>
+  void fetch_rows(std::string_view dataset, std::uint64_t row0, std::span<T> out,
+                  StoredRows& stored) const;
   // Reads a whole dataset (out.size() must equal its element count).
   template <class T>
   void read(std::string_view dataset, std::span<T> out) const;

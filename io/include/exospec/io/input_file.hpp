@@ -48,6 +48,10 @@ class InputFile {
   // Row blocks: rows [row0, row0 + out.size() / row_size).
   void read_counts(std::string_view channel, std::uint64_t row0,
                    std::span<std::uint32_t> out) const;
+  // The same in two steps (stored_rows.hpp): the stored chunks now, on the
+  // HDF5 thread; stored.decode() into `out` later, on any thread.
+  void fetch_counts(std::string_view channel, std::uint64_t row0, std::span<std::uint32_t> out,
+                    StoredRows& stored) const;
   void read_exposure(std::string_view channel, std::uint64_t row0, std::span<double> out) const;
   void read_temperature(std::string_view channel, std::uint64_t row0, std::span<float> out) const;
   void read_time(std::uint64_t row0, std::span<double> out) const;

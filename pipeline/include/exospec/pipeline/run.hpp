@@ -70,14 +70,15 @@ struct RunSummary {
   std::uint64_t spectra = 0;
   std::vector<std::string> channels;
   double seconds = 0.0;            // wall time of the whole run
-  double read_seconds = 0.0;       // HDF5 reads
+  double read_seconds = 0.0;       // HDF5 reads (the I/O thread)
+  double decode_seconds = 0.0;     // inflating stored chunks on the compute threads (wall)
   double calibrate_seconds = 0.0;  // calibrate kernel, spike removal included (wall)
   double denoise_seconds = 0.0;    // smoothing (wall)
   double fit_seconds = 0.0;        // line fits (wall)
   // Fits per status code (index = kernels::FitStatus), over lines and spectra.
   std::vector<std::uint64_t> fit_status;
   double write_seconds = 0.0;      // HDF5 writes
-  double hash_seconds = 0.0;       // input SHA-256
+  double hash_seconds = 0.0;       // input SHA-256 (on a thread of its own, beside the run)
   // Pixels (over all channels) with each quality bit set; index = bit number.
   std::vector<std::uint64_t> quality_bit_pixels;
 };
