@@ -32,6 +32,65 @@ std::pair<double, double> extent(const FitLineSpec& l) {
   return {lo, hi};
 }
 
+// In-place Cholesky factor L (lower triangle, row-major k x k) of a small
+// symmetric matrix, k <= kMaxParams; false unless every pivot exceeds 1e-14
+// of the largest diagonal element (as the linear path's LDLT test).
+[[gnu::always_inline]] inline bool small_cholesky(double* a, int k) {
+  double dmax = 0.0;
+  for (int i = 0; i < k; ++i) dmax = std::max(dmax, a[i * k + i]);
+  for (int j = 0; j < k; ++j) {
+    double d = a[j * k + j];
+    for (int q = 0; q < j; ++q) d -= a[j * k + q] * a[j * k + q];
+    if (!(d > 1e-14 * dmax)) return false;
+    const double l = std::sqrt(d);
+    a[j * k + j] = l;
+    for (int i = j + 1; i < k; ++i) {
+      double s = a[i * k + j];
+      for (int q = 0; q < j; ++q) s -= a[i * k + q] * a[j * k + q];
+      a[i * k + j] = s / l;
+    }
+  }
+  return true;
+}
+
+// Solves L L^T x = b in place (L from small_cholesky).
+[[gnu::always_inline]] inline void small_cholesky_solve(const double* l, int k, double* x) {
+  for (int i = 0; i < k; ++i) {
+    double s = x[i];
+    for (int q = 0; q < i; ++q) s -= l[i * k + q] * x[q];
+    x[i] = s / l[i * k + i];
+  }
+  for (int i = k - 1; i >= 0; --i) {
+    double s = x[i];
+    for (int q = i + 1; q < k; ++q) s -= l[q * k + i] * x[q];
+    x[i] = s / l[i * k + i];
+  }
+}
+
+// Dot product in kLanes independent partial sums (a plain sum is one
+// dependency chain the compiler may not reorder: 4 cycles per element).
+// The order is fixed, so results do not depend on anything but the inputs.
+[[gnu::always_inline]] inline double dot(const double* a, const double* b, std::size_t n) {
+  double acc[kLanes] = {};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (std::size_t l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
+  }
+  for (std::size_t l = 0; i < n; ++i, ++l) acc[l] += a[i] * b[i];
+  double s = 0.0;
+  for (double v : acc) s += v;
+  return s;
+}
+
+// col += f (cdf[i+1] - cdf[i]) / width_i; dcol += g (pdf[i+1] - pdf[i]) / width_i.
+EXOSPEC_CLONES void add_component(std::size_t n, double f, double g, const double* cdf, const double* pdf,
+                                  const double* iw, double* col, double* dcol) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    col[i] += f * (cdf[i + 1] - cdf[i]) * iw[i];
+    dcol[i] += g * (pdf[i + 1] - pdf[i]) * iw[i];
+  }
+}
+
 // Phi, phi and x phi of a standard normal at x_k = (edge_k - mu) / sigma.
 EXOSPEC_CLONES void normal_at_edges(const double* edges, std::size_t m, double mu, double inv_sigma,
                                     double* cdf, double* pdf, double* xpdf) noexcept {
@@ -94,7 +153,8 @@ struct LineFitter::Solution {
 };
 
 struct LineFitter::Workspace::Solvers {
-  std::vector<LevenbergMarquardt<Eigen::Dynamic>> lm;  // per window
+  std::vector<LevenbergMarquardt<Eigen::Dynamic>> lm;  // per window: all parameters
+  std::vector<LevenbergMarquardt<1>> shift_lm;         // per window: the shift alone
   std::vector<Solution> solution;                       // per window
   std::vector<ParamVec> p;                              // per window: parameters
 };
@@ -219,6 +279,8 @@ LineFitter::Workspace LineFitter::make_workspace() const {
   ws.weighted.assign(mx * (kMaxParams + 2), 0.0);
   ws.residual.assign(mx, 0.0);
   ws.columns.assign(mx * kMaxParams, 0.0);
+  ws.dcolumns.assign(mx * kMaxParams, 0.0);
+  ws.weighted_y.assign(mx, 0.0);
   ws.solvers = std::make_unique<Workspace::Solvers>();
   auto& sv = *ws.solvers;
   sv.solution.resize(windows_.size());
@@ -233,11 +295,19 @@ LineFitter::Workspace LineFitter::make_workspace() const {
   opt.ftol = 1e-8;
   opt.xtol = 1e-6;
   opt.gtol = 1e-8;
+  // The shift alone (variable projection): also stop at a step below 1e-3
+  // of its standard error (with one parameter, xtol relative to the shift
+  // itself would ask for 1e-7 nm near zero shift, a few more iterations).
+  LmOptions shift_opt = opt;
+  shift_opt.step_tol = 1e-3;
   const double max_shift = settings_.max_shift_fwhm * settings_.fwhm_nm;
   sv.lm.reserve(windows_.size());
+  sv.shift_lm.reserve(windows_.size());
   sv.p.reserve(windows_.size());
   for (const auto& w : windows_) {
     const int np = w.k + 2;
+    sv.shift_lm.emplace_back(1, static_cast<int>(std::max<std::size_t>(w.size, 1)), shift_opt);
+    sv.shift_lm.back().set_bounds(0, -max_shift, max_shift);
     sv.lm.emplace_back(np, static_cast<int>(std::max<std::size_t>(w.size, 1)), opt);
     sv.p.emplace_back(ParamVec::Zero(np));
     auto& lm = sv.lm.back();
@@ -282,6 +352,30 @@ void LineFitter::window_profiles(std::size_t wi, double shift_nm, double fwhm_nm
           dsigma[i] += g * (xpdf[i + 1] - xpdf[i]) * iw[i];
         }
       }
+    }
+  }
+}
+
+void LineFitter::profiles_and_shift_derivatives(std::size_t wi, double shift_nm, double fwhm_nm,
+                                                double* columns, double* dcolumns, Workspace& work) const {
+  const Window& w = windows_[wi];
+  const std::size_t n = w.size, nl = w.lines.size();
+  if (n == 0) return;
+  const double inv_sigma = kFwhmPerSigma / fwhm_nm;
+  double* cdf = work.cdf.data();
+  double* pdf = work.pdf.data();
+  const double* iw = w.inv_width.data();
+  for (std::size_t a = 0; a < nl; ++a) {
+    double* col = columns + a * n;
+    double* dcol = dcolumns + a * n;
+    std::fill(col, col + n, 0.0);
+    std::fill(dcol, dcol + n, 0.0);
+    for (std::size_t ci = w.component_begin[a]; ci < w.component_begin[a + 1]; ++ci) {
+      const LineComponent& c = w.components[ci];
+      normal_at_edges(w.edges.data(), w.edges.size(), c.wavelength_nm + shift_nm, inv_sigma, cdf, pdf,
+                      work.xpdf.data());
+      // d/dmu Phi((e - mu)/s) = -phi/s
+      add_component(n, c.fraction, -c.fraction * inv_sigma, cdf, pdf, iw, col, dcol);
     }
   }
 }
@@ -444,6 +538,74 @@ struct WindowModel {
   }
 };
 
+// The arithmetic of one ProjectedWindowModel evaluation (compiled for each
+// vector width): A~ = sqrt(w) A (line columns; the background columns are
+// already there), beta, r and, if J is not null, Kaufman's Jacobian (v: n
+// values of scratch). False if A~^T A~ is singular.
+EXOSPEC_CLONES bool projected_residuals(std::size_t n, std::size_t nl, int k, const double* cols,
+                                        const double* dcols, const double* sw, const double* wy, double* At,
+                                        double* v, double* beta, double* r, double* J) {
+  for (std::size_t a = 0; a < nl; ++a) {
+    for (std::size_t i = 0; i < n; ++i) At[a * n + i] = sw[i] * cols[a * n + i];
+  }
+  double L[kMaxParams * kMaxParams] = {};
+  const auto ku = static_cast<std::size_t>(k);
+  for (std::size_t a = 0; a < ku; ++a) {
+    for (std::size_t b = 0; b <= a; ++b) L[a * ku + b] = dot(At + a * n, At + b * n, n);
+    beta[a] = dot(At + a * n, wy, n);
+  }
+  if (!small_cholesky(L, k)) return false;
+  small_cholesky_solve(L, k, beta);
+  for (std::size_t i = 0; i < n; ++i) r[i] = wy[i];
+  for (std::size_t a = 0; a < ku; ++a) {
+    for (std::size_t i = 0; i < n; ++i) r[i] -= beta[a] * At[a * n + i];
+  }
+  if (J != nullptr) {
+    std::fill(v, v + n, 0.0);
+    for (std::size_t a = 0; a < nl; ++a) {
+      for (std::size_t i = 0; i < n; ++i) v[i] += beta[a] * dcols[a * n + i];
+    }
+    for (std::size_t i = 0; i < n; ++i) v[i] *= sw[i];
+    double c[kMaxParams];
+    for (std::size_t a = 0; a < ku; ++a) c[a] = dot(At + a * n, v, n);
+    small_cholesky_solve(L, k, c);
+    for (std::size_t i = 0; i < n; ++i) J[i] = -v[i];
+    for (std::size_t a = 0; a < ku; ++a) {
+      for (std::size_t i = 0; i < n; ++i) J[i] += c[a] * At[a * n + i];
+    }
+  }
+  return true;
+}
+
+// The same window with the width fixed, by variable projection (Golub and
+// Pereyra 1973): at each shift the brightnesses and background are the
+// weighted linear least-squares solution, so the residuals are a function
+// of the shift alone and Levenberg-Marquardt works on one parameter. Its
+// Jacobian is Kaufman's (1975): the shift derivative of the weighted model
+// with its part in the span of the basis projected out,
+//   J = -(I - P) v,  v = sqrt(W) (dA/dshift) beta,  P = A~ (A~^T A~)^-1 A~^T,
+// whose J^T r is the exact gradient of the projected cost. Same minimum as
+// WindowModel over all parameters, in fewer and cheaper iterations.
+// Expects work.sqrt_weight, work.weighted_y (sqrt(w) y) and the background
+// columns of work.weighted (sqrt(w) times the basis) set by the caller.
+struct ProjectedWindowModel {
+  const LineFitter* fitter;
+  std::size_t window, n, nl;
+  int k;
+  double fwhm;
+  LineFitter::Workspace* work;
+  double* beta;  // k: the linear solution at the last evaluated shift
+  int residuals() const { return static_cast<int>(n); }
+  bool operator()(const double* p, double* r, double* J) const {
+    auto& ws = *work;
+    double* cols = ws.columns.data();
+    double* dcols = ws.dcolumns.data();
+    fitter->profiles_and_shift_derivatives(window, p[0], fwhm, cols, dcols, ws);
+    return projected_residuals(n, nl, k, cols, dcols, ws.sqrt_weight.data(), ws.weighted_y.data(),
+                               ws.weighted.data(), ws.dshift.data(), beta, r, J);
+  }
+};
+
 }  // namespace
 
 template <class T>
@@ -508,7 +670,31 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
   // linear parameters once more at the fitted shift and width.
   for (std::size_t i = 0; i < n; ++i) work.sqrt_weight[i] = std::sqrt(work.weight[i]);
   const Solution linear = sol;  // (kept: tied mode falls back to it)
-  const LmResult res = lm.solve(model, p);
+  LmResult res;
+  if (settings_.width == WidthMode::kFixed) {
+    // The shift alone, by variable projection (ProjectedWindowModel).
+    for (std::size_t i = 0; i < n; ++i) work.weighted_y[i] = work.sqrt_weight[i] * work.y[i];
+    for (std::size_t b = nl; b < static_cast<std::size_t>(k); ++b) {
+      for (std::size_t i = 0; i < n; ++i) work.weighted[b * n + i] = work.sqrt_weight[i] * w.basis[b * n + i];
+    }
+    double beta[kMaxParams];
+    const ProjectedWindowModel projected{this, wi, n, nl, k, fwhm0, &work, beta};
+    Eigen::Matrix<double, 1, 1> s;
+    s(0) = shift0;
+    res = work.solvers->shift_lm[wi].solve(projected, s);
+    // The linear parameters at the solution (the last evaluation may have
+    // been a rejected trial).
+    if (res.status == LmStatus::kConverged || res.status == LmStatus::kMaxIterations) {
+      if (projected(s.data(), work.residual.data(), nullptr)) {
+        for (int a = 0; a < k; ++a) p(a) = beta[a];
+        p(k) = s(0);
+      } else {
+        res.status = LmStatus::kNotFinite;
+      }
+    }
+  } else {
+    res = lm.solve(model, p);
+  }
   sol.status = from_lm(res.status);
   sol.nonlinear = true;
   if (sol.status != FitStatus::kConverged && sol.status != FitStatus::kMaxIterations) {

@@ -4,6 +4,8 @@
 // windows without data.
 #include <gtest/gtest.h>
 
+#include <Eigen/Dense>
+
 #include <cmath>
 #include <vector>
 
@@ -175,6 +177,14 @@ TEST(LineFit, ProfilesAndTheirDerivativesMatchTheReferenceAndFiniteDifferences) 
     scale = std::max(scale, std::abs(dsg[i]));
   }
   EXPECT_LT(worst, 1e-7 * scale);
+  // The per-line shift derivatives of the shift-only fit (variable
+  // projection): the same profiles, and columns that sum with b to dsh.
+  std::vector<double> cols2(n * nl), dcols(n * nl);
+  fit.profiles_and_shift_derivatives(w, shift, fwhm, cols2.data(), dcols.data(), work);
+  for (std::size_t i = 0; i < n * nl; ++i) EXPECT_NEAR(cols2[i], cols[i], 1e-15) << i;
+  for (std::size_t i = 0; i < n; ++i) {
+    EXPECT_NEAR(b[0] * dcols[i] + b[1] * dcols[n + i], dsh[i], 1e-12 * scale) << i;
+  }
 }
 
 TEST(LineFit, TiedAndFreeShiftsRecoverADisplacedSpectrumExactly) {
@@ -284,6 +294,59 @@ TEST(LineFit, NonlinearGaussianPullsMatchTheReportedSigma) {
     EXPECT_NEAR(mean, 0.0, 0.08) << j;  // 4 standard errors
     EXPECT_NEAR(sd, 1.0, 0.06) << j;
   }
+}
+
+TEST(LineFit, FreeShiftIsTheMinimumOfChi2OverTheShift) {
+  // The nonlinear fit (variable projection on the shift) against chi2(s)
+  // computed here with Eigen's QR: at each shift s, the window's profiles
+  // and a linear background fitted by weighted least squares. The parabola
+  // through s* - h, s*, s* + h must have its vertex at s* (to far below the
+  // shift's sigma), and the brightness at s* must be the fit's.
+  const std::vector<double> truth_b = {60.0, 40.0, 200.0, 50.0};
+  const auto y0 = shifted_spectrum(truth_b, 3.0, 0.01, 0.1, 1.5);
+  const std::vector<std::uint8_t> q(kP, 0);
+  std::vector<double> v(kP), y(kP), wl(kP);
+  pixel_wavelengths(kCoeffs, wl);
+  for (std::size_t p = 0; p < kP; ++p) v[p] = 0.5 + 0.1 * y0[p];
+  auto rng = Rng::stream(11);
+  for (std::size_t p = 0; p < kP; ++p) y[p] = y0[p] + std::sqrt(v[p]) * rng.normal();
+  LineFitSettings set;
+  set.fwhm_nm = 1.5;
+  set.shift = ShiftMode::kFree;
+  set.refine_iterations = 0;
+  const LineFitter fit(kCoeffs, kP, lines(), set);
+  auto work = fit.make_workspace();
+  Out out(4);
+  fit.fit<double>(y, v, q, {}, {}, out.view(), work);
+  const std::size_t j = 2;  // Mg II, alone in its window
+  std::size_t wi = 0;
+  while (fit.window_lines(wi) != std::vector<std::size_t>{j}) ++wi;
+  ASSERT_EQ(out.st[j], 0);
+  const double s_star = out.c[j] - lines()[j].wavelength_nm, h = 0.002;
+  EXPECT_NEAR(s_star, 0.1, 0.02);  // (sanity: near the truth)
+  const std::size_t first = fit.window_first(wi), n = fit.window_size(wi);
+  auto chi2_at = [&](double shift, double& brightness) {
+    std::vector<double> col(n);
+    fit.window_profiles(wi, shift, 1.5, col.data(), nullptr, nullptr, nullptr, work);
+    Eigen::MatrixXd A(n, 3);
+    Eigen::VectorXd b(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double sw = 1.0 / std::sqrt(v[first + i]);
+      const auto r = static_cast<Eigen::Index>(i);
+      A(r, 0) = sw * col[i];
+      A(r, 1) = sw;
+      A(r, 2) = sw * (wl[first + i] - wl[first]);
+      b(r) = sw * y[first + i];
+    }
+    const Eigen::VectorXd beta = A.colPivHouseholderQr().solve(b);
+    brightness = beta(0);
+    return (A * beta - b).squaredNorm();
+  };
+  double chi2[3], bright[3];
+  for (int m = -1; m <= 1; ++m) chi2[m + 1] = chi2_at(s_star + m * h, bright[m + 1]);
+  const double vertex = 0.5 * h * (chi2[0] - chi2[2]) / (chi2[0] - 2.0 * chi2[1] + chi2[2]);
+  EXPECT_LT(std::abs(vertex), 1e-5) << "chi2 minimum " << vertex << " nm from the fitted shift";
+  EXPECT_NEAR(bright[1], out.b[j], 1e-6 * out.s[j]);
 }
 
 TEST(LineFit, WindowsWithoutDataGetAStatusAndNaN) {

@@ -24,7 +24,8 @@
 // 1 - (2 rho - 1)^3), on failure lambda *= nu, nu *= 2.
 //
 // Stopping rules (MINPACK's): ftol, both the actual and the predicted relative
-// reduction of the cost are below ftol; xtol, ||D d|| <= xtol ||D p||; gtol, the
+// reduction of the cost are below ftol; xtol, ||D d|| <= xtol ||D p|| (or, if
+// LmOptions::step_tol is set, ||D d|| <= step_tol); gtol, the
 // largest cosine between r and a column of J is below gtol. Status: kConverged
 // for any of them; kMaxIterations; kStalled when lambda exceeds 1e16 without
 // reducing the cost (a minimum the arithmetic cannot improve on, or a bad
@@ -86,6 +87,13 @@ struct LmOptions {
   // needs no second evaluation (for models whose Jacobian costs little more
   // than their residuals).
   bool jacobian_with_trial = false;
+  // Also converged when an accepted step's Marquardt-scaled length ||D d||
+  // is at most step_tol (0: off). D holds the column norms of J, so for
+  // residuals weighted by their sigmas ||D d|| is the step in standard
+  // errors of the parameters (exactly, for one parameter): a step of 1e-3
+  // sigma changes nothing that can be measured, whatever the parameter's
+  // size (xtol, relative to ||D p||, never stops a parameter near 0).
+  double step_tol = 0.0;
 };
 
 struct LmResult {
@@ -297,7 +305,7 @@ class LevenbergMarquardt {
           }
           const bool ftol_met = actual <= options_.ftol * old_cost && pred <= options_.ftol * old_cost &&
                                 rho <= 2.0;
-          const bool xtol_met = dnorm <= options_.xtol * pnorm;
+          const bool xtol_met = dnorm <= options_.xtol * pnorm || dnorm <= options_.step_tol;
           if (ftol_met || xtol_met) {
             res.status = LmStatus::kConverged;
             return finish(res, n, m);

@@ -134,8 +134,9 @@ class LineFitter {
     ~Workspace();
     std::vector<double> weight, model, y, weighted;
     std::vector<double> cdf, pdf, xpdf, columns, dshift, dsigma, sqrt_weight, residual;
+    std::vector<double> dcolumns, weighted_y;  // (the shift-only fit)
     struct Solvers;
-    std::unique_ptr<Solvers> solvers;  // one Levenberg-Marquardt per window
+    std::unique_ptr<Solvers> solvers;  // Levenberg-Marquardt solvers per window
   };
   Workspace make_workspace() const;
 
@@ -156,6 +157,10 @@ class LineFitter {
   void window_profiles(std::size_t w, double shift_nm, double fwhm_nm, double* columns,
                        const double* brightness, double* dshift, double* dsigma,
                        Workspace& work) const;
+  // The same profiles and, line by line, their derivatives with respect to
+  // the shift (both n x lines, column-major; the shift-only fit).
+  void profiles_and_shift_derivatives(std::size_t w, double shift_nm, double fwhm_nm, double* columns,
+                                      double* dcolumns, Workspace& work) const;
 
  private:
   struct Window {
