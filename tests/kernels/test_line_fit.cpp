@@ -259,13 +259,19 @@ TEST(LineFit, FreeWidthRecoversABroaderLineSpread) {
   }
 }
 
-TEST(LineFit, NonlinearGaussianPullsMatchTheReportedSigma) {
-  // A free shift on a bright doublet (Mg II) and its neighbours, Gaussian
-  // noise of known variance: pulls of brightness and of the shift.
+// A free shift on every window, weights fixed at the given variance.
+LineFitSettings free_shift_without_refits() {
   LineFitSettings set;
   set.fwhm_nm = 1.5;
   set.shift = ShiftMode::kFree;
   set.refine_iterations = 0;
+  return set;
+}
+
+TEST(LineFit, NonlinearGaussianPullsMatchTheReportedSigma) {
+  // A free shift on a bright doublet (Mg II) and its neighbours, Gaussian
+  // noise of known variance: pulls of brightness and of the shift.
+  const LineFitSettings set = free_shift_without_refits();
   const LineFitter fit(kCoeffs, kP, lines(), set);
   auto work = fit.make_workspace();
   const std::vector<double> truth_b = {60.0, 40.0, 200.0, 50.0};
@@ -310,10 +316,7 @@ TEST(LineFit, FreeShiftIsTheMinimumOfChi2OverTheShift) {
   for (std::size_t p = 0; p < kP; ++p) v[p] = 0.5 + 0.1 * y0[p];
   auto rng = Rng::stream(11);
   for (std::size_t p = 0; p < kP; ++p) y[p] = y0[p] + std::sqrt(v[p]) * rng.normal();
-  LineFitSettings set;
-  set.fwhm_nm = 1.5;
-  set.shift = ShiftMode::kFree;
-  set.refine_iterations = 0;
+  const LineFitSettings set = free_shift_without_refits();
   const LineFitter fit(kCoeffs, kP, lines(), set);
   auto work = fit.make_workspace();
   Out out(4);
