@@ -316,33 +316,30 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
                                std::span(sl.quality).first(rows * P),
                                model ? std::span(sl.scale).first(rows * P) : std::span<double>(),
                                model ? std::span(sl.offset).first(rows * P) : std::span<double>()};
-      auto t1 = Clock::now();
-      cw.stages.calibrate(std::span<const std::uint32_t>(sl.counts).first(rows * P),
-                          std::span<const double>(sl.exposure).first(rows),
-                          std::span<const double>(sl.temperature).first(rows), cal);
-      summary.calibrate_seconds += seconds_since(t1);
-      std::span<const float> denoised;
+      const std::size_t L = cw.stages.lines();
+      DenoisedRows den;
       if (cw.stages.has_denoise()) {
-        t1 = Clock::now();
-        cw.stages.denoise(cal, {std::span(sl.denoised).first(rows * P),
-                                std::span(sl.denoised_variance).first(rows * P)});
-        summary.denoise_seconds += seconds_since(t1);
-        // Initial values of the nonlinear fit.
-        denoised = std::span<const float>(sl.denoised).first(rows * P);
+        den = {std::span(sl.denoised).first(rows * P), std::span(sl.denoised_variance).first(rows * P)};
       }
+      FitRows fits;
       if (cw.stages.has_fit()) {
-        t1 = Clock::now();
-        const std::size_t L = cw.stages.lines();
-        cw.stages.fit(cal, denoised,
-                      {std::span(sl.fit_b).first(rows * L), std::span(sl.fit_s).first(rows * L),
-                       std::span(sl.fit_c).first(rows * L), std::span(sl.fit_w).first(rows * L),
-                       std::span(sl.fit_chi2).first(rows * L), std::span(sl.fit_status).first(rows * L)});
-        summary.fit_seconds += seconds_since(t1);
-        for (std::size_t i = 0; i < rows * L; ++i) {
-          const std::size_t st = sl.fit_status[i];
-          if (summary.fit_status.size() <= st) summary.fit_status.resize(st + 1, 0);
-          ++summary.fit_status[st];
-        }
+        fits = {std::span(sl.fit_b).first(rows * L), std::span(sl.fit_s).first(rows * L),
+                std::span(sl.fit_c).first(rows * L), std::span(sl.fit_w).first(rows * L),
+                std::span(sl.fit_chi2).first(rows * L), std::span(sl.fit_status).first(rows * L)};
+      }
+      // All stages in one pass over tasks of rows (ChannelStages::process).
+      const StageSeconds t = cw.stages.process(std::span<const std::uint32_t>(sl.counts).first(rows * P),
+                                               std::span<const double>(sl.exposure).first(rows),
+                                               std::span<const double>(sl.temperature).first(rows), cal, den,
+                                               fits);
+      const double per_thread = 1.0 / static_cast<double>(nthreads);
+      summary.calibrate_seconds += t.calibrate * per_thread;
+      summary.denoise_seconds += t.denoise * per_thread;
+      summary.fit_seconds += t.fit * per_thread;
+      for (std::size_t i = 0; i < rows * L; ++i) {
+        const std::size_t st = sl.fit_status[i];
+        if (summary.fit_status.size() <= st) summary.fit_status.resize(st + 1, 0);
+        ++summary.fit_status[st];
       }
       for (std::size_t i = 0; i < rows * P; ++i) {
         const unsigned q = sl.quality[i];

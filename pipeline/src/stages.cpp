@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <optional>
 #include <stdexcept>
@@ -58,6 +59,14 @@ struct ChannelStages::Impl {
   std::optional<kernels::LineFitter> fitter;
   std::vector<kernels::LineFitter::Workspace> fit_work;  // per thread
   bool count_model = false;
+
+  void calibrate_task(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                      std::span<const double> temperature_c, const CalibratedRows& out, std::size_t r0,
+                      std::size_t n);
+  void denoise_task(const CalibratedInput& in, const DenoisedRows& out, std::size_t r0, std::size_t n,
+                    int thread);
+  void fit_task(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out,
+                std::size_t r0, std::size_t n, int thread);
 
   Impl(const RunConfig& config, std::string ch, io::ChannelCalibration cal, int nthreads,
        const std::string& wisdom)
@@ -123,75 +132,69 @@ const std::vector<kernels::FitLineSpec>& ChannelStages::line_specs() const {
   return impl_->fitter->line_specs();
 }
 
-void ChannelStages::calibrate(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
-                              std::span<const double> temperature_c, const CalibratedRows& out) {
-  Impl& m = *impl_;
-  const std::size_t P = m.pixels;
+namespace {
+
+std::size_t tasks_of(std::size_t rows) { return (rows + kTaskRows - 1) / kTaskRows; }
+
+// Checks the calibrate stage's spans; returns the rows.
+std::size_t calibrate_rows(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                           std::span<const double> temperature_c, const CalibratedRows& out, std::size_t P) {
   expect(counts.size() % P == 0, "counts is not a whole number of rows");
   const std::size_t rows = counts.size() / P;
   expect(exposure_s.size() == rows && temperature_c.size() == rows, "exposure/temperature: one per row");
   expect(out.radiance.size() == rows * P && out.variance.size() == rows * P &&
              out.quality.size() == rows * P,
          "calibrated output: rows x pixels");
-  const bool model = !out.scale.empty();
-  expect(!model || (out.scale.size() == rows * P && out.offset.size() == rows * P),
+  expect(out.scale.empty() || (out.scale.size() == rows * P && out.offset.size() == rows * P),
          "scale/offset: rows x pixels or empty");
-  const auto tasks = static_cast<std::int64_t>((rows + kTaskRows - 1) / kTaskRows);
-#pragma omp parallel for num_threads(m.threads) schedule(dynamic)
-  for (std::int64_t task = 0; task < tasks; ++task) {
-    const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
-    const std::size_t n = std::min(kTaskRows, rows - r0);
-    m.calibrator.run<std::uint32_t, float>(counts.subspan(r0 * P, n * P), exposure_s.subspan(r0, n),
-                                           temperature_c.subspan(r0, n), out.radiance.subspan(r0 * P, n * P),
-                                           out.variance.subspan(r0 * P, n * P),
-                                           out.quality.subspan(r0 * P, n * P));
-    if (model) {
-      // Counts = radiance x scale + offset, per row.
-      for (std::size_t r = r0; r < r0 + n; ++r) {
-        m.calibrator.count_model(counts.subspan(r * P, P), exposure_s[r], temperature_c[r],
-                                 out.scale.subspan(r * P, P), out.offset.subspan(r * P, P));
-      }
-    }
-  }
+  return rows;
 }
 
-void ChannelStages::denoise(const CalibratedInput& in, const DenoisedRows& out) {
-  Impl& m = *impl_;
-  if (!m.smoother) throw std::logic_error("ChannelStages: the denoise stage is not configured");
-  const std::size_t P = m.pixels;
-  const bool model = m.smoother->needs_count_model();
-  const std::size_t rows = input_rows(in, P, model);
-  expect(out.radiance.size() == rows * P && out.variance.size() == rows * P, "denoised output: rows x pixels");
-  const auto tasks = static_cast<std::int64_t>((rows + kTaskRows - 1) / kTaskRows);
-#pragma omp parallel for num_threads(m.threads) schedule(dynamic)
-  for (std::int64_t task = 0; task < tasks; ++task) {
-    const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
-    const std::size_t n = std::min(kTaskRows, rows - r0);
-    std::span<const double> scale, offset;
-    if (model) {
-      scale = in.scale.subspan(r0 * P, n * P);
-      offset = in.offset.subspan(r0 * P, n * P);
-    }
-    m.smoother->run(in.radiance.subspan(r0 * P, n * P), in.variance.subspan(r0 * P, n * P),
-                    in.quality.subspan(r0 * P, n * P), scale, offset, out.radiance.subspan(r0 * P, n * P),
-                    out.variance.subspan(r0 * P, n * P), omp_get_thread_num());
-  }
-}
-
-void ChannelStages::fit(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out) {
-  Impl& m = *impl_;
-  if (!m.fitter) throw std::logic_error("ChannelStages: the fit stage is not configured");
-  const std::size_t P = m.pixels, L = m.fitter->lines();
-  const std::size_t rows = input_rows(in, P, false);
-  expect(denoised.empty() || denoised.size() == rows * P, "denoised: rows x pixels or empty");
-  const bool model = !in.scale.empty();
+void check_fit_rows(const FitRows& out, std::size_t rows, std::size_t L) {
   for (auto n : {out.brightness.size(), out.sigma.size(), out.center_nm.size(), out.fwhm_nm.size(),
                  out.chi2_reduced.size(), out.status.size()}) {
     expect(n == rows * L, "fit output: rows x lines");
   }
-#pragma omp parallel for num_threads(m.threads) schedule(dynamic)
-  for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
-    const auto r = static_cast<std::size_t>(ri);
+}
+
+}  // namespace
+
+// One task's rows [r0, r0 + n) of each stage. `thread` picks the per-thread
+// scratch space (the OpenMP thread number in the loop that calls them).
+void ChannelStages::Impl::calibrate_task(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                                         std::span<const double> temperature_c, const CalibratedRows& out,
+                                         std::size_t r0, std::size_t n) {
+  const std::size_t P = pixels;
+  calibrator.run<std::uint32_t, float>(counts.subspan(r0 * P, n * P), exposure_s.subspan(r0, n),
+                                       temperature_c.subspan(r0, n), out.radiance.subspan(r0 * P, n * P),
+                                       out.variance.subspan(r0 * P, n * P), out.quality.subspan(r0 * P, n * P));
+  if (!out.scale.empty()) {
+    // Counts = radiance x scale + offset, per row.
+    for (std::size_t r = r0; r < r0 + n; ++r) {
+      calibrator.count_model(counts.subspan(r * P, P), exposure_s[r], temperature_c[r],
+                             out.scale.subspan(r * P, P), out.offset.subspan(r * P, P));
+    }
+  }
+}
+
+void ChannelStages::Impl::denoise_task(const CalibratedInput& in, const DenoisedRows& out, std::size_t r0,
+                                       std::size_t n, int thread) {
+  const std::size_t P = pixels;
+  std::span<const double> scale, offset;
+  if (smoother->needs_count_model()) {
+    scale = in.scale.subspan(r0 * P, n * P);
+    offset = in.offset.subspan(r0 * P, n * P);
+  }
+  smoother->run(in.radiance.subspan(r0 * P, n * P), in.variance.subspan(r0 * P, n * P),
+                in.quality.subspan(r0 * P, n * P), scale, offset, out.radiance.subspan(r0 * P, n * P),
+                out.variance.subspan(r0 * P, n * P), thread);
+}
+
+void ChannelStages::Impl::fit_task(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out,
+                                   std::size_t r0, std::size_t n, int thread) {
+  const std::size_t P = pixels, L = fitter->lines();
+  const bool model = !in.scale.empty();
+  for (std::size_t r = r0; r < r0 + n; ++r) {
     std::span<const double> scale, offset;
     if (model) {
       scale = in.scale.subspan(r * P, P);
@@ -200,11 +203,101 @@ void ChannelStages::fit(const CalibratedInput& in, std::span<const float> denois
     const kernels::LineFitResult res{out.brightness.subspan(r * L, L), out.sigma.subspan(r * L, L),
                                      out.center_nm.subspan(r * L, L),  out.fwhm_nm.subspan(r * L, L),
                                      out.chi2_reduced.subspan(r * L, L), out.status.subspan(r * L, L)};
-    m.fitter->fit<float>(in.radiance.subspan(r * P, P), in.variance.subspan(r * P, P),
-                         in.quality.subspan(r * P, P), scale, offset, res,
-                         m.fit_work[static_cast<std::size_t>(omp_get_thread_num())],
-                         denoised.empty() ? std::span<const float>() : denoised.subspan(r * P, P));
+    fitter->fit<float>(in.radiance.subspan(r * P, P), in.variance.subspan(r * P, P), in.quality.subspan(r * P, P),
+                       scale, offset, res, fit_work[static_cast<std::size_t>(thread)],
+                       denoised.empty() ? std::span<const float>() : denoised.subspan(r * P, P));
   }
+}
+
+void ChannelStages::calibrate(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                              std::span<const double> temperature_c, const CalibratedRows& out) {
+  Impl& m = *impl_;
+  const std::size_t rows = calibrate_rows(counts, exposure_s, temperature_c, out, m.pixels);
+  const auto tasks = static_cast<std::int64_t>(tasks_of(rows));
+#pragma omp parallel for num_threads(m.threads) schedule(dynamic)
+  for (std::int64_t task = 0; task < tasks; ++task) {
+    const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
+    m.calibrate_task(counts, exposure_s, temperature_c, out, r0, std::min(kTaskRows, rows - r0));
+  }
+}
+
+void ChannelStages::denoise(const CalibratedInput& in, const DenoisedRows& out) {
+  Impl& m = *impl_;
+  if (!m.smoother) throw std::logic_error("ChannelStages: the denoise stage is not configured");
+  const std::size_t P = m.pixels;
+  const std::size_t rows = input_rows(in, P, m.smoother->needs_count_model());
+  expect(out.radiance.size() == rows * P && out.variance.size() == rows * P, "denoised output: rows x pixels");
+  const auto tasks = static_cast<std::int64_t>(tasks_of(rows));
+#pragma omp parallel for num_threads(m.threads) schedule(dynamic)
+  for (std::int64_t task = 0; task < tasks; ++task) {
+    const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
+    m.denoise_task(in, out, r0, std::min(kTaskRows, rows - r0), omp_get_thread_num());
+  }
+}
+
+void ChannelStages::fit(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out) {
+  Impl& m = *impl_;
+  if (!m.fitter) throw std::logic_error("ChannelStages: the fit stage is not configured");
+  const std::size_t P = m.pixels;
+  const std::size_t rows = input_rows(in, P, false);
+  expect(denoised.empty() || denoised.size() == rows * P, "denoised: rows x pixels or empty");
+  check_fit_rows(out, rows, m.fitter->lines());
+  // (Tasks of one row: fit times vary from row to row.)
+#pragma omp parallel for num_threads(m.threads) schedule(dynamic)
+  for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
+    m.fit_task(in, denoised, out, static_cast<std::size_t>(ri), 1, omp_get_thread_num());
+  }
+}
+
+StageSeconds ChannelStages::process(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                                    std::span<const double> temperature_c, const CalibratedRows& calibrated,
+                                    const DenoisedRows& denoised, const FitRows& fits) {
+  Impl& m = *impl_;
+  const std::size_t P = m.pixels;
+  const std::size_t rows = calibrate_rows(counts, exposure_s, temperature_c, calibrated, P);
+  const CalibratedInput in(calibrated);
+  if (m.smoother) {
+    input_rows(in, P, m.smoother->needs_count_model());
+    expect(denoised.radiance.size() == rows * P && denoised.variance.size() == rows * P,
+           "denoised output: rows x pixels");
+  }
+  if (m.fitter) check_fit_rows(fits, rows, m.fitter->lines());
+  const std::span<const float> initial =
+      m.smoother ? std::span<const float>(denoised.radiance) : std::span<const float>();
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  StageSeconds total;
+  const auto tasks = static_cast<std::int64_t>(tasks_of(rows));
+#pragma omp parallel num_threads(m.threads)
+  {
+    StageSeconds mine;
+    const int thread = omp_get_thread_num();
+#pragma omp for schedule(dynamic)
+    for (std::int64_t task = 0; task < tasks; ++task) {
+      const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
+      const std::size_t n = std::min(kTaskRows, rows - r0);
+      auto t = Clock::now();
+      m.calibrate_task(counts, exposure_s, temperature_c, calibrated, r0, n);
+      mine.calibrate += since(t);
+      if (m.smoother) {
+        t = Clock::now();
+        m.denoise_task(in, denoised, r0, n, thread);
+        mine.denoise += since(t);
+      }
+      if (m.fitter) {
+        t = Clock::now();
+        m.fit_task(in, initial, fits, r0, n, thread);
+        mine.fit += since(t);
+      }
+    }
+#pragma omp critical(exospec_stage_seconds)
+    {
+      total.calibrate += mine.calibrate;
+      total.denoise += mine.denoise;
+      total.fit += mine.fit;
+    }
+  }
+  return total;
 }
 
 }  // namespace exospec::pipeline

@@ -62,6 +62,20 @@ TEST(ChannelStages, InMemoryStagesEqualTheRunOutput) {
       EXPECT_TRUE(same_bytes(s, out.read_all<double>("/fit" + g + "/brightness_sigma"))) << ch << threads;
       EXPECT_TRUE(same_bytes(c, out.read_all<double>("/fit" + g + "/center_nm"))) << ch << threads;
       EXPECT_TRUE(same_bytes(status, out.read_all<std::uint8_t>("/fit" + g + "/status"))) << ch;
+      // All stages in one pass (what run() calls): the same bytes again.
+      std::vector<float> rad1(N * P), var1(N * P), drad1(N * P), dvar1(N * P), chi1(N * L);
+      std::vector<std::uint8_t> q1(N * P), status1(N * L);
+      std::vector<double> scale1(N * P), offset1(N * P), b1(N * L), s1(N * L), c1(N * L), w1(N * L);
+      const auto secs = st.process(counts, exposure, temperature, {rad1, var1, q1, scale1, offset1},
+                                   {drad1, dvar1}, {b1, s1, c1, w1, chi1, status1});
+      EXPECT_TRUE(same_bytes(rad1, rad) && same_bytes(var1, var) && same_bytes(q1, q)) << ch << threads;
+      EXPECT_TRUE(same_bytes(drad1, drad) && same_bytes(dvar1, dvar)) << ch << threads;
+      EXPECT_TRUE(same_bytes(b1, b) && same_bytes(s1, s) && same_bytes(c1, c) && same_bytes(w1, w) &&
+                  same_bytes(chi1, chi) && same_bytes(status1, status))
+          << ch << threads;
+      EXPECT_GT(secs.calibrate, 0.0);
+      EXPECT_GT(secs.denoise, 0.0);
+      EXPECT_GT(secs.fit, 0.0);
     }
   }
 }

@@ -72,9 +72,11 @@ struct RunSummary {
   double seconds = 0.0;            // wall time of the whole run
   double read_seconds = 0.0;       // HDF5 reads (the I/O thread)
   double decode_seconds = 0.0;     // inflating stored chunks on the compute threads (wall)
-  double calibrate_seconds = 0.0;  // calibrate kernel, spike removal included (wall)
-  double denoise_seconds = 0.0;    // smoothing (wall)
-  double fit_seconds = 0.0;        // line fits (wall)
+  // Time per stage: thread time summed over the compute threads, divided by
+  // their number (the stages run interleaved, task by task, in one pass).
+  double calibrate_seconds = 0.0;  // calibrate kernel, spike removal included
+  double denoise_seconds = 0.0;    // smoothing
+  double fit_seconds = 0.0;        // line fits
   // Fits per status code (index = kernels::FitStatus), over lines and spectra.
   std::vector<std::uint64_t> fit_status;
   double write_seconds = 0.0;      // HDF5 writes

@@ -64,6 +64,11 @@ struct FitRows {
   std::span<std::uint8_t> status;  // kernels::FitStatus
 };
 
+// Thread time per stage, summed over the threads (process()).
+struct StageSeconds {
+  double calibrate = 0.0, denoise = 0.0, fit = 0.0;
+};
+
 class ChannelStages {
  public:
   // threads <= 0: OpenMP's default. The line catalogue is data/lines.toml's
@@ -94,6 +99,17 @@ class ChannelStages {
   // denoised: the denoised radiance (initial values of the nonlinear fit), or
   // empty.
   void fit(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out);
+
+  // Every configured stage on the same rows in one pass, what `exospec run`
+  // does: each parallel task of rows is calibrated, denoised and fitted
+  // while its data are still in cache, with one synchronisation of the
+  // threads instead of three. The results equal calibrate(), denoise() and
+  // fit() called in turn (with the denoised radiance as the fit's initial
+  // values). `denoised` and `fits` may be empty for stages not configured.
+  // Returns the time each stage took, summed over the threads.
+  StageSeconds process(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                       std::span<const double> temperature_c, const CalibratedRows& calibrated,
+                       const DenoisedRows& denoised, const FitRows& fits);
 
  private:
   struct Impl;
