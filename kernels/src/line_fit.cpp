@@ -538,73 +538,141 @@ struct WindowModel {
   }
 };
 
-// The arithmetic of one ProjectedWindowModel evaluation (compiled for each
-// vector width): A~ = sqrt(w) A (line columns; the background columns are
-// already there), beta, r and, if J is not null, Kaufman's Jacobian (v: n
-// values of scratch). False if A~^T A~ is singular.
-EXOSPEC_CLONES bool projected_residuals(std::size_t n, std::size_t nl, int k, const double* cols,
-                                        const double* dcols, const double* sw, const double* wy, double* At,
-                                        double* v, double* beta, double* r, double* J) {
+// What one variable-projection evaluation leaves behind (the window at one
+// shift, with the current weights): the linear solution, the blocks of the
+// full J^T J over (linear parameters, shift) and chi2.
+struct ProjectedState {
+  double shift = std::numeric_limits<double>::quiet_NaN();
+  double beta[kMaxParams];
+  double N[kMaxParams * kMaxParams];  // A~^T A~ (row-major k x k)
+  double u[kMaxParams];               // A~^T v
+  double vv = 0.0, chi2 = 0.0;        // v^T v, r^T r
+};
+
+// The arithmetic of one evaluation (compiled for each vector width), from
+// the profiles `cols` and their shift derivatives `dcols` (n x nl): with
+// A~ = sqrt(w) A (line columns into `lw`; the background's weighted columns
+// `bgw` (n x nb), their Gram matrix `gbb` and products `gby` with
+// wy = sqrt(w) y are constant over the solve), beta solves the normal
+// equations, r = wy - A~ beta, v = sqrt(w) (dA/dshift) beta. False if A~^T A~
+// is singular.
+EXOSPEC_CLONES bool projected_normal(std::size_t n, std::size_t nl, std::size_t nb, const double* cols,
+                                     const double* dcols, const double* sw, const double* wy, const double* bgw,
+                                     const double* gbb, const double* gby, double* lw, double* r, double* v,
+                                     ProjectedState& st) {
+  const std::size_t k = nl + nb;
   for (std::size_t a = 0; a < nl; ++a) {
-    for (std::size_t i = 0; i < n; ++i) At[a * n + i] = sw[i] * cols[a * n + i];
+    for (std::size_t i = 0; i < n; ++i) lw[a * n + i] = sw[i] * cols[a * n + i];
   }
-  double L[kMaxParams * kMaxParams] = {};
-  const auto ku = static_cast<std::size_t>(k);
-  for (std::size_t a = 0; a < ku; ++a) {
-    for (std::size_t b = 0; b <= a; ++b) L[a * ku + b] = dot(At + a * n, At + b * n, n);
-    beta[a] = dot(At + a * n, wy, n);
-  }
-  if (!small_cholesky(L, k)) return false;
-  small_cholesky_solve(L, k, beta);
-  for (std::size_t i = 0; i < n; ++i) r[i] = wy[i];
-  for (std::size_t a = 0; a < ku; ++a) {
-    for (std::size_t i = 0; i < n; ++i) r[i] -= beta[a] * At[a * n + i];
-  }
-  if (J != nullptr) {
-    std::fill(v, v + n, 0.0);
-    for (std::size_t a = 0; a < nl; ++a) {
-      for (std::size_t i = 0; i < n; ++i) v[i] += beta[a] * dcols[a * n + i];
+  auto col = [&](std::size_t a) { return a < nl ? lw + a * n : bgw + (a - nl) * n; };
+  double rhs[kMaxParams];
+  for (std::size_t a = 0; a < k; ++a) {
+    for (std::size_t b = 0; b <= a; ++b) {
+      st.N[a * k + b] = st.N[b * k + a] =
+          a >= nl && b >= nl ? gbb[(a - nl) * nb + (b - nl)] : dot(col(a), col(b), n);
     }
-    for (std::size_t i = 0; i < n; ++i) v[i] *= sw[i];
-    double c[kMaxParams];
-    for (std::size_t a = 0; a < ku; ++a) c[a] = dot(At + a * n, v, n);
-    small_cholesky_solve(L, k, c);
-    for (std::size_t i = 0; i < n; ++i) J[i] = -v[i];
-    for (std::size_t a = 0; a < ku; ++a) {
-      for (std::size_t i = 0; i < n; ++i) J[i] += c[a] * At[a * n + i];
-    }
+    rhs[a] = a < nl ? dot(lw + a * n, wy, n) : gby[a - nl];
   }
+  double L[kMaxParams * kMaxParams];
+  std::copy(st.N, st.N + k * k, L);
+  if (!small_cholesky(L, static_cast<int>(k))) return false;
+  std::copy(rhs, rhs + k, st.beta);
+  small_cholesky_solve(L, static_cast<int>(k), st.beta);
+  for (std::size_t i = 0; i < n; ++i) {
+    r[i] = wy[i];
+    v[i] = 0.0;
+  }
+  for (std::size_t a = 0; a < k; ++a) {
+    const double* c = col(a);
+    for (std::size_t i = 0; i < n; ++i) r[i] -= st.beta[a] * c[i];
+  }
+  for (std::size_t a = 0; a < nl; ++a) {
+    for (std::size_t i = 0; i < n; ++i) v[i] += st.beta[a] * dcols[a * n + i];
+  }
+  for (std::size_t i = 0; i < n; ++i) v[i] *= sw[i];
+  st.chi2 = dot(r, r, n);
+  st.vv = dot(v, v, n);
+  for (std::size_t a = 0; a < k; ++a) st.u[a] = dot(col(a), v, n);
   return true;
 }
 
 // The same window with the width fixed, by variable projection (Golub and
 // Pereyra 1973): at each shift the brightnesses and background are the
-// weighted linear least-squares solution, so the residuals are a function
-// of the shift alone and Levenberg-Marquardt works on one parameter. Its
-// Jacobian is Kaufman's (1975): the shift derivative of the weighted model
-// with its part in the span of the basis projected out,
-//   J = -(I - P) v,  v = sqrt(W) (dA/dshift) beta,  P = A~ (A~^T A~)^-1 A~^T,
-// whose J^T r is the exact gradient of the projected cost. Same minimum as
-// WindowModel over all parameters, in fewer and cheaper iterations.
+// weighted linear least-squares solution, so chi2 is a function of the
+// shift alone and Levenberg-Marquardt works on one parameter. Its Jacobian
+// is Kaufman's (1975), J = -(I - P) v with P the projection onto the span of
+// A~: the LM's normal equations need only
+//   J^T J = v^T v - u^T (A~^T A~)^-1 u   (u = A~^T v; the Schur complement of
+//                                         the full J^T J over all parameters)
+//   J^T r = -v^T r                        (P r = 0 at the linear solution),
+// which is the exact gradient of the projected chi2 / 2. Same minimum as
+// WindowModel over all parameters, with no n-vector handed to the LM.
 // Expects work.sqrt_weight, work.weighted_y (sqrt(w) y) and the background
-// columns of work.weighted (sqrt(w) times the basis) set by the caller.
+// columns of work.weighted (after the nl line columns) set by the caller,
+// with their Gram matrix gbb and products gby.
 struct ProjectedWindowModel {
   const LineFitter* fitter;
-  std::size_t window, n, nl;
-  int k;
+  std::size_t window, n, nl, nb;
   double fwhm;
   LineFitter::Workspace* work;
-  double* beta;  // k: the linear solution at the last evaluated shift
+  const double* gbb;
+  const double* gby;
+  ProjectedState* state;  // of the last evaluation
   int residuals() const { return static_cast<int>(n); }
-  bool operator()(const double* p, double* r, double* J) const {
+  // At the profiles already in work.columns / work.dcolumns (shift `shift`).
+  bool from_profiles(double shift) const {
     auto& ws = *work;
-    double* cols = ws.columns.data();
-    double* dcols = ws.dcolumns.data();
-    fitter->profiles_and_shift_derivatives(window, p[0], fwhm, cols, dcols, ws);
-    return projected_residuals(n, nl, k, cols, dcols, ws.sqrt_weight.data(), ws.weighted_y.data(),
-                               ws.weighted.data(), ws.dshift.data(), beta, r, J);
+    state->shift = std::numeric_limits<double>::quiet_NaN();
+    if (!projected_normal(n, nl, nb, ws.columns.data(), ws.dcolumns.data(), ws.sqrt_weight.data(),
+                          ws.weighted_y.data(), ws.weighted.data() + nl * n, gbb, gby, ws.weighted.data(),
+                          ws.residual.data(), ws.dshift.data(), *state)) {
+      return false;
+    }
+    state->shift = shift;
+    return std::isfinite(state->chi2) && std::isfinite(state->vv);
+  }
+  bool normal(const double* p, double& chi2, double* jtj, double* jtr) const {
+    fitter->profiles_and_shift_derivatives(window, p[0], fwhm, work->columns.data(), work->dcolumns.data(),
+                                           *work);
+    if (!from_profiles(p[0])) return false;
+    const ProjectedState& st = *state;
+    chi2 = st.chi2;
+    if (jtj != nullptr) {
+      const std::size_t k = nl + nb;
+      double L[kMaxParams * kMaxParams], c[kMaxParams];
+      std::copy(st.N, st.N + k * k, L);
+      if (!small_cholesky(L, static_cast<int>(k))) return false;
+      std::copy(st.u, st.u + k, c);
+      small_cholesky_solve(L, static_cast<int>(k), c);
+      double uc = 0.0;
+      for (std::size_t a = 0; a < k; ++a) uc += st.u[a] * c[a];
+      jtj[0] = st.vv - uc;
+      jtr[0] = -dot(work->dshift.data(), work->residual.data(), n);
+    }
+    return true;
   }
 };
+
+// Sets up the weighted background of a variable-projection solve (after the
+// weights changed): sqrt(w), sqrt(w) y, the background's weighted columns,
+// their Gram matrix gbb (nb x nb) and products gby with sqrt(w) y.
+void projected_setup(const double* weight, const double* y, const double* background, std::size_t n,
+                     std::size_t nl, std::size_t nb, LineFitter::Workspace& work, double* gbb, double* gby) {
+  double* sw = work.sqrt_weight.data();
+  double* wy = work.weighted_y.data();
+  double* bgw = work.weighted.data() + nl * n;
+  for (std::size_t i = 0; i < n; ++i) {
+    sw[i] = std::sqrt(weight[i]);
+    wy[i] = sw[i] * y[i];
+  }
+  for (std::size_t b = 0; b < nb; ++b) {
+    for (std::size_t i = 0; i < n; ++i) bgw[b * n + i] = sw[i] * background[b * n + i];
+  }
+  for (std::size_t a = 0; a < nb; ++a) {
+    for (std::size_t b = 0; b <= a; ++b) gbb[a * nb + b] = gbb[b * nb + a] = dot(bgw + a * n, bgw + b * n, n);
+    gby[a] = dot(bgw + a * n, wy, n);
+  }
+}
 
 }  // namespace
 
@@ -670,31 +738,77 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
   // linear parameters once more at the fitted shift and width.
   for (std::size_t i = 0; i < n; ++i) work.sqrt_weight[i] = std::sqrt(work.weight[i]);
   const Solution linear = sol;  // (kept: tied mode falls back to it)
-  LmResult res;
   if (settings_.width == WidthMode::kFixed) {
-    // The shift alone, by variable projection (ProjectedWindowModel).
-    for (std::size_t i = 0; i < n; ++i) work.weighted_y[i] = work.sqrt_weight[i] * work.y[i];
-    for (std::size_t b = nl; b < static_cast<std::size_t>(k); ++b) {
-      for (std::size_t i = 0; i < n; ++i) work.weighted[b * n + i] = work.sqrt_weight[i] * w.basis[b * n + i];
-    }
-    double beta[kMaxParams];
-    const ProjectedWindowModel projected{this, wi, n, nl, k, fwhm0, &work, beta};
+    // The shift alone, by variable projection (ProjectedWindowModel); then
+    // the linear parameters at the fitted shift, optionally with weights
+    // from the fitted model, and the covariance of all of them and the
+    // shift from the same profiles (no further evaluation at the edges).
+    const std::size_t nb = static_cast<std::size_t>(k) - nl;
+    double gbb[kMaxParams * kMaxParams], gby[kMaxParams];
+    projected_setup(work.weight.data(), work.y.data(), background, n, nl, nb, work, gbb, gby);
+    ProjectedState state;
+    const ProjectedWindowModel projected{this, wi, n, nl, nb, fwhm0, &work, gbb, gby, &state};
     Eigen::Matrix<double, 1, 1> s;
     s(0) = shift0;
-    res = work.solvers->shift_lm[wi].solve(projected, s);
-    // The linear parameters at the solution (the last evaluation may have
-    // been a rejected trial).
-    if (res.status == LmStatus::kConverged || res.status == LmStatus::kMaxIterations) {
-      if (projected(s.data(), work.residual.data(), nullptr)) {
-        for (int a = 0; a < k; ++a) p(a) = beta[a];
-        p(k) = s(0);
-      } else {
-        res.status = LmStatus::kNotFinite;
+    const LmResult r = work.solvers->shift_lm[wi].solve(projected, s);
+    sol.status = from_lm(r.status);
+    sol.nonlinear = true;
+    if (sol.status != FitStatus::kConverged && sol.status != FitStatus::kMaxIterations) {
+      if (settings_.shift == ShiftMode::kTied) sol = linear;  // then solved at the tied shift
+      return;
+    }
+    // (The last evaluation may have been a rejected trial.)
+    double chi2 = 0.0;
+    if (!(state.shift == s(0)) && !projected.normal(s.data(), chi2, nullptr, nullptr)) {
+      sol.status = FitStatus::kNotFinite;
+      return;
+    }
+    if (refits(scale) > 0) {
+      double* cols = work.columns.data();  // the profiles at s(0); then the background
+      std::copy(background, background + nb * n, cols + nl * n);
+      update_weights(w, cols, state.beta, scale, offset, work);
+      projected_setup(work.weight.data(), work.y.data(), background, n, nl, nb, work, gbb, gby);
+      if (!projected.from_profiles(s(0))) {
+        sol.status = FitStatus::kSingular;
+        return;
       }
     }
-  } else {
-    res = lm.solve(model, p);
+    // Covariance of (linear parameters, shift): the inverse of the full
+    // J^T J = [[A~^T A~, u], [u^T, v^T v]] at the solution.
+    const std::size_t ku = static_cast<std::size_t>(k), m = ku + 1;
+    double M[(kMaxParams + 1) * (kMaxParams + 1)];
+    for (std::size_t a = 0; a < ku; ++a) {
+      for (std::size_t b = 0; b < ku; ++b) M[a * m + b] = state.N[a * ku + b];
+      M[a * m + ku] = M[ku * m + a] = state.u[a];
+    }
+    M[ku * m + ku] = state.vv;
+    if (!small_cholesky(M, static_cast<int>(m))) {
+      sol.status = FitStatus::kSingular;
+      return;
+    }
+    for (std::size_t a = 0; a < m; ++a) {
+      double e[kMaxParams + 1] = {};
+      e[a] = 1.0;
+      small_cholesky_solve(M, static_cast<int>(m), e);  // column a of the inverse
+      const double sd = std::sqrt(std::max(e[a], 0.0));
+      if (a < ku) {
+        sol.beta(static_cast<Eigen::Index>(a)) = state.beta[a];
+        sol.sigma(static_cast<Eigen::Index>(a)) = sd;
+      } else {
+        sol.shift_sigma = sd;
+      }
+    }
+    const std::size_t dof = sol.good > m ? sol.good - m : 1;
+    sol.chi2_reduced = state.chi2 / static_cast<double>(dof);
+    sol.fwhm_sigma = kNaN;
+    sol.shift = s(0);
+    sol.fwhm = fwhm0;
+    if (sol.status == FitStatus::kConverged && r.status == LmStatus::kMaxIterations) {
+      sol.status = FitStatus::kMaxIterations;
+    }
+    return;
   }
+  const LmResult res = lm.solve(model, p);
   sol.status = from_lm(res.status);
   sol.nonlinear = true;
   if (sol.status != FitStatus::kConverged && sol.status != FitStatus::kMaxIterations) {

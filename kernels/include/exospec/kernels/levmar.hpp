@@ -13,6 +13,20 @@
 //     bool operator()(const double* p, double* r, double* J) const;
 //   };
 //
+// In the normal-equation mode (LmOptions::use_qr = false) a model may instead
+// give what that mode uses, without the n-vectors (a NormalEquationModel):
+//
+//   struct Model {
+//     int residuals() const;
+//     // chi2 = r^T r and, if jtj is not null, J^T J (np x np, column-major)
+//     // and J^T r (np). Returns false if the model cannot be evaluated there.
+//     bool normal(const double* p, double& chi2, double* jtj, double* jtr) const;
+//   };
+//
+// (for models whose residuals are cheaper to summarise than to write out:
+// variable projection, line_fit.cpp). Its free parameters must come first,
+// with no ties; the result is the same as for residuals with that J^T J.
+//
 // Parameters may be free, fixed, or tied (p_j = ratio x p_k, k free), and free
 // ones may have box bounds (the trial point is projected onto the box). The
 // step solves min ||J d + r||^2 + lambda ||D d||^2 with Marquardt's scaling
@@ -44,11 +58,18 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace exospec::kernels {
+
+template <class M>
+concept NormalEquationModel = requires(const M& m, const double* p, double& chi2, double* a) {
+  { m.normal(p, chi2, a, a) } -> std::convertible_to<bool>;
+};
 
 enum class LmStatus : std::uint8_t {
   kConverged = 0,
@@ -139,6 +160,8 @@ class LevenbergMarquardt {
     cfree_.resize(np_, np_);
     jtj_.resize(np_, np_);
     jtr_.resize(np_);
+    jtj_trial_.resize(np_, np_);
+    jtr_trial_.resize(np_);
     jd_.resize(nmax_);
     jp_trial_.resize(nmax_, np_);
     // Eigen's LLT leaves its status unset until the first compute(); set it,
@@ -187,6 +210,9 @@ class LevenbergMarquardt {
     }
     cov_.setZero();
     if (n > nmax_ || n < m || m == 0 || !p.allFinite()) return res;
+    if constexpr (NormalEquationModel<Model>) {
+      if (options_.use_qr || !prefix_free_) return res;  // (see the header comment)
+    }
     res.dof = n - m;
     for (int j = 0; j < np_; ++j) {
       if (kind_[j] == Kind::kFree) p(j) = std::clamp(p(j), lower_(j), upper_(j));
@@ -199,7 +225,7 @@ class LevenbergMarquardt {
       return res;
     }
     ++res.evaluations;
-    double cost = 0.5 * r.squaredNorm();
+    double cost = cost_;
     diag_.setZero();
     double lambda = options_.initial_lambda, nu = 2.0;
     bool first = true;
@@ -265,10 +291,19 @@ class LevenbergMarquardt {
                  0.5 * d.dot(jtj_.topLeftCorner(m, m).template selfadjointView<Eigen::Lower>() * d);
         }
         ++res.evaluations;
-        const bool ok = model(trial_.data(), rt.data(),
-                              options_.jacobian_with_trial ? jp_trial_.data() : nullptr);
+        bool ok;
+        double cost_new;
+        if constexpr (NormalEquationModel<Model>) {
+          double chi2 = 0.0;
+          ok = model.normal(trial_.data(), chi2, options_.jacobian_with_trial ? jtj_trial_.data() : nullptr,
+                            options_.jacobian_with_trial ? jtr_trial_.data() : nullptr);
+          cost_new = 0.5 * chi2;
+        } else {
+          ok = model(trial_.data(), rt.data(), options_.jacobian_with_trial ? jp_trial_.data() : nullptr);
+          cost_new = 0.5 * rt.squaredNorm();
+        }
         // (A non-finite residual makes the cost non-finite.)
-        double cost_new = ok ? 0.5 * rt.squaredNorm() : std::numeric_limits<double>::infinity();
+        if (!ok) cost_new = std::numeric_limits<double>::infinity();
         if (!std::isfinite(cost_new)) cost_new = std::numeric_limits<double>::infinity();
         const double actual = cost - cost_new;
         const double rho = pred > 0.0 ? actual / pred : -1.0;
@@ -286,13 +321,22 @@ class LevenbergMarquardt {
           p = trial_;
           const double old_cost = cost;
           cost = cost_new;
+          cost_ = cost;
           const double t = 2.0 * rho - 1.0;
           lambda *= std::max(1.0 / 3.0, 1.0 - t * t * t);
           nu = 2.0;
           if (options_.jacobian_with_trial) {
-            r_.head(n) = rt;
-            jp_.swap(jp_trial_);
-            if (!absorb_jacobian(n)) {
+            bool finite;
+            if constexpr (NormalEquationModel<Model>) {
+              std::swap(jtj_, jtj_trial_);
+              std::swap(jtr_, jtr_trial_);
+              finite = jtj_.topLeftCorner(m, m).allFinite() && jtr_.head(m).allFinite();
+            } else {
+              r_.head(n) = rt;
+              jp_.swap(jp_trial_);
+              finite = absorb_jacobian(n);
+            }
+            if (!finite) {
               res.status = LmStatus::kNotFinite;
               return finish(res, n, m);
             }
@@ -341,11 +385,20 @@ class LevenbergMarquardt {
   // r_ and the free-parameter Jacobian ju_ at p.
   template <class Model>
   bool evaluate(const Model& model, const Vec& p, int n, bool jac) {
-    auto r = r_.head(n);
-    if (!model(p.data(), r.data(), jac ? jp_.data() : nullptr)) return false;
-    if (!r.allFinite()) return false;
-    if (!jac) return true;
-    return absorb_jacobian(n);
+    if constexpr (NormalEquationModel<Model>) {
+      double chi2 = 0.0;
+      if (!model.normal(p.data(), chi2, jac ? jtj_.data() : nullptr, jac ? jtr_.data() : nullptr)) return false;
+      cost_ = 0.5 * chi2;
+      if (!std::isfinite(cost_)) return false;
+      return !jac || (jtj_.topLeftCorner(m_, m_).allFinite() && jtr_.head(m_).allFinite());
+    } else {
+      auto r = r_.head(n);
+      if (!model(p.data(), r.data(), jac ? jp_.data() : nullptr)) return false;
+      if (!r.allFinite()) return false;
+      cost_ = 0.5 * r.squaredNorm();
+      if (!jac) return true;
+      return absorb_jacobian(n);
+    }
   }
 
   // The free-parameter Jacobian ju_ (and, for the normal equations, J^T J and
@@ -413,7 +466,7 @@ class LevenbergMarquardt {
   }
 
   LmResult finish(LmResult res, int n, int m) {
-    res.chi2 = r_.head(n).squaredNorm();
+    res.chi2 = 2.0 * cost_;
     auto cf = cfree_.topLeftCorner(m, m);
     auto J = ju_.topLeftCorner(n, m);
     if (options_.use_qr) {
@@ -477,6 +530,9 @@ class LevenbergMarquardt {
   Eigen::Matrix<double, NP, 1> delta_, diag_, grad_;
   Eigen::Matrix<double, NP, NP> normal_, rinv_, cfree_, jtj_;
   Eigen::Matrix<double, NP, 1> jtr_;
+  Eigen::Matrix<double, NP, NP> jtj_trial_;  // (normal-equation models, Jacobian with the trial)
+  Eigen::Matrix<double, NP, 1> jtr_trial_;
+  double cost_ = 0.0;  // 1/2 r^T r at p
   Eigen::LLT<Eigen::Matrix<double, NP, NP>> llt_;
   Mat cov_;
 };
