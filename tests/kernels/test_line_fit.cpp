@@ -185,6 +185,19 @@ TEST(LineFit, ProfilesAndTheirDerivativesMatchTheReferenceAndFiniteDifferences) 
   for (std::size_t i = 0; i < n; ++i) {
     EXPECT_NEAR(b[0] * dcols[i] + b[1] * dcols[n + i], dsh[i], 1e-12 * scale) << i;
   }
+  // Their second derivatives (the exact curvature of the shift-only fit)
+  // against central differences of the first.
+  std::vector<double> d2cols(n * nl), dup(n * nl), ddn(n * nl);
+  fit.profiles_and_shift_derivatives(w, shift, fwhm, cols2.data(), dcols.data(), work, d2cols.data());
+  fit.profiles_and_shift_derivatives(w, shift + h, fwhm, cols2.data(), dup.data(), work);
+  fit.profiles_and_shift_derivatives(w, shift - h, fwhm, cols2.data(), ddn.data(), work);
+  worst = scale = 0.0;
+  for (std::size_t i = 0; i < n * nl; ++i) {
+    worst = std::max(worst, std::abs(d2cols[i] - (dup[i] - ddn[i]) / (2 * h)));
+    scale = std::max(scale, std::abs(d2cols[i]));
+  }
+  EXPECT_GT(scale, 0.0);
+  EXPECT_LT(worst, 1e-6 * scale);
 }
 
 TEST(LineFit, TiedAndFreeShiftsRecoverADisplacedSpectrumExactly) {
