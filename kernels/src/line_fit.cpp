@@ -557,6 +557,7 @@ struct ProjectedState {
   double shift = std::numeric_limits<double>::quiet_NaN();
   double beta[kMaxParams];
   double N[kMaxParams * kMaxParams];  // A~^T A~ (row-major k x k)
+  double L[kMaxParams * kMaxParams];  // its Cholesky factor
   double u[kMaxParams];               // A~^T v
   double vv = 0.0, vr = 0.0, chi2 = 0.0;  // v^T v, v^T r, r^T r
   // Per line: (sqrt(w) dA/dshift)^T r and (sqrt(w) d2A/dshift2)^T r (the
@@ -588,11 +589,10 @@ EXOSPEC_CLONES bool projected_normal(std::size_t n, std::size_t nl, std::size_t 
     }
     rhs[a] = a < nl ? dot(lw + a * n, wy, n) : gby[a - nl];
   }
-  double L[kMaxParams * kMaxParams];
-  std::copy(st.N, st.N + k * k, L);
-  if (!small_cholesky(L, static_cast<int>(k))) return false;
+  std::copy(st.N, st.N + k * k, st.L);
+  if (!small_cholesky(st.L, static_cast<int>(k))) return false;
   std::copy(rhs, rhs + k, st.beta);
-  small_cholesky_solve(L, static_cast<int>(k), st.beta);
+  small_cholesky_solve(st.L, static_cast<int>(k), st.beta);
   for (std::size_t i = 0; i < n; ++i) {
     r[i] = wy[i];
     v[i] = 0.0;
@@ -663,14 +663,12 @@ struct ProjectedWindowModel {
     chi2 = st.chi2;
     if (jtj != nullptr) {
       const std::size_t k = nl + nb;
-      double L[kMaxParams * kMaxParams], c[kMaxParams];
-      std::copy(st.N, st.N + k * k, L);
-      if (!small_cholesky(L, static_cast<int>(k))) return false;
+      double c[kMaxParams], e[kMaxParams];
       std::copy(st.u, st.u + k, c);
-      small_cholesky_solve(L, static_cast<int>(k), c);
-      double uc = 0.0, gc = 0.0, ge = 0.0, bh = 0.0, e[kMaxParams];
+      small_cholesky_solve(st.L, static_cast<int>(k), c);
       std::copy(st.g, st.g + k, e);
-      small_cholesky_solve(L, static_cast<int>(k), e);
+      small_cholesky_solve(st.L, static_cast<int>(k), e);
+      double uc = 0.0, gc = 0.0, ge = 0.0, bh = 0.0;
       for (std::size_t a = 0; a < k; ++a) {
         uc += st.u[a] * c[a];
         gc += st.g[a] * c[a];
@@ -763,38 +761,38 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
     }
   }
   const double* background = w.basis.data() + nl * n;
-  // (Levenberg-Marquardt starts from the linear solution at zero shift and
-  // this initial shift: its first step brings brightness and background along.)
-  auto& lm = work.solvers->lm[wi];
-  auto& p = work.solvers->p[wi];
-  for (int a = 0; a < k; ++a) p(a) = sol.beta(a);
-  p(k) = shift0;
-  p(k + 1) = fwhm0;
-  const WindowModel model{this, wi, n, nl, k, background, &work};
-  // One Levenberg-Marquardt solve with the weights of the linear fit (its
-  // Poisson refits); then the weights from the nonlinear model and the
-  // linear parameters once more at the fitted shift and width.
-  for (std::size_t i = 0; i < n; ++i) work.sqrt_weight[i] = std::sqrt(work.weight[i]);
   const Solution linear = sol;  // (kept: tied mode falls back to it)
-  if (settings_.width == WidthMode::kFixed) {
-    // The shift alone, by variable projection (ProjectedWindowModel); then
-    // the linear parameters at the fitted shift, optionally with weights
-    // from the fitted model, and the covariance of all of them and the
-    // shift from the same profiles (no further evaluation at the edges).
-    const std::size_t nb = static_cast<std::size_t>(k) - nl;
-    double gbb[kMaxParams * kMaxParams], gby[kMaxParams];
+  // With the width fixed, the shift alone, by variable projection
+  // (ProjectedWindowModel); with it free, all parameters (WindowModel),
+  // starting from the linear solution at zero shift and this initial shift.
+  // Both use the weights of the linear fit (its Poisson refits); then the
+  // weights from the fitted model and the linear parameters once more.
+  const bool projected_fit = settings_.width == WidthMode::kFixed;
+  const std::size_t nb = static_cast<std::size_t>(k) - nl;
+  double gbb[kMaxParams * kMaxParams], gby[kMaxParams];
+  ProjectedState state;
+  const ProjectedWindowModel projected{this, wi, n, nl, nb, fwhm0, &work, gbb, gby, &state};
+  Eigen::Matrix<double, 1, 1> s;
+  auto& p = work.solvers->p[wi];
+  LmResult res;
+  if (projected_fit) {
     projected_setup(work.weight.data(), work.y.data(), background, n, nl, nb, work, gbb, gby);
-    ProjectedState state;
-    const ProjectedWindowModel projected{this, wi, n, nl, nb, fwhm0, &work, gbb, gby, &state};
-    Eigen::Matrix<double, 1, 1> s;
     s(0) = shift0;
-    const LmResult r = work.solvers->shift_lm[wi].solve(projected, s);
-    sol.status = from_lm(r.status);
-    sol.nonlinear = true;
-    if (sol.status != FitStatus::kConverged && sol.status != FitStatus::kMaxIterations) {
-      if (settings_.shift == ShiftMode::kTied) sol = linear;  // then solved at the tied shift
-      return;
-    }
+    res = work.solvers->shift_lm[wi].solve(projected, s);
+  } else {
+    for (int a = 0; a < k; ++a) p(a) = sol.beta(a);
+    p(k) = shift0;
+    p(k + 1) = fwhm0;
+    for (std::size_t i = 0; i < n; ++i) work.sqrt_weight[i] = std::sqrt(work.weight[i]);
+    res = work.solvers->lm[wi].solve(WindowModel{this, wi, n, nl, k, background, &work}, p);
+  }
+  sol.status = from_lm(res.status);
+  sol.nonlinear = true;
+  if (sol.status != FitStatus::kConverged && sol.status != FitStatus::kMaxIterations) {
+    if (settings_.shift == ShiftMode::kTied) sol = linear;  // then solved at the tied shift
+    return;
+  }
+  if (projected_fit) {
     // (The last evaluation may have been a rejected trial.)
     double chi2 = 0.0;
     if (!(state.shift == s(0)) && !projected.normal(s.data(), chi2, nullptr, nullptr)) {
@@ -812,7 +810,8 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
       }
     }
     // Covariance of (linear parameters, shift): the inverse of the full
-    // J^T J = [[A~^T A~, u], [u^T, v^T v]] at the solution.
+    // J^T J = [[A~^T A~, u], [u^T, v^T v]] at the solution, from the blocks
+    // of the last evaluation (no further evaluation at the pixel edges).
     const std::size_t ku = static_cast<std::size_t>(k), m = ku + 1;
     double M[(kMaxParams + 1) * (kMaxParams + 1)];
     for (std::size_t a = 0; a < ku; ++a) {
@@ -838,30 +837,20 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
     }
     const std::size_t dof = sol.good > m ? sol.good - m : 1;
     sol.chi2_reduced = state.chi2 / static_cast<double>(dof);
-    sol.fwhm_sigma = kNaN;
     sol.shift = s(0);
     sol.fwhm = fwhm0;
-    if (sol.status == FitStatus::kConverged && r.status == LmStatus::kMaxIterations) {
-      sol.status = FitStatus::kMaxIterations;
+    sol.fwhm_sigma = kNaN;
+  } else {
+    if (refits(scale) > 0) {
+      const double* cols = window_basis(wi, p(k), p(k + 1), work);
+      update_weights(w, cols, p.data(), scale, offset, work);
+      Solution lin = sol;
+      if (solve_linear(w, cols, scale, offset, good, 0, work, lin)) {
+        for (int a = 0; a < k; ++a) p(a) = lin.beta(a);
+      }
     }
-    return;
+    nonlinear_covariance(wi, p.data(), work, sol);
   }
-  const LmResult res = lm.solve(model, p);
-  sol.status = from_lm(res.status);
-  sol.nonlinear = true;
-  if (sol.status != FitStatus::kConverged && sol.status != FitStatus::kMaxIterations) {
-    if (settings_.shift == ShiftMode::kTied) sol = linear;  // then solved at the tied shift
-    return;
-  }
-  if (refits(scale) > 0) {
-    const double* cols = window_basis(wi, p(k), p(k + 1), work);
-    update_weights(w, cols, p.data(), scale, offset, work);
-    Solution lin = sol;
-    if (solve_linear(w, cols, scale, offset, good, 0, work, lin)) {
-      for (int a = 0; a < k; ++a) p(a) = lin.beta(a);
-    }
-  }
-  nonlinear_covariance(wi, p.data(), work, sol);
   if (sol.status == FitStatus::kConverged && res.status == LmStatus::kMaxIterations) {
     sol.status = FitStatus::kMaxIterations;
   }

@@ -7,6 +7,7 @@
 #include <Eigen/Dense>
 
 #include <cmath>
+#include <span>
 #include <vector>
 
 #include "exospec/kernels/calibrate.hpp"
@@ -47,6 +48,25 @@ struct Out {
   explicit Out(std::size_t n) : b(n), s(n), c(n), w(n), chi(n), st(n) {}
   LineFitResult view() { return {b, s, c, w, chi, st}; }
 };
+
+// FWHM 1.5 nm, the other settings as given (or the defaults).
+LineFitSettings settings(ShiftMode shift = LineFitSettings{}.shift, WidthMode width = LineFitSettings{}.width) {
+  LineFitSettings set;
+  set.fwhm_nm = 1.5;
+  set.shift = shift;
+  set.width = width;
+  return set;
+}
+
+// One fit of a whole spectrum with the catalogue's lines, no count model.
+Out fit_once(const LineFitSettings& set, std::span<const double> y, std::span<const double> v,
+             std::span<const std::uint8_t> q, std::span<const double> denoised = {}) {
+  const LineFitter fit(kCoeffs, kP, lines(), set);
+  auto work = fit.make_workspace();
+  Out out(4);
+  fit.fit<double>(y, v, q, {}, {}, out.view(), work, denoised);
+  return out;
+}
 
 TEST(LineFit, WindowsFollowTheLineSpacing) {
   LineFitSettings set;
@@ -209,13 +229,7 @@ TEST(LineFit, TiedAndFreeShiftsRecoverADisplacedSpectrumExactly) {
   for (std::size_t p = 0; p < kP; ++p) v[p] = 0.05 + 0.01 * y[p];
   const std::vector<std::uint8_t> q(kP, 0);
   for (auto mode : {ShiftMode::kTied, ShiftMode::kFree}) {
-    LineFitSettings set;
-    set.fwhm_nm = 1.5;
-    set.shift = mode;
-    const LineFitter fit(kCoeffs, kP, lines(), set);
-    auto work = fit.make_workspace();
-    Out out(4);
-    fit.fit<double>(y, v, q, {}, {}, out.view(), work, y);  // the truth as "denoised"
+    const Out out = fit_once(settings(mode), y, v, q, y);  // the truth as "denoised"
     for (std::size_t j = 0; j < 4; ++j) {
       EXPECT_EQ(out.st[j], 0) << shift_mode_name(mode) << " " << j;
       EXPECT_NEAR(out.b[j], truth_b[j], 1e-6 * truth_b[j]) << shift_mode_name(mode) << " " << j;
@@ -225,14 +239,7 @@ TEST(LineFit, TiedAndFreeShiftsRecoverADisplacedSpectrumExactly) {
   }
   // Fixed at the catalogue, the same spectrum is fitted badly: the shift is
   // real, and the fit cannot absorb it.
-  LineFitSettings set;
-  set.fwhm_nm = 1.5;
-  set.shift = ShiftMode::kFixed;
-  const LineFitter fit(kCoeffs, kP, lines(), set);
-  auto work = fit.make_workspace();
-  Out out(4);
-  fit.fit<double>(y, v, q, {}, {}, out.view(), work);
-  EXPECT_GT(out.chi[2], 100.0);
+  EXPECT_GT(fit_once(settings(ShiftMode::kFixed), y, v, q).chi[2], 100.0);
 }
 
 TEST(LineFit, TiedModeWithoutABrightWindowKeepsTheCatalogue) {
@@ -240,12 +247,7 @@ TEST(LineFit, TiedModeWithoutABrightWindowKeepsTheCatalogue) {
   const auto y = shifted_spectrum(truth_b, 3.0, 0.01, 0.0, 1.5);
   const std::vector<double> v(kP, 1.0);  // S/N of Mg II ~ 10 < 20
   const std::vector<std::uint8_t> q(kP, 0);
-  LineFitSettings set;
-  set.fwhm_nm = 1.5;
-  const LineFitter fit(kCoeffs, kP, lines(), set);
-  auto work = fit.make_workspace();
-  Out out(4);
-  fit.fit<double>(y, v, q, {}, {}, out.view(), work);
+  const Out out = fit_once(settings(), y, v, q);
   for (std::size_t j = 0; j < 4; ++j) {
     EXPECT_EQ(out.c[j], lines()[j].wavelength_nm);
     EXPECT_EQ(out.w[j], 1.5);
@@ -258,13 +260,7 @@ TEST(LineFit, FreeWidthRecoversABroaderLineSpread) {
   std::vector<double> v(kP);
   for (std::size_t p = 0; p < kP; ++p) v[p] = 0.05 + 0.01 * y[p];
   const std::vector<std::uint8_t> q(kP, 0);
-  LineFitSettings set;
-  set.fwhm_nm = 1.5;
-  set.width = WidthMode::kFree;
-  const LineFitter fit(kCoeffs, kP, lines(), set);
-  auto work = fit.make_workspace();
-  Out out(4);
-  fit.fit<double>(y, v, q, {}, {}, out.view(), work);
+  const Out out = fit_once(settings(LineFitSettings{}.shift, WidthMode::kFree), y, v, q);
   for (std::size_t j = 0; j < 4; ++j) {
     EXPECT_EQ(out.st[j], 0) << j;
     EXPECT_NEAR(out.w[j], 1.8, 1e-7) << j;  // tied windows take the measured width
