@@ -3,6 +3,7 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -33,37 +34,44 @@ std::pair<double, double> extent(const FitLineSpec& l) {
 }
 
 // In-place Cholesky factor L (lower triangle, row-major k x k) of a small
-// symmetric matrix, k <= kMaxParams; false unless every pivot exceeds 1e-14
-// of the largest diagonal element (as the linear path's LDLT test).
-[[gnu::always_inline]] inline bool small_cholesky(double* a, int k) {
+// symmetric matrix, k <= kMaxParams, with the reciprocals of its diagonal
+// stored on the diagonal (the solves then multiply: a division is a long
+// dependency in these short serial chains); false unless every pivot
+// exceeds 1e-14 of the largest diagonal element (as the linear path's LDLT
+// test).
+template <int K = 0>  // K > 0: the size at compile time
+[[gnu::always_inline]] inline bool small_cholesky(double* a, int k_) {
+  const int k = K > 0 ? K : k_;
   double dmax = 0.0;
   for (int i = 0; i < k; ++i) dmax = std::max(dmax, a[i * k + i]);
   for (int j = 0; j < k; ++j) {
     double d = a[j * k + j];
     for (int q = 0; q < j; ++q) d -= a[j * k + q] * a[j * k + q];
     if (!(d > 1e-14 * dmax)) return false;
-    const double l = std::sqrt(d);
-    a[j * k + j] = l;
+    const double inv = 1.0 / std::sqrt(d);
+    a[j * k + j] = inv;
     for (int i = j + 1; i < k; ++i) {
       double s = a[i * k + j];
       for (int q = 0; q < j; ++q) s -= a[i * k + q] * a[j * k + q];
-      a[i * k + j] = s / l;
+      a[i * k + j] = s * inv;
     }
   }
   return true;
 }
 
 // Solves L L^T x = b in place (L from small_cholesky).
-[[gnu::always_inline]] inline void small_cholesky_solve(const double* l, int k, double* x) {
+template <int K = 0>
+[[gnu::always_inline]] inline void small_cholesky_solve(const double* l, int k_, double* x) {
+  const int k = K > 0 ? K : k_;
   for (int i = 0; i < k; ++i) {
     double s = x[i];
     for (int q = 0; q < i; ++q) s -= l[i * k + q] * x[q];
-    x[i] = s / l[i * k + i];
+    x[i] = s * l[i * k + i];
   }
   for (int i = k - 1; i >= 0; --i) {
     double s = x[i];
     for (int q = i + 1; q < k; ++q) s -= l[q * k + i] * x[q];
-    x[i] = s / l[i * k + i];
+    x[i] = s * l[i * k + i];
   }
 }
 
@@ -279,14 +287,16 @@ LineFitter::Workspace LineFitter::make_workspace() const {
   std::size_t mx = 0;
   for (const auto& w : windows_) mx = std::max(mx, w.size);
   Workspace ws;
-  for (auto* v : {&ws.weight, &ws.model, &ws.y, &ws.dshift, &ws.dsigma, &ws.sqrt_weight}) v->assign(mx, 0.0);
+  // (Rows of the shift-only fit have the padded stride padded(n).)
+  const std::size_t mp = padded(mx);
+  for (auto* v : {&ws.model, &ws.y, &ws.dshift, &ws.dsigma, &ws.sqrt_weight}) v->assign(mx, 0.0);
+  ws.weight.assign(mp, 0.0);
   for (auto* v : {&ws.cdf, &ws.pdf, &ws.xpdf}) v->assign(padded(mx + 1), 0.0);
-  ws.weighted.assign(mx * (kMaxParams + 2), 0.0);
+  ws.weighted.assign(mp * (kMaxParams + 2), 0.0);
   ws.residual.assign(mx, 0.0);
-  ws.columns.assign(mx * kMaxParams, 0.0);
-  ws.dcolumns.assign(mx * kMaxParams, 0.0);
-  ws.d2columns.assign(mx * kMaxParams, 0.0);
-  ws.weighted_y.assign(mx, 0.0);
+  ws.columns.assign(mp * kMaxParams, 0.0);
+  ws.dcolumns.assign(mp * kMaxParams, 0.0);
+  ws.d2columns.assign(mp * kMaxParams, 0.0);
   ws.solvers = std::make_unique<Workspace::Solvers>();
   auto& sv = *ws.solvers;
   sv.solution.resize(windows_.size());
@@ -364,20 +374,22 @@ void LineFitter::window_profiles(std::size_t wi, double shift_nm, double fwhm_nm
 
 void LineFitter::profiles_and_shift_derivatives(std::size_t wi, double shift_nm, double fwhm_nm,
                                                 double* columns, double* dcolumns, Workspace& work,
-                                                double* d2columns) const {
+                                                double* d2columns, std::size_t stride) const {
   const Window& w = windows_[wi];
   const std::size_t n = w.size, nl = w.lines.size();
   if (n == 0) return;
+  if (stride < n) stride = n;
   const double inv_sigma = kFwhmPerSigma / fwhm_nm;
   double* cdf = work.cdf.data();
   double* pdf = work.pdf.data();
   const double* iw = w.inv_width.data();
   for (std::size_t a = 0; a < nl; ++a) {
-    double* col = columns + a * n;
-    double* dcol = dcolumns + a * n;
-    std::fill(col, col + n, 0.0);
-    std::fill(dcol, dcol + n, 0.0);
-    if (d2columns != nullptr) std::fill(d2columns + a * n, d2columns + (a + 1) * n, 0.0);
+    double* col = columns + a * stride;
+    double* dcol = dcolumns + a * stride;
+    double* d2col = d2columns != nullptr ? d2columns + a * stride : nullptr;
+    std::fill(col, col + stride, 0.0);
+    std::fill(dcol, dcol + stride, 0.0);
+    if (d2col != nullptr) std::fill(d2col, d2col + stride, 0.0);
     for (std::size_t ci = w.component_begin[a]; ci < w.component_begin[a + 1]; ++ci) {
       const LineComponent& c = w.components[ci];
       normal_at_edges(w.edges.data(), w.edges.size(), c.wavelength_nm + shift_nm, inv_sigma, cdf, pdf,
@@ -385,8 +397,8 @@ void LineFitter::profiles_and_shift_derivatives(std::size_t wi, double shift_nm,
       // d/dmu Phi((e - mu)/s) = -phi/s
       add_component(n, c.fraction, -c.fraction * inv_sigma, cdf, pdf, iw, col, dcol);
       // d^2/dmu^2 Phi((e - mu)/s) = -x phi / s^2
-      if (d2columns != nullptr) {
-        add_component_curvature(n, -c.fraction * inv_sigma * inv_sigma, work.xpdf.data(), iw, d2columns + a * n);
+      if (d2col != nullptr) {
+        add_component_curvature(n, -c.fraction * inv_sigma * inv_sigma, work.xpdf.data(), iw, d2col);
       }
     }
   }
@@ -460,46 +472,43 @@ void LineFitter::update_weights(const Window& w, const double* A, const double* 
 bool LineFitter::solve_linear(const Window& w, const double* A, std::span<const double> scale,
                               std::span<const double> offset, std::size_t good, int iterations,
                               Workspace& work, Solution& sol) const {
-  const int k = w.k;
+  const auto k = static_cast<std::size_t>(w.k);
   const std::size_t n = w.size;
-  SmallMat ata(k, k);
-  SmallVec aty(k), beta(k);
-  Eigen::LDLT<SmallMat> ldlt(k);
-  const Eigen::Map<const Eigen::MatrixXd> Am(A, static_cast<Eigen::Index>(n), k);
-  Eigen::Map<Eigen::MatrixXd> Aw(work.weighted.data(), static_cast<Eigen::Index>(n), k);
-  const Eigen::Map<const Eigen::VectorXd> wv(work.weight.data(), static_cast<Eigen::Index>(n));
-  const Eigen::Map<const Eigen::VectorXd> yv(work.y.data(), static_cast<Eigen::Index>(n));
+  const double* wt = work.weight.data();
+  const double* y = work.y.data();
+  double* wa = work.weighted.data();  // w times column a
+  double N[kMaxParams * kMaxParams], L[kMaxParams * kMaxParams], rhs[kMaxParams], beta[kMaxParams];
   for (int it = 0; it <= iterations; ++it) {
-    // A^T W A and A^T W y as column dot products (Eigen-vectorised; faster
-    // than a general matrix product at k <= 8 columns).
-    for (int a = 0; a < k; ++a) {
-      Aw.col(a).array() = wv.array() * Am.col(a).array();
-      for (int b = 0; b <= a; ++b) ata(a, b) = ata(b, a) = Aw.col(a).dot(Am.col(b));
-      aty(a) = Aw.col(a).dot(yv);
+    // A^T W A and A^T W y as column dot products.
+    for (std::size_t a = 0; a < k; ++a) {
+      const double* col = A + a * n;
+      for (std::size_t i = 0; i < n; ++i) wa[i] = wt[i] * col[i];
+      for (std::size_t b = 0; b <= a; ++b) N[a * k + b] = N[b * k + a] = dot(wa, A + b * n, n);
+      rhs[a] = dot(wa, y, n);
     }
-    ldlt.compute(ata);
-    if (ldlt.info() != Eigen::Success ||
-        !(ldlt.vectorD().minCoeff() > 1e-14 * ldlt.vectorD().maxCoeff())) {
+    std::copy(N, N + k * k, L);
+    if (!small_cholesky(L, static_cast<int>(k))) {
       sol.status = FitStatus::kSingular;
       return false;
     }
-    beta = ldlt.solve(aty);
-    if (it < iterations) update_weights(w, A, beta.data(), scale, offset, work);
+    std::copy(rhs, rhs + k, beta);
+    small_cholesky_solve(L, static_cast<int>(k), beta);
+    if (it < iterations) update_weights(w, A, beta, scale, offset, work);
   }
-  // chi2 with the weights of the final solve; covariance (A^T W A)^-1.
-  double chi2 = 0.0;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (work.weight[i] == 0.0) continue;
-    double m = 0.0;
-    for (int a = 0; a < k; ++a) m += A[static_cast<std::size_t>(a) * n + i] * beta(a);
-    const double r = work.y[i] - m;
-    chi2 += work.weight[i] * r * r;
-  }
-  const SmallMat cov = ldlt.solve(SmallMat::Identity(k, k));
+  // chi2 with the weights of the final solve, y^T W y - beta^T A^T W y at
+  // the solution; the brightness sigmas from the diagonal of (A^T W A)^-1.
+  for (std::size_t i = 0; i < n; ++i) wa[i] = wt[i] * y[i];
+  double chi2 = dot(wa, y, n);
+  for (std::size_t a = 0; a < k; ++a) chi2 -= beta[a] * rhs[a];
   sol.status = FitStatus::kConverged;
-  sol.beta = beta;
-  for (int a = 0; a < k; ++a) sol.sigma(a) = std::sqrt(std::max(cov(a, a), 0.0));
-  sol.chi2_reduced = chi2 / static_cast<double>(good - static_cast<std::size_t>(k));
+  for (std::size_t a = 0; a < k; ++a) {
+    double e[kMaxParams] = {};
+    e[a] = 1.0;
+    small_cholesky_solve(L, static_cast<int>(k), e);
+    sol.beta(static_cast<Eigen::Index>(a)) = beta[a];
+    sol.sigma(static_cast<Eigen::Index>(a)) = std::sqrt(std::max(e[a], 0.0));
+  }
+  sol.chi2_reduced = std::max(chi2, 0.0) / static_cast<double>(good - k);
   sol.good = good;
   return true;
 }
@@ -565,57 +574,187 @@ struct ProjectedState {
   double g[kMaxParams], h[kMaxParams];
 };
 
-// The arithmetic of one evaluation (compiled for each vector width), from
-// the profiles `cols` and their shift derivatives `dcols` (n x nl): with
-// A~ = sqrt(w) A (line columns into `lw`; the background's weighted columns
-// `bgw` (n x nb), their Gram matrix `gbb` and products `gby` with
-// wy = sqrt(w) y are constant over the solve), beta solves the normal
-// equations, r = wy - A~ beta, v = sqrt(w) (dA/dshift) beta. False if A~^T A~
-// is singular.
-EXOSPEC_CLONES bool projected_normal(std::size_t n, std::size_t nl, std::size_t nb, const double* cols,
-                                     const double* dcols, const double* d2cols, const double* sw, const double* wy, const double* bgw,
-                                     const double* gbb, const double* gby, double* lw, double* r, double* v,
-                                     ProjectedState& st) {
-  const std::size_t k = nl + nb;
-  for (std::size_t a = 0; a < nl; ++a) {
-    for (std::size_t i = 0; i < n; ++i) lw[a * n + i] = sw[i] * cols[a * n + i];
-  }
-  auto col = [&](std::size_t a) { return a < nl ? lw + a * n : bgw + (a - nl) * n; };
-  double rhs[kMaxParams];
-  for (std::size_t a = 0; a < k; ++a) {
-    for (std::size_t b = 0; b <= a; ++b) {
-      st.N[a * k + b] = st.N[b * k + a] =
-          a >= nl && b >= nl ? gbb[(a - nl) * nb + (b - nl)] : dot(col(a), col(b), n);
+// The sums of one variable-projection evaluation, from the profiles C, their
+// first and second shift derivatives D and E (nl rows each) and the weighted
+// targets Y (nt rows: w times each background column, then w y), all with
+// row stride np (a multiple of kLanes, zero beyond the window's pixels):
+// every quantity of ProjectedState is a small combination of these (see
+// projected_from_sums), so the pixels are read once. Layout, line a after
+// line a, with W = diag(w):
+//   for b <= a:  c_a^T W c_b, d_a^T W d_b    (interleaved)
+//   for b < nl:  d_a^T W c_b, e_a^T W c_b    (interleaved)
+//   for t < nt:  c_a^T Y_t, d_a^T Y_t, e_a^T Y_t
+constexpr std::size_t line_sums_offset(std::size_t a, std::size_t nl, std::size_t nt) {
+  return a * (a + 1) + a * (2 * nl + 3 * nt);
+}
+constexpr std::size_t projected_sum_count(std::size_t nl, std::size_t nt) {
+  return line_sums_offset(nl, nl, nt);
+}
+constexpr std::size_t kMaxTargets = 4;  // background order <= 2, and w y
+constexpr std::size_t kMaxSums = projected_sum_count(kMaxParams - 1, kMaxTargets);
+
+// Explicit 8-lane vectors (GCC's vector extension): the compiler keeps them
+// in registers where it can and splits them for narrower targets; the lanes
+// are added up in a fixed order, so the result does not depend on anything
+// but the inputs.
+using Lanes = double __attribute__((vector_size(kLanes * sizeof(double))));
+using UnalignedLanes = double __attribute__((vector_size(kLanes * sizeof(double)), aligned(8), may_alias));
+// (A cast, not a function: returning a vector this wide from a function
+// would change the ABI between the target clones.)
+#define EXOSPEC_LOAD_LANES(p) (*reinterpret_cast<const UnalignedLanes*>(p))
+
+// NL, NT > 0: the shape at compile time (accumulators in registers, loops
+// unrolled); 0: at run time.
+template <std::size_t NL, std::size_t NT>
+[[gnu::always_inline]] inline void projected_sums_impl(std::size_t np, std::size_t nl_, std::size_t nt_,
+                                                       const double* C, const double* D, const double* E,
+                                                       const double* w, const double* Y, double* sums) noexcept {
+  const std::size_t nl = NL > 0 ? NL : nl_, nt = NT > 0 ? NT : nt_;
+  constexpr std::size_t kCount = NL > 0 && NT > 0 ? projected_sum_count(NL, NT) : kMaxSums;
+  const std::size_t count = projected_sum_count(nl, nt);
+  Lanes acc[kCount];
+  for (std::size_t q = 0; q < count; ++q) acc[q] = Lanes{};
+  for (std::size_t i = 0; i < np; i += kLanes) {
+    const Lanes wv = EXOSPEC_LOAD_LANES(w + i);
+    std::size_t q = 0;
+    for (std::size_t a = 0; a < nl; ++a) {
+      const Lanes c = EXOSPEC_LOAD_LANES(C + a * np + i), d = EXOSPEC_LOAD_LANES(D + a * np + i);
+      const Lanes e = EXOSPEC_LOAD_LANES(E + a * np + i);
+      const Lanes wc = wv * c, wd = wv * d, we = wv * e;
+      for (std::size_t b = 0; b <= a; ++b, q += 2) {
+        acc[q] += wc * EXOSPEC_LOAD_LANES(C + b * np + i);
+        acc[q + 1] += wd * EXOSPEC_LOAD_LANES(D + b * np + i);
+      }
+      for (std::size_t b = 0; b < nl; ++b, q += 2) {
+        const Lanes cb = EXOSPEC_LOAD_LANES(C + b * np + i);
+        acc[q] += wd * cb;
+        acc[q + 1] += we * cb;
+      }
+      for (std::size_t t = 0; t < nt; ++t, q += 3) {
+        const Lanes yt = EXOSPEC_LOAD_LANES(Y + t * np + i);
+        acc[q] += c * yt;
+        acc[q + 1] += d * yt;
+        acc[q + 2] += e * yt;
+      }
     }
-    rhs[a] = a < nl ? dot(lw + a * n, wy, n) : gby[a - nl];
+  }
+  for (std::size_t q = 0; q < count; ++q) {
+    const Lanes v = acc[q];
+    sums[q] = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+  }
+}
+
+using ProjectedSums = void (*)(std::size_t, std::size_t, std::size_t, const double*, const double*,
+                               const double*, const double*, const double*, double*) noexcept;
+#define EXOSPEC_PROJECTED_SUMS(NL, NT)                                                                  \
+  EXOSPEC_CLONES void projected_sums_##NL##_##NT(std::size_t np, std::size_t nl, std::size_t nt,        \
+                                                const double* C, const double* D, const double* E,     \
+                                                const double* w, const double* Y, double* s) noexcept { \
+    projected_sums_impl<NL, NT>(np, nl, nt, C, D, E, w, Y, s);                                          \
+  }
+EXOSPEC_PROJECTED_SUMS(0, 0)
+EXOSPEC_PROJECTED_SUMS(1, 2)
+EXOSPEC_PROJECTED_SUMS(1, 3)
+EXOSPEC_PROJECTED_SUMS(1, 4)
+EXOSPEC_PROJECTED_SUMS(2, 2)
+EXOSPEC_PROJECTED_SUMS(2, 3)
+EXOSPEC_PROJECTED_SUMS(2, 4)
+EXOSPEC_PROJECTED_SUMS(3, 2)
+EXOSPEC_PROJECTED_SUMS(3, 3)
+EXOSPEC_PROJECTED_SUMS(3, 4)
+#undef EXOSPEC_PROJECTED_SUMS
+template <std::size_t NL, std::size_t NT>
+constexpr ProjectedSums projected_sums_for() {
+  if constexpr (NL == 1 && NT == 2) return projected_sums_1_2;
+  else if constexpr (NL == 1 && NT == 3) return projected_sums_1_3;
+  else if constexpr (NL == 1 && NT == 4) return projected_sums_1_4;
+  else if constexpr (NL == 2 && NT == 2) return projected_sums_2_2;
+  else if constexpr (NL == 2 && NT == 3) return projected_sums_2_3;
+  else if constexpr (NL == 2 && NT == 4) return projected_sums_2_4;
+  else if constexpr (NL == 3 && NT == 2) return projected_sums_3_2;
+  else if constexpr (NL == 3 && NT == 3) return projected_sums_3_3;
+  else if constexpr (NL == 3 && NT == 4) return projected_sums_3_4;
+  else return projected_sums_0_0;
+}
+
+// Calls f.template operator()<NL, NB>() with the window's numbers of lines
+// and background terms where a specialisation exists (up to 3 lines), with
+// <0, 0> (run-time sizes) otherwise.
+template <class F>
+void with_window_shape(std::size_t nl, std::size_t nb, F&& f) {
+  switch (nl * 8 + nb) {
+    case 8 + 1: return f.template operator()<1, 1>();
+    case 8 + 2: return f.template operator()<1, 2>();
+    case 8 + 3: return f.template operator()<1, 3>();
+    case 16 + 1: return f.template operator()<2, 1>();
+    case 16 + 2: return f.template operator()<2, 2>();
+    case 16 + 3: return f.template operator()<2, 3>();
+    case 24 + 1: return f.template operator()<3, 1>();
+    case 24 + 2: return f.template operator()<3, 2>();
+    case 24 + 3: return f.template operator()<3, 3>();
+    default: return f.template operator()<0, 0>();
+  }
+}
+
+// ProjectedState from the sums (k = nl + nb parameters, nt = nb + 1) and the
+// constant background blocks gbb = B^T W B, gby = B^T W y, yy = y^T W y.
+// With beta the linear solution and r = y - A beta, v = dA/dshift beta:
+//   chi2 = y^T W y - beta^T (A^T W y)                 (at the solution)
+//   v^T W v = sum_ab beta_a beta_b d_a^T W d_b
+//   g_a = d_a^T W r,  h_a = e_a^T W r,  v^T W r = sum_a beta_a g_a
+//   u_a = A_a^T W v = sum_b beta_b A_a^T W d_b
+// False if A^T W A is singular.
+template <std::size_t NL, std::size_t NB>
+[[gnu::always_inline]] inline bool projected_from_sums(const double* s, std::size_t nl_, std::size_t nb_,
+                                                       const double* gbb, const double* gby, double yy,
+                                                       ProjectedState& st) {
+  const std::size_t nl = NL > 0 ? NL : nl_, nb = NL > 0 ? NB : nb_;
+  constexpr int K = static_cast<int>(NL > 0 ? NL + NB : 0);
+  const std::size_t k = nl + nb, nt = nb + 1;
+  double rhs[kMaxParams];
+  for (std::size_t a = 0; a < nl; ++a) {
+    const double* la = s + line_sums_offset(a, nl, nt);
+    for (std::size_t b = 0; b <= a; ++b) st.N[a * k + b] = st.N[b * k + a] = la[2 * b];
+    const double* ta = la + 2 * (a + 1) + 2 * nl;
+    for (std::size_t j = 0; j < nb; ++j) st.N[a * k + nl + j] = st.N[(nl + j) * k + a] = ta[3 * j];
+    rhs[a] = ta[3 * nb];
+  }
+  for (std::size_t i = 0; i < nb; ++i) {
+    for (std::size_t j = 0; j < nb; ++j) st.N[(nl + i) * k + nl + j] = gbb[i * nb + j];
+    rhs[nl + i] = gby[i];
   }
   std::copy(st.N, st.N + k * k, st.L);
-  if (!small_cholesky(st.L, static_cast<int>(k))) return false;
+  if (!small_cholesky<K>(st.L, static_cast<int>(k))) return false;
   std::copy(rhs, rhs + k, st.beta);
-  small_cholesky_solve(st.L, static_cast<int>(k), st.beta);
-  for (std::size_t i = 0; i < n; ++i) {
-    r[i] = wy[i];
-    v[i] = 0.0;
-  }
-  for (std::size_t a = 0; a < k; ++a) {
-    const double* c = col(a);
-    for (std::size_t i = 0; i < n; ++i) r[i] -= st.beta[a] * c[i];
-  }
+  small_cholesky_solve<K>(st.L, static_cast<int>(k), st.beta);
+  const double* beta = st.beta;
+  double chi2 = yy, vv = 0.0, vr = 0.0;
+  for (std::size_t a = 0; a < k; ++a) chi2 -= beta[a] * rhs[a];
+  for (std::size_t a = 0; a < k; ++a) st.u[a] = st.g[a] = st.h[a] = 0.0;
   for (std::size_t a = 0; a < nl; ++a) {
-    for (std::size_t i = 0; i < n; ++i) v[i] += st.beta[a] * dcols[a * n + i];
+    const double* la = s + line_sums_offset(a, nl, nt);
+    const double* dc = la + 2 * (a + 1);  // d_a^T W c_b, e_a^T W c_b
+    const double* ta = dc + 2 * nl;       // c_a, d_a, e_a against the targets
+    for (std::size_t b = 0; b < a; ++b) vv += 2.0 * beta[a] * beta[b] * la[2 * b + 1];
+    vv += beta[a] * beta[a] * la[2 * a + 1];
+    double g = ta[3 * nb + 1], h = ta[3 * nb + 2];
+    for (std::size_t b = 0; b < nl; ++b) {
+      g -= beta[b] * dc[2 * b];
+      h -= beta[b] * dc[2 * b + 1];
+      st.u[b] += beta[a] * dc[2 * b];  // c_b^T W d_a
+    }
+    for (std::size_t j = 0; j < nb; ++j) {
+      g -= beta[nl + j] * ta[3 * j + 1];
+      h -= beta[nl + j] * ta[3 * j + 2];
+      st.u[nl + j] += beta[a] * ta[3 * j + 1];  // B_j^T W d_a
+    }
+    st.g[a] = g;
+    st.h[a] = h;
+    vr += beta[a] * g;
   }
-  for (std::size_t i = 0; i < n; ++i) v[i] *= sw[i];
-  st.chi2 = dot(r, r, n);
-  st.vv = dot(v, v, n);
-  st.vr = dot(v, r, n);
-  // (r is overwritten by sqrt(w) r: it is not needed as such afterwards.)
-  for (std::size_t i = 0; i < n; ++i) r[i] *= sw[i];
-  for (std::size_t a = 0; a < k; ++a) st.g[a] = st.h[a] = 0.0;
-  for (std::size_t a = 0; a < nl; ++a) {
-    st.g[a] = dot(dcols + a * n, r, n);
-    st.h[a] = dot(d2cols + a * n, r, n);
-  }
-  for (std::size_t a = 0; a < k; ++a) st.u[a] = dot(col(a), v, n);
+  st.chi2 = chi2;
+  st.vv = vv;
+  st.vr = vr;
   return true;
 }
 
@@ -624,15 +763,16 @@ EXOSPEC_CLONES bool projected_normal(std::size_t n, std::size_t nl, std::size_t 
 // weighted linear least-squares solution, so chi2 is a function of the
 // shift alone and Levenberg-Marquardt works on one parameter. Its Jacobian
 // is Kaufman's (1975), J = -(I - P) v with P the projection onto the span of
-// A~: the LM's normal equations need only
+// A~ = sqrt(W) A: the LM's normal equations need only
 //   J^T J = v^T v - u^T (A~^T A~)^-1 u   (u = A~^T v; the Schur complement of
 //                                         the full J^T J over all parameters)
 //   J^T r = -v^T r                        (P r = 0 at the linear solution),
 // which is the exact gradient of the projected chi2 / 2. Same minimum as
 // WindowModel over all parameters, with no n-vector handed to the LM.
-// Expects work.sqrt_weight, work.weighted_y (sqrt(w) y) and the background
-// columns of work.weighted (after the nl line columns) set by the caller,
-// with their Gram matrix gbb and products gby.
+// Expects the weights (zero beyond the window's n pixels, up to the padded
+// np) and the weighted targets in work.weighted (projected_setup), with
+// their constant sums gbb, gby, yy.
+template <std::size_t NL, std::size_t NB>  // (0, 0: sizes at run time)
 struct ProjectedWindowModel {
   const LineFitter* fitter;
   std::size_t window, n, nl, nb;
@@ -640,34 +780,41 @@ struct ProjectedWindowModel {
   LineFitter::Workspace* work;
   const double* gbb;
   const double* gby;
+  double yy;
   ProjectedState* state;  // of the last evaluation
   int residuals() const { return static_cast<int>(n); }
-  // At the profiles already in work.columns / work.dcolumns (shift `shift`).
+  std::size_t stride() const { return padded(n); }
+  // The profiles and derivatives at `shift` into work.columns, dcolumns and
+  // d2columns (row stride padded(n)).
+  void profiles(double shift) const {
+    fitter->profiles_and_shift_derivatives(window, shift, fwhm, work->columns.data(), work->dcolumns.data(),
+                                           *work, work->d2columns.data(), stride());
+  }
+  // At the profiles already in the workspace (shift `shift`).
   bool from_profiles(double shift) const {
     auto& ws = *work;
     state->shift = std::numeric_limits<double>::quiet_NaN();
-    if (!projected_normal(n, nl, nb, ws.columns.data(), ws.dcolumns.data(), ws.d2columns.data(),
-                          ws.sqrt_weight.data(),
-                          ws.weighted_y.data(), ws.weighted.data() + nl * n, gbb, gby, ws.weighted.data(),
-                          ws.residual.data(), ws.dshift.data(), *state)) {
-      return false;
-    }
+    double sums[kMaxSums];
+    constexpr ProjectedSums kSums = projected_sums_for<NL, (NL > 0 ? NB + 1 : 0)>();
+    kSums(stride(), nl, nb + 1, ws.columns.data(), ws.dcolumns.data(), ws.d2columns.data(),
+                   ws.weight.data(), ws.weighted.data(), sums);
+    if (!projected_from_sums<NL, NB>(sums, nl, nb, gbb, gby, yy, *state)) return false;
     state->shift = shift;
     return std::isfinite(state->chi2) && std::isfinite(state->vv);
   }
   bool normal(const double* p, double& chi2, double* jtj, double* jtr) const {
-    fitter->profiles_and_shift_derivatives(window, p[0], fwhm, work->columns.data(), work->dcolumns.data(),
-                                           *work, work->d2columns.data());
+    profiles(p[0]);
     if (!from_profiles(p[0])) return false;
     const ProjectedState& st = *state;
     chi2 = st.chi2;
     if (jtj != nullptr) {
-      const std::size_t k = nl + nb;
+      constexpr int K = static_cast<int>(NL > 0 ? NL + NB : 0);
+      const std::size_t k = NL > 0 ? NL + NB : nl + nb;
       double c[kMaxParams], e[kMaxParams];
       std::copy(st.u, st.u + k, c);
-      small_cholesky_solve(st.L, static_cast<int>(k), c);
+      small_cholesky_solve<K>(st.L, static_cast<int>(k), c);
       std::copy(st.g, st.g + k, e);
-      small_cholesky_solve(st.L, static_cast<int>(k), e);
+      small_cholesky_solve<K>(st.L, static_cast<int>(k), e);
       double uc = 0.0, gc = 0.0, ge = 0.0, bh = 0.0;
       for (std::size_t a = 0; a < k; ++a) {
         uc += st.u[a] * c[a];
@@ -689,26 +836,32 @@ struct ProjectedWindowModel {
   }
 };
 
-// Sets up the weighted background of a variable-projection solve (after the
-// weights changed): sqrt(w), sqrt(w) y, the background's weighted columns,
-// their Gram matrix gbb (nb x nb) and products gby with sqrt(w) y.
-void projected_setup(const double* weight, const double* y, const double* background, std::size_t n,
-                     std::size_t nl, std::size_t nb, LineFitter::Workspace& work, double* gbb, double* gby) {
-  double* sw = work.sqrt_weight.data();
-  double* wy = work.weighted_y.data();
-  double* bgw = work.weighted.data() + nl * n;
-  for (std::size_t i = 0; i < n; ++i) {
-    sw[i] = std::sqrt(weight[i]);
-    wy[i] = sw[i] * y[i];
-  }
+// Sets up a variable-projection solve (after the weights changed): zeroes
+// the weights from n to the padded np, writes the weighted targets (w times
+// each background column, then w y; row stride np) into work.weighted, and
+// their constant sums gbb = B^T W B (nb x nb), gby = B^T W y and y^T W y.
+double projected_setup(const double* y, const double* background, std::size_t n, std::size_t nb,
+                       LineFitter::Workspace& work, double* gbb, double* gby) {
+  const std::size_t np = padded(n);
+  double* w = work.weight.data();
+  std::fill(w + n, w + np, 0.0);
+  double* Y = work.weighted.data();
   for (std::size_t b = 0; b < nb; ++b) {
-    for (std::size_t i = 0; i < n; ++i) bgw[b * n + i] = sw[i] * background[b * n + i];
+    double* row = Y + b * np;
+    for (std::size_t i = 0; i < n; ++i) row[i] = w[i] * background[b * n + i];
+    std::fill(row + n, row + np, 0.0);
   }
+  double* wy = Y + nb * np;
+  for (std::size_t i = 0; i < n; ++i) wy[i] = w[i] * y[i];
+  std::fill(wy + n, wy + np, 0.0);
   for (std::size_t a = 0; a < nb; ++a) {
-    for (std::size_t b = 0; b <= a; ++b) gbb[a * nb + b] = gbb[b * nb + a] = dot(bgw + a * n, bgw + b * n, n);
-    gby[a] = dot(bgw + a * n, wy, n);
+    for (std::size_t b = 0; b <= a; ++b) gbb[a * nb + b] = gbb[b * nb + a] = dot(background + a * n, Y + b * np, n);
+    gby[a] = dot(background + a * n, wy, n);
   }
+  return dot(y, wy, n);
 }
+
+#undef EXOSPEC_LOAD_LANES
 
 }  // namespace
 
@@ -740,10 +893,14 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
     const double l0 = strongest->wavelength_nm;
     std::size_t peak = n;
     double vmax = -std::numeric_limits<double>::infinity();
-    for (std::size_t i = 1; i + 1 < n; ++i) {
+    // (Pixels before the one holding l0 - max_shift are out of reach.)
+    const auto reach = std::lower_bound(w.edges.begin(), w.edges.begin() + static_cast<std::ptrdiff_t>(n + 1),
+                                        l0 - max_shift) - w.edges.begin();
+    for (std::size_t i = std::max<std::size_t>(1, static_cast<std::size_t>(reach)) - 1; i + 1 < n; ++i) {
       const double centre = 0.5 * (w.edges[i] + w.edges[i + 1]);
+      if (centre > l0 + max_shift) break;
       const double v = static_cast<double>(denoised[w.first + i]);
-      if (std::abs(centre - l0) <= max_shift && std::isfinite(v) && v > vmax) {
+      if (i >= 1 && std::abs(centre - l0) <= max_shift && std::isfinite(v) && v > vmax) {
         vmax = v;
         peak = i;
       }
@@ -769,78 +926,90 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
   // weights from the fitted model and the linear parameters once more.
   const bool projected_fit = settings_.width == WidthMode::kFixed;
   const std::size_t nb = static_cast<std::size_t>(k) - nl;
-  double gbb[kMaxParams * kMaxParams], gby[kMaxParams];
-  ProjectedState state;
-  const ProjectedWindowModel projected{this, wi, n, nl, nb, fwhm0, &work, gbb, gby, &state};
-  Eigen::Matrix<double, 1, 1> s;
-  auto& p = work.solvers->p[wi];
   LmResult res;
+  // The solver's status into sol; false (and, tied, the linear solution
+  // back) unless it converged or ran out of iterations.
+  auto solved = [&] {
+    sol.status = from_lm(res.status);
+    sol.nonlinear = true;
+    if (sol.status == FitStatus::kConverged || sol.status == FitStatus::kMaxIterations) return true;
+    if (settings_.shift == ShiftMode::kTied) sol = linear;  // then solved at the tied shift
+    return false;
+  };
   if (projected_fit) {
-    projected_setup(work.weight.data(), work.y.data(), background, n, nl, nb, work, gbb, gby);
-    s(0) = shift0;
-    res = work.solvers->shift_lm[wi].solve(projected, s);
+    with_window_shape(nl, nb, [&]<std::size_t NL, std::size_t NB>() {
+      double gbb[kMaxParams * kMaxParams], gby[kMaxParams];
+      ProjectedState state;
+      ProjectedWindowModel<NL, NB> projected{this, wi, n, nl, nb, fwhm0, &work, gbb, gby, 0.0, &state};
+      projected.yy = projected_setup(work.y.data(), background, n, nb, work, gbb, gby);
+      Eigen::Matrix<double, 1, 1> s;
+      s(0) = shift0;
+      res = work.solvers->shift_lm[wi].solve(projected, s);
+      if (!solved()) return;
+      // (The last evaluation may have been a rejected trial.)
+      double chi2 = 0.0;
+      if (!(state.shift == s(0)) && !projected.normal(s.data(), chi2, nullptr, nullptr)) {
+        sol.status = FitStatus::kNotFinite;
+        return;
+      }
+      if (refits(scale) > 0) {
+        // The basis at s(0) with row stride n (the line profiles, then the
+        // background) in work.weighted, whose targets are rewritten next.
+        double* basis = work.weighted.data();
+        const std::size_t np = padded(n);
+        for (std::size_t a = 0; a < nl; ++a) {
+          std::copy(work.columns.begin() + static_cast<std::ptrdiff_t>(a * np),
+                    work.columns.begin() + static_cast<std::ptrdiff_t>(a * np + n), basis + a * n);
+        }
+        std::copy(background, background + nb * n, basis + nl * n);
+        update_weights(w, basis, state.beta, scale, offset, work);
+        projected.yy = projected_setup(work.y.data(), background, n, nb, work, gbb, gby);
+        if (!projected.from_profiles(s(0))) {
+          sol.status = FitStatus::kSingular;
+          return;
+        }
+      }
+      // Covariance of (linear parameters, shift): the inverse of the full
+      // J^T J = [[A~^T A~, u], [u^T, v^T v]] at the solution, from the blocks
+      // of the last evaluation (no further evaluation at the pixel edges).
+      constexpr int M = NL > 0 ? static_cast<int>(NL + NB + 1) : 0;
+      const std::size_t ku = static_cast<std::size_t>(k), m = ku + 1;
+      double cov[(kMaxParams + 1) * (kMaxParams + 1)];
+      for (std::size_t a = 0; a < ku; ++a) {
+        for (std::size_t b = 0; b < ku; ++b) cov[a * m + b] = state.N[a * ku + b];
+        cov[a * m + ku] = cov[ku * m + a] = state.u[a];
+      }
+      cov[ku * m + ku] = state.vv;
+      if (!small_cholesky<M>(cov, static_cast<int>(m))) {
+        sol.status = FitStatus::kSingular;
+        return;
+      }
+      for (std::size_t a = 0; a < m; ++a) {
+        double e[kMaxParams + 1] = {};
+        e[a] = 1.0;
+        small_cholesky_solve<M>(cov, static_cast<int>(m), e);  // column a of the inverse
+        const double sd = std::sqrt(std::max(e[a], 0.0));
+        if (a < ku) {
+          sol.beta(static_cast<Eigen::Index>(a)) = state.beta[a];
+          sol.sigma(static_cast<Eigen::Index>(a)) = sd;
+        } else {
+          sol.shift_sigma = sd;
+        }
+      }
+      const std::size_t dof = sol.good > m ? sol.good - m : 1;
+      sol.chi2_reduced = state.chi2 / static_cast<double>(dof);
+      sol.shift = s(0);
+      sol.fwhm = fwhm0;
+      sol.fwhm_sigma = kNaN;
+    });
   } else {
+    auto& p = work.solvers->p[wi];
     for (int a = 0; a < k; ++a) p(a) = sol.beta(a);
     p(k) = shift0;
     p(k + 1) = fwhm0;
     for (std::size_t i = 0; i < n; ++i) work.sqrt_weight[i] = std::sqrt(work.weight[i]);
     res = work.solvers->lm[wi].solve(WindowModel{this, wi, n, nl, k, background, &work}, p);
-  }
-  sol.status = from_lm(res.status);
-  sol.nonlinear = true;
-  if (sol.status != FitStatus::kConverged && sol.status != FitStatus::kMaxIterations) {
-    if (settings_.shift == ShiftMode::kTied) sol = linear;  // then solved at the tied shift
-    return;
-  }
-  if (projected_fit) {
-    // (The last evaluation may have been a rejected trial.)
-    double chi2 = 0.0;
-    if (!(state.shift == s(0)) && !projected.normal(s.data(), chi2, nullptr, nullptr)) {
-      sol.status = FitStatus::kNotFinite;
-      return;
-    }
-    if (refits(scale) > 0) {
-      double* cols = work.columns.data();  // the profiles at s(0); then the background
-      std::copy(background, background + nb * n, cols + nl * n);
-      update_weights(w, cols, state.beta, scale, offset, work);
-      projected_setup(work.weight.data(), work.y.data(), background, n, nl, nb, work, gbb, gby);
-      if (!projected.from_profiles(s(0))) {
-        sol.status = FitStatus::kSingular;
-        return;
-      }
-    }
-    // Covariance of (linear parameters, shift): the inverse of the full
-    // J^T J = [[A~^T A~, u], [u^T, v^T v]] at the solution, from the blocks
-    // of the last evaluation (no further evaluation at the pixel edges).
-    const std::size_t ku = static_cast<std::size_t>(k), m = ku + 1;
-    double M[(kMaxParams + 1) * (kMaxParams + 1)];
-    for (std::size_t a = 0; a < ku; ++a) {
-      for (std::size_t b = 0; b < ku; ++b) M[a * m + b] = state.N[a * ku + b];
-      M[a * m + ku] = M[ku * m + a] = state.u[a];
-    }
-    M[ku * m + ku] = state.vv;
-    if (!small_cholesky(M, static_cast<int>(m))) {
-      sol.status = FitStatus::kSingular;
-      return;
-    }
-    for (std::size_t a = 0; a < m; ++a) {
-      double e[kMaxParams + 1] = {};
-      e[a] = 1.0;
-      small_cholesky_solve(M, static_cast<int>(m), e);  // column a of the inverse
-      const double sd = std::sqrt(std::max(e[a], 0.0));
-      if (a < ku) {
-        sol.beta(static_cast<Eigen::Index>(a)) = state.beta[a];
-        sol.sigma(static_cast<Eigen::Index>(a)) = sd;
-      } else {
-        sol.shift_sigma = sd;
-      }
-    }
-    const std::size_t dof = sol.good > m ? sol.good - m : 1;
-    sol.chi2_reduced = state.chi2 / static_cast<double>(dof);
-    sol.shift = s(0);
-    sol.fwhm = fwhm0;
-    sol.fwhm_sigma = kNaN;
-  } else {
+    if (!solved()) return;
     if (refits(scale) > 0) {
       const double* cols = window_basis(wi, p(k), p(k + 1), work);
       update_weights(w, cols, p.data(), scale, offset, work);

@@ -317,5 +317,70 @@ TEST(LevenbergMarquardtNist, NormalEquationModeOnTheWellConditionedProblems) {
   EXPECT_GE(solved_normal_model, 53);
 }
 
+
+// LevenbergMarquardt<1> with a normal-equation model runs a scalar copy of
+// the general loop (solve_scalar, the shift-only line fit's solver). Each
+// parameter of each NIST problem alone, the others held at their certified
+// values (so that its certified value is the one-dimensional minimum), from
+// start 1 and start 2: the scalar path takes the same iterations and
+// evaluations as the general loop on the same one-parameter problem, ends at
+// the same value and standard error (to 1e-12: the compiler may fuse
+// multiply-adds differently), and reaches the certified value.
+struct OneParameter {
+  const Problem& pr;
+  std::size_t j;
+  int residuals() const { return static_cast<int>(pr.y.size()); }
+  bool normal(const double* b, double& chi2, double* jtj, double* jtr) const {
+    const int np = static_cast<int>(pr.certified.size()), n = residuals();
+    std::vector<double> full = pr.certified;
+    full[j] = b[0];
+    Eigen::VectorXd r(n);
+    Eigen::MatrixXd J(n, np);
+    if (!NistModel{pr}(full.data(), r.data(), J.data())) return false;
+    chi2 = r.squaredNorm();
+    if (jtj != nullptr) {
+      jtj[0] = J.col(static_cast<Eigen::Index>(j)).squaredNorm();
+      jtr[0] = J.col(static_cast<Eigen::Index>(j)).dot(r);
+    }
+    return true;
+  }
+};
+
+TEST(LevenbergMarquardtScalar, SameStepsAsTheGeneralLoopOnEveryNistParameter) {
+  const auto problems = load();
+  int cases = 0, certified = 0;
+  for (const auto& [name, pr] : problems) {
+    for (std::size_t j = 0; j < pr.certified.size(); ++j) {
+      for (int start = 1; start <= 2; ++start) {
+        LmOptions opt;
+        opt.max_iterations = 20000;
+        opt.ftol = opt.xtol = opt.gtol = 1e-15;
+        opt.use_qr = false;
+        opt.jacobian_with_trial = true;
+        LevenbergMarquardt<1> scalar(1, pr.n_obs, opt);
+        LevenbergMarquardt<> general(1, pr.n_obs, opt);
+        const double b0 = (start == 1 ? pr.start1 : pr.start2)[j];
+        Eigen::Matrix<double, 1, 1> bs;
+        Eigen::VectorXd bg(1);
+        bs(0) = bg(0) = b0;
+        const OneParameter model{pr, j};
+        const LmResult rs = scalar.solve(model, bs), rg = general.solve(model, bg);
+        const std::string what = name + " b" + std::to_string(j + 1) + " start " + std::to_string(start);
+        ++cases;
+        EXPECT_EQ(rs.status, rg.status) << what;
+        EXPECT_EQ(rs.iterations, rg.iterations) << what;
+        EXPECT_EQ(rs.evaluations, rg.evaluations) << what;
+        EXPECT_NEAR(bs(0), bg(0), 1e-12 * std::abs(bg(0)) + 1e-300) << what;
+        EXPECT_NEAR(rs.chi2, rg.chi2, 1e-12 * rg.chi2 + 1e-300) << what;
+        EXPECT_NEAR(scalar.covariance()(0, 0), general.covariance()(0, 0),
+                    1e-12 * std::abs(general.covariance()(0, 0))) << what;
+        certified += lre(bs(0), pr.certified[j]) >= 6.0 ? 1 : 0;
+      }
+    }
+  }
+  std::printf("one-parameter NIST problems: %d of %d at LRE >= 6\n", certified, cases);
+  EXPECT_GE(certified, cases * 9 / 10);
+}
+
 }  // namespace
 }  // namespace exospec::kernels

@@ -218,6 +218,7 @@ class LevenbergMarquardt {
       if (kind_[j] == Kind::kFree) p(j) = std::clamp(p(j), lower_(j), upper_(j));
     }
     apply_ties(p);
+    if constexpr (NP == 1 && NormalEquationModel<Model>) return solve_scalar(model, p, res);
     auto r = r_.head(n);
     auto rt = r_trial_.head(n);
     if (!evaluate(model, p, n, true)) {
@@ -403,6 +404,125 @@ class LevenbergMarquardt {
 
   // The free-parameter Jacobian ju_ (and, for the normal equations, J^T J and
   // J^T r) from the model's Jacobian jp_ and residuals r_.
+  // One free parameter and a normal-equation model: the iteration of
+  // solve() (same damping, steps, stopping rules and covariance) in scalars,
+  // without Eigen blocks or factorisations, for problems solved millions of
+  // times (the shift-only line fit). tests/kernels/test_levmar.cpp checks it
+  // against the general loop step for step.
+  template <class Model>
+  LmResult solve_scalar(const Model& model, Vec& p, LmResult res) {
+    const double lo = lower_(0), hi = upper_(0);
+    const bool with_trial = options_.jacobian_with_trial;
+    double x = p(0), chi2 = 0.0, a = 0.0, g = 0.0;  // a = J^T J, g = J^T r
+    auto finite = [](double u, double v) { return std::isfinite(u) && std::isfinite(v); };
+    auto evaluate_at = [&](double at) {
+      if (!model.normal(&at, chi2, &a, &g)) return false;
+      cost_ = 0.5 * chi2;
+      return std::isfinite(cost_) && finite(a, g);
+    };
+    auto done = [&](LmResult out) {
+      p(0) = x;
+      out.chi2 = 2.0 * cost_;
+      jtj_(0, 0) = a;
+      jtr_(0) = g;
+      if (!(a > 0.0)) return singular(out);  // (1 x 1 LLT: the pivot test is a > 0)
+      const double root = std::sqrt(a);
+      cov_(0, 0) = 1.0 / root / root;
+      return out;
+    };
+    if (!evaluate_at(x)) {
+      res.status = LmStatus::kNotFinite;
+      return res;
+    }
+    ++res.evaluations;
+    double cost = cost_, diag = 0.0, lambda = options_.initial_lambda, nu = 2.0;
+    bool first = true;
+    res.status = LmStatus::kMaxIterations;
+    for (int it = 0; it < options_.max_iterations; ++it) {
+      res.iterations = it + 1;
+      const double rnorm = std::sqrt(2.0 * cost), cn = std::sqrt(a);
+      diag = std::max(diag, cn);
+      const double gmax = cn > 0.0 && rnorm > 0.0 ? std::abs(g) / (cn * rnorm) : 0.0;
+      if (diag == 0.0) diag = 1.0;
+      if (first && options_.initial_lambda > 0.0) {
+        lambda = options_.initial_lambda * std::max(a / (diag * diag), 1e-300);
+        first = false;
+      }
+      if (gmax <= options_.gtol || rnorm == 0.0) {
+        res.status = LmStatus::kConverged;
+        break;
+      }
+      bool accepted = false;
+      while (!accepted) {
+        // (As the general loop's 1 x 1 Cholesky solve, to the last bit.)
+        const double damped = a + lambda * diag * diag, root = std::sqrt(damped);
+        double delta = -g / root / root;
+        if (!(damped > 0.0) || !std::isfinite(delta)) {
+          lambda *= nu;
+          nu *= 2.0;
+          if (lambda > 1e16) break;
+          continue;
+        }
+        const double trial = std::clamp(x + delta, lo, hi);
+        delta = trial - x;
+        const double pred = -(delta * g) - 0.5 * (delta * (a * delta));
+        ++res.evaluations;
+        double chi2_new = 0.0, a_new = 0.0, g_new = 0.0;
+        const bool ok = model.normal(&trial, chi2_new, with_trial ? &a_new : nullptr,
+                                     with_trial ? &g_new : nullptr);
+        double cost_new = 0.5 * chi2_new;
+        if (!ok || !std::isfinite(cost_new)) cost_new = std::numeric_limits<double>::infinity();
+        const double actual = cost - cost_new;
+        const double rho = pred > 0.0 ? actual / pred : -1.0;
+        const double dnorm = std::sqrt(diag * diag * delta * delta), pnorm = std::sqrt(diag * diag * x * x);
+        if (ok && actual > 0.0 && rho > 0.0) {
+          accepted = true;
+          x = trial;
+          const double old_cost = cost;
+          cost = cost_ = cost_new;
+          const double t = 2.0 * rho - 1.0;
+          lambda *= std::max(1.0 / 3.0, 1.0 - t * t * t);
+          nu = 2.0;
+          if (with_trial) {
+            a = a_new;
+            g = g_new;
+            if (!finite(a, g)) {
+              res.status = LmStatus::kNotFinite;
+              return done(res);
+            }
+          } else {
+            if (!evaluate_at(x)) {
+              res.status = LmStatus::kNotFinite;
+              return done(res);
+            }
+            ++res.evaluations;
+            cost = cost_;
+          }
+          const bool ftol_met = actual <= options_.ftol * old_cost && pred <= options_.ftol * old_cost &&
+                                rho <= 2.0;
+          const bool xtol_met = dnorm <= options_.xtol * pnorm || dnorm <= options_.step_tol;
+          if (ftol_met || xtol_met) {
+            res.status = LmStatus::kConverged;
+            return done(res);
+          }
+        } else {
+          if (pred <= options_.ftol * cost && dnorm <= 1e3 * options_.xtol * pnorm + 1e-300) {
+            res.status = LmStatus::kConverged;
+            return done(res);
+          }
+          lambda *= nu;
+          nu *= 2.0;
+          if (lambda > 1e16) break;
+        }
+      }
+      if (!accepted) {
+        res.status = LmStatus::kStalled;
+        break;
+      }
+    }
+    return done(res);
+  }
+
   bool absorb_jacobian(int n) {
     auto r = r_.head(n);
     // jp_ is n x np with leading dimension nmax_: the model wrote it with

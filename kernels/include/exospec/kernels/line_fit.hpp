@@ -134,7 +134,7 @@ class LineFitter {
     ~Workspace();
     std::vector<double> weight, model, y, weighted;
     std::vector<double> cdf, pdf, xpdf, columns, dshift, dsigma, sqrt_weight, residual;
-    std::vector<double> dcolumns, d2columns, weighted_y;  // (the shift-only fit)
+    std::vector<double> dcolumns, d2columns;  // (the shift-only fit)
     struct Solvers;
     std::unique_ptr<Solvers> solvers;  // Levenberg-Marquardt solvers per window
   };
@@ -159,9 +159,11 @@ class LineFitter {
                        Workspace& work) const;
   // The same profiles and, line by line, their first and (if d2columns is
   // not null) second derivatives with respect to the shift (n x lines each,
-  // column-major; the shift-only fit).
+  // column-major; the shift-only fit). With a row stride above n (at least
+  // n), each line's values are followed by zeros up to the stride.
   void profiles_and_shift_derivatives(std::size_t w, double shift_nm, double fwhm_nm, double* columns,
-                                      double* dcolumns, Workspace& work, double* d2columns = nullptr) const;
+                                      double* dcolumns, Workspace& work, double* d2columns = nullptr,
+                                      std::size_t stride = 0) const;
 
  private:
   struct Window {
