@@ -40,7 +40,9 @@
 // Stopping rules (MINPACK's): ftol, both the actual and the predicted relative
 // reduction of the cost are below ftol; xtol, ||D d|| <= xtol ||D p|| (or, if
 // LmOptions::step_tol is set, ||D d|| <= step_tol); gtol, the
-// largest cosine between r and a column of J is below gtol. Status: kConverged
+// largest cosine between r and a column of J is below gtol; if
+// LmOptions::newton_tol is set, the undamped step from the current point
+// would be at most newton_tol (||D d||, without evaluating it). Status: kConverged
 // for any of them; kMaxIterations; kStalled when lambda exceeds 1e16 without
 // reducing the cost (a minimum the arithmetic cannot improve on, or a bad
 // model); kSingular when J^T J is rank-deficient at the solution (the
@@ -115,6 +117,12 @@ struct LmOptions {
   // sigma changes nothing that can be measured, whatever the parameter's
   // size (xtol, relative to ||D p||, never stops a parameter near 0).
   double step_tol = 0.0;
+  // Also converged, before any trial, when the undamped (Gauss-Newton or,
+  // with a model's exact curvature, Newton) step from the current point has
+  // ||D d|| <= newton_tol (0: off): the point is then within about that many
+  // standard errors of the minimum, and the evaluation that would confirm
+  // the step is saved.
+  double newton_tol = 0.0;
 };
 
 struct LmResult {
@@ -258,6 +266,11 @@ class LevenbergMarquardt {
         first = false;
       }
       if (gmax <= options_.gtol || rnorm == 0.0) {
+        res.status = LmStatus::kConverged;
+        break;
+      }
+      if (options_.newton_tol > 0.0 && step(n, m, 0.0) &&
+          (diag_.head(m).array() * delta_.head(m).array()).matrix().norm() <= options_.newton_tol) {
         res.status = LmStatus::kConverged;
         break;
       }
@@ -451,6 +464,13 @@ class LevenbergMarquardt {
       if (gmax <= options_.gtol || rnorm == 0.0) {
         res.status = LmStatus::kConverged;
         break;
+      }
+      if (options_.newton_tol > 0.0 && a > 0.0) {
+        const double root = std::sqrt(a), newton = -g / root / root;
+        if (std::isfinite(newton) && std::sqrt(diag * diag * newton * newton) <= options_.newton_tol) {
+          res.status = LmStatus::kConverged;
+          break;
+        }
       }
       bool accepted = false;
       while (!accepted) {
