@@ -117,6 +117,56 @@ EXOSPEC_CLONES void normal_at_edges(const double* edges, std::size_t m, double m
   }
 }
 
+// N = A^T W A (k x k, row-major) and rhs = A^T W y for the columns A (n x k,
+// column-major), with wa as scratch (n).
+EXOSPEC_CLONES void weighted_normal_equations(std::size_t n, std::size_t k, const double* A, const double* w,
+                                              const double* y, double* wa, double* N, double* rhs) noexcept {
+  for (std::size_t a = 0; a < k; ++a) {
+    const double* col = A + a * n;
+    for (std::size_t i = 0; i < n; ++i) wa[i] = w[i] * col[i];
+    for (std::size_t b = 0; b <= a; ++b) N[a * k + b] = N[b * k + a] = dot(wa, A + b * n, n);
+    rhs[a] = dot(wa, y, n);
+  }
+}
+
+// y^T W y.
+EXOSPEC_CLONES double weighted_sum_of_squares(std::size_t n, const double* w, const double* y) noexcept {
+  double acc[kLanes] = {};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (std::size_t l = 0; l < kLanes; ++l) acc[l] += w[i + l] * y[i + l] * y[i + l];
+  }
+  for (std::size_t l = 0; i < n; ++i, ++l) acc[l] += w[i] * y[i] * y[i];
+  double s = 0.0;
+  for (double v : acc) s += v;
+  return s;
+}
+
+// Weights 1/variance and NaN-free values of n pixels; 0 for unusable pixels
+// (flagged, not finite, variance <= 0). Returns the number of usable ones.
+template <class T>
+[[gnu::always_inline]] inline std::size_t usable_weights_impl(std::size_t n, const T* radiance, const T* variance,
+                                                             const std::uint8_t* quality, double* weight,
+                                                             double* y) noexcept {
+  std::size_t good = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double yi = static_cast<double>(radiance[i]), v = static_cast<double>(variance[i]);
+    const bool ok = !(quality[i] & kSkip) && std::isfinite(yi) && std::isfinite(v) && v > 0.0;
+    weight[i] = ok ? 1.0 / v : 0.0;
+    y[i] = ok ? yi : 0.0;
+    good += ok ? 1 : 0;
+  }
+  return good;
+}
+EXOSPEC_CLONES std::size_t usable_weights(std::size_t n, const float* r, const float* v, const std::uint8_t* q,
+                                          double* w, double* y) noexcept {
+  return usable_weights_impl(n, r, v, q, w, y);
+}
+EXOSPEC_CLONES std::size_t usable_weights(std::size_t n, const double* r, const double* v, const std::uint8_t* q,
+                                          double* w, double* y) noexcept {
+  return usable_weights_impl(n, r, v, q, w, y);
+}
+
 FitStatus from_lm(LmStatus s) noexcept {
   switch (s) {
     case LmStatus::kConverged:
@@ -422,15 +472,8 @@ template <class T>
 bool LineFitter::prepare_weights(const Window& w, std::span<const T> radiance,
                                  std::span<const T> variance, std::span<const std::uint8_t> quality,
                                  Workspace& work, std::size_t& good) const {
-  good = 0;
-  for (std::size_t i = 0; i < w.size; ++i) {
-    const std::size_t p = w.first + i;
-    const double y = static_cast<double>(radiance[p]), v = static_cast<double>(variance[p]);
-    const bool ok = !(quality[p] & kSkip) && std::isfinite(y) && std::isfinite(v) && v > 0.0;
-    work.weight[i] = ok ? 1.0 / v : 0.0;
-    work.y[i] = ok ? y : 0.0;  // NaN-free
-    good += ok ? 1 : 0;
-  }
+  good = usable_weights(w.size, radiance.data() + w.first, variance.data() + w.first, quality.data() + w.first,
+                        work.weight.data(), work.y.data());
   return good >= static_cast<std::size_t>(w.k) + 3;
 }
 
@@ -483,13 +526,7 @@ bool LineFitter::solve_linear(const Window& w, const double* A, std::span<const 
   double* wa = work.weighted.data();  // w times column a
   double N[kMaxParams * kMaxParams], L[kMaxParams * kMaxParams], rhs[kMaxParams], beta[kMaxParams];
   for (int it = 0; it <= iterations; ++it) {
-    // A^T W A and A^T W y as column dot products.
-    for (std::size_t a = 0; a < k; ++a) {
-      const double* col = A + a * n;
-      for (std::size_t i = 0; i < n; ++i) wa[i] = wt[i] * col[i];
-      for (std::size_t b = 0; b <= a; ++b) N[a * k + b] = N[b * k + a] = dot(wa, A + b * n, n);
-      rhs[a] = dot(wa, y, n);
-    }
+    weighted_normal_equations(n, k, A, wt, y, wa, N, rhs);
     std::copy(N, N + k * k, L);
     if (!small_cholesky(L, static_cast<int>(k))) {
       sol.status = FitStatus::kSingular;
@@ -501,8 +538,7 @@ bool LineFitter::solve_linear(const Window& w, const double* A, std::span<const 
   }
   // chi2 with the weights of the final solve, y^T W y - beta^T A^T W y at
   // the solution; the brightness sigmas from the diagonal of (A^T W A)^-1.
-  for (std::size_t i = 0; i < n; ++i) wa[i] = wt[i] * y[i];
-  double chi2 = dot(wa, y, n);
+  double chi2 = weighted_sum_of_squares(n, wt, y);
   for (std::size_t a = 0; a < k; ++a) chi2 -= beta[a] * rhs[a];
   sol.status = FitStatus::kConverged;
   for (std::size_t a = 0; a < k; ++a) {
@@ -851,8 +887,8 @@ struct ProjectedWindowModel {
 // the weights from n to the padded np, writes the weighted targets (w times
 // each background column, then w y; row stride np) into work.weighted, and
 // their constant sums gbb = B^T W B (nb x nb), gby = B^T W y and y^T W y.
-double projected_setup(const double* y, const double* background, std::size_t n, std::size_t nb,
-                       LineFitter::Workspace& work, double* gbb, double* gby) {
+EXOSPEC_CLONES double projected_setup(const double* y, const double* background, std::size_t n, std::size_t nb,
+                                      LineFitter::Workspace& work, double* gbb, double* gby) {
   const std::size_t np = padded(n);
   double* w = work.weight.data();
   std::fill(w + n, w + np, 0.0);
