@@ -364,12 +364,14 @@ LineFitter::Workspace LineFitter::make_workspace() const {
   // The shift alone (variable projection): also stop at a step below 1e-3
   // of its standard error (with one parameter, xtol relative to the shift
   // itself would ask for 1e-7 nm near zero shift, a few more iterations).
-  // And stop, without evaluating it, before a Newton step that short: the
-  // shift is then within ~1e-3 of its standard error of the minimum (about
-  // one evaluation less per window).
+  // And stop, without evaluating it, before a Newton step below 3e-2 of the
+  // standard error; solve_nonlinear takes that step on the quadratic model,
+  // which leaves the shift within ~1e-7 and the brightness within ~1e-4 of
+  // their standard errors of the minimum (test: FreeShiftIsTheMinimumOf-
+  // Chi2OverTheShift), for one evaluation less per window (2.2 instead of 3.7).
   LmOptions shift_opt = opt;
   shift_opt.step_tol = 1e-3;
-  shift_opt.newton_tol = 1e-3;
+  shift_opt.newton_tol = 3e-2;
   const double max_shift = settings_.max_shift_fwhm * settings_.fwhm_nm;
   sv.lm.reserve(windows_.size());
   sv.shift_lm.reserve(windows_.size());
@@ -1016,7 +1018,7 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
           return;
         }
       }
-      // The solver stops before a Newton step below 1e-3 of the shift's
+      // The solver stops before a Newton step below 3e-2 of the shift's
       // standard error (newton_tol): that step, taken on the quadratic model
       // instead of evaluated, brings the shift, the linear parameters
       // (beta + beta' step) and chi2 to the minimum to second order (with

@@ -316,49 +316,72 @@ TEST(LineFit, FreeShiftIsTheMinimumOfChi2OverTheShift) {
   // computed here with Eigen's QR: at each shift s, the window's profiles
   // and a linear background fitted by weighted least squares. The parabola
   // through s* - h, s*, s* + h must have its vertex at s* (to far below the
-  // shift's sigma), and the brightness at s* must be the fit's.
-  const std::vector<double> truth_b = {60.0, 40.0, 200.0, 50.0};
-  const auto y0 = shifted_spectrum(truth_b, 3.0, 0.01, 0.1, 1.5);
+  // shift's sigma, which the parabola's curvature gives: the solver stops
+  // within a few hundredths of a sigma and takes the last Newton step on
+  // the quadratic model), and the brightness at s* must be the fit's. Mg II
+  // (alone in its window) from bright to below the detection limit, 20
+  // noise draws each.
   const std::vector<std::uint8_t> q(kP, 0);
-  std::vector<double> v(kP), y(kP), wl(kP);
+  std::vector<double> wl(kP);
   pixel_wavelengths(kCoeffs, wl);
-  for (std::size_t p = 0; p < kP; ++p) v[p] = 0.5 + 0.1 * y0[p];
-  auto rng = Rng::stream(11);
-  for (std::size_t p = 0; p < kP; ++p) y[p] = y0[p] + std::sqrt(v[p]) * rng.normal();
   const LineFitSettings set = free_shift_without_refits();
   const LineFitter fit(kCoeffs, kP, lines(), set);
   auto work = fit.make_workspace();
-  Out out(4);
-  fit.fit<double>(y, v, q, {}, {}, out.view(), work);
-  const std::size_t j = 2;  // Mg II, alone in its window
+  const std::size_t j = 2;
   std::size_t wi = 0;
   while (fit.window_lines(wi) != std::vector<std::size_t>{j}) ++wi;
-  ASSERT_EQ(out.st[j], 0);
-  const double s_star = out.c[j] - lines()[j].wavelength_nm, h = 0.002;
-  EXPECT_NEAR(s_star, 0.1, 0.02);  // (sanity: near the truth)
   const std::size_t first = fit.window_first(wi), n = fit.window_size(wi);
-  auto chi2_at = [&](double shift, double& brightness) {
-    std::vector<double> col(n);
-    fit.window_profiles(wi, shift, 1.5, col.data(), nullptr, nullptr, nullptr, work);
-    Eigen::MatrixXd A(n, 3);
-    Eigen::VectorXd b(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      const double sw = 1.0 / std::sqrt(v[first + i]);
-      const auto r = static_cast<Eigen::Index>(i);
-      A(r, 0) = sw * col[i];
-      A(r, 1) = sw;
-      A(r, 2) = sw * (wl[first + i] - wl[first]);
-      b(r) = sw * y[first + i];
+  double worst_shift = 0.0, worst_brightness = 0.0;
+  int fits = 0;
+  for (const double mg : {200.0, 30.0, 8.0, 3.0}) {
+    const auto y0 = shifted_spectrum({60.0, 40.0, mg, 50.0}, 3.0, 0.01, 0.1, 1.5);
+    std::vector<double> v(kP), y(kP);
+    for (std::size_t p = 0; p < kP; ++p) v[p] = 0.5 + 0.1 * y0[p];
+    for (std::uint64_t seed = 0; seed < 20; ++seed) {
+      auto rng = Rng::stream(11 + seed);
+      for (std::size_t p = 0; p < kP; ++p) y[p] = y0[p] + std::sqrt(v[p]) * rng.normal();
+      Out out(4);
+      fit.fit<double>(y, v, q, {}, {}, out.view(), work);
+      if (out.st[j] != 0) continue;  // (a shift at its bound on the faintest)
+      const double s_star = out.c[j] - lines()[j].wavelength_nm;
+      if (std::abs(s_star) > 0.7) continue;  // (near the +-0.75 nm bound: no parabola there)
+      auto chi2_at = [&](double shift, double& brightness) {
+        std::vector<double> col(n);
+        fit.window_profiles(wi, shift, 1.5, col.data(), nullptr, nullptr, nullptr, work);
+        Eigen::MatrixXd A(n, 3);
+        Eigen::VectorXd b(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          const double sw = 1.0 / std::sqrt(v[first + i]);
+          const auto r = static_cast<Eigen::Index>(i);
+          A(r, 0) = sw * col[i];
+          A(r, 1) = sw;
+          A(r, 2) = sw * (wl[first + i] - wl[first]);
+          b(r) = sw * y[first + i];
+        }
+        const Eigen::VectorXd beta = A.colPivHouseholderQr().solve(b);
+        brightness = beta(0);
+        return (A * beta - b).squaredNorm();
+      };
+      const double h = 0.002;
+      double chi2[3], bright[3];
+      for (int m = -1; m <= 1; ++m) chi2[m + 1] = chi2_at(s_star + m * h, bright[m + 1]);
+      const double curvature = (chi2[0] - 2.0 * chi2[1] + chi2[2]) / (h * h);
+      ASSERT_GT(curvature, 0.0) << mg << " R, draw " << seed;
+      const double vertex = 0.5 * h * h * (chi2[0] - chi2[2]) / (h * h * curvature);
+      const double shift_sigma = std::sqrt(2.0 / curvature);
+      worst_shift = std::max(worst_shift, std::abs(vertex) / shift_sigma);
+      worst_brightness = std::max(worst_brightness, std::abs(bright[1] - out.b[j]) / out.s[j]);
+      if (mg == 200.0 && seed == 0) {
+        EXPECT_NEAR(s_star, 0.1, 0.02);  // (sanity: near the truth)
+      }
+      ++fits;
     }
-    const Eigen::VectorXd beta = A.colPivHouseholderQr().solve(b);
-    brightness = beta(0);
-    return (A * beta - b).squaredNorm();
-  };
-  double chi2[3], bright[3];
-  for (int m = -1; m <= 1; ++m) chi2[m + 1] = chi2_at(s_star + m * h, bright[m + 1]);
-  const double vertex = 0.5 * h * (chi2[0] - chi2[2]) / (chi2[0] - 2.0 * chi2[1] + chi2[2]);
-  EXPECT_LT(std::abs(vertex), 1e-5) << "chi2 minimum " << vertex << " nm from the fitted shift";
-  EXPECT_NEAR(bright[1], out.b[j], 1e-6 * out.s[j]);
+  }
+  std::printf("%d fits: chi2 minimum within %.1e sigma of the fitted shift, brightness within %.1e sigma\n",
+              fits, worst_shift, worst_brightness);
+  EXPECT_GE(fits, 70);
+  EXPECT_LT(worst_shift, 1e-3);
+  EXPECT_LT(worst_brightness, 3e-4);
 }
 
 TEST(LineFit, WindowsWithoutDataGetAStatusAndNaN) {
