@@ -167,6 +167,31 @@ EXOSPEC_CLONES std::size_t usable_weights(std::size_t n, const double* r, const 
   return usable_weights_impl(n, r, v, q, w, y);
 }
 
+// The weights of the usable pixels (weight 0 stays 0) from the model
+// m = A beta + prior (n x k columns A, nl lines first): expected counts
+// mu = m s + o (at least `floor`), weight s^2 / mu. The prior puts
+// `prior_counts` expected counts on each line's profile. m: scratch (n).
+EXOSPEC_CLONES void model_weights(std::size_t n, std::size_t nl, std::size_t k, const double* A, const double* beta,
+                                  double prior_counts, const double* s, const double* o, double floor, double* wt,
+                                  double* m) noexcept {
+  std::fill(m, m + n, 0.0);
+  for (std::size_t a = 0; a < k; ++a) {
+    const double* col = A + a * n;
+    double c = beta[a];
+    if (a < nl) {
+      double counts = 0.0;
+      for (std::size_t i = 0; i < n; ++i) counts += wt[i] != 0.0 ? col[i] * s[i] : 0.0;
+      c += counts > 0.0 ? prior_counts / counts : 0.0;
+    }
+    for (std::size_t i = 0; i < n; ++i) m[i] += c * col[i];
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const double mu = std::max(m[i] * s[i] + o[i], floor);
+    const double updated = s[i] * s[i] / mu;
+    wt[i] = (wt[i] != 0.0 && s[i] > 0.0) ? updated : wt[i];
+  }
+}
+
 FitStatus from_lm(LmStatus s) noexcept {
   switch (s) {
     case LmStatus::kConverged:
@@ -489,33 +514,9 @@ void LineFitter::update_weights(const Window& w, const double* A, const double* 
   // correlated with the fit's own noise (pull sd 1.1 at a few counts;
   // docs/FIT.md). Clamping negative lines at zero instead inflates the sigma
   // of lines at zero (pull sd 0.87).
-  const std::size_t n = w.size, nl = w.lines.size();
-  double prior[kMaxParams];
-  for (std::size_t a = 0; a < nl; ++a) {
-    double counts = 0.0;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (work.weight[i] != 0.0) counts += A[a * n + i] * scale[w.first + i];
-    }
-    prior[a] = counts > 0.0 ? settings_.line_prior_counts / counts : 0.0;
-  }
-  // m = A beta + prior profile, column by column (vectorised); then the
-  // weights of the usable pixels (weight 0 stays 0) from mu = m s + offset.
-  double* m = work.model.data();
-  std::fill(m, m + n, 0.0);
-  for (int a = 0; a < w.k; ++a) {
-    const double c = beta[a] + (static_cast<std::size_t>(a) < nl ? prior[a] : 0.0);
-    const double* col = A + static_cast<std::size_t>(a) * n;
-    for (std::size_t i = 0; i < n; ++i) m[i] += c * col[i];
-  }
-  const double* s = scale.data() + w.first;
-  const double* o = offset.data() + w.first;
-  const double floor = settings_.min_expected_counts;
-  double* wt = work.weight.data();
-  for (std::size_t i = 0; i < n; ++i) {
-    const double mu = std::max(m[i] * s[i] + o[i], floor);
-    const double updated = s[i] * s[i] / mu;
-    wt[i] = (wt[i] != 0.0 && s[i] > 0.0) ? updated : wt[i];
-  }
+  model_weights(w.size, w.lines.size(), static_cast<std::size_t>(w.k), A, beta, settings_.line_prior_counts,
+                scale.data() + w.first, offset.data() + w.first, settings_.min_expected_counts,
+                work.weight.data(), work.model.data());
 }
 
 bool LineFitter::solve_linear(const Window& w, const double* A, std::span<const double> scale,
