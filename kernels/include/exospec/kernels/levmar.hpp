@@ -336,8 +336,7 @@ class LevenbergMarquardt {
           const double old_cost = cost;
           cost = cost_new;
           cost_ = cost;
-          const double t = 2.0 * rho - 1.0;
-          lambda *= std::max(1.0 / 3.0, 1.0 - t * t * t);
+          lambda = lambda_after_success(lambda, rho);
           nu = 2.0;
           if (options_.jacobian_with_trial) {
             bool finite;
@@ -361,16 +360,13 @@ class LevenbergMarquardt {
             }
             ++res.evaluations;
           }
-          const bool ftol_met = actual <= options_.ftol * old_cost && pred <= options_.ftol * old_cost &&
-                                rho <= 2.0;
-          const bool xtol_met = dnorm <= options_.xtol * pnorm || dnorm <= options_.step_tol;
-          if (ftol_met || xtol_met) {
+          if (converged_after_success(actual, pred, old_cost, rho, dnorm, pnorm)) {
             res.status = LmStatus::kConverged;
             return finish(res, n, m);
           }
         } else {
           // Converged already if even the predicted gain is negligible.
-          if (pred <= options_.ftol * cost && dnorm <= 1e3 * options_.xtol * pnorm + 1e-300) {
+          if (converged_after_failure(pred, cost, dnorm, pnorm)) {
             res.status = LmStatus::kConverged;
             return finish(res, n, m);
           }
@@ -389,6 +385,25 @@ class LevenbergMarquardt {
 
  private:
   enum class Kind : std::uint8_t { kFree, kFixed, kTied };
+
+  // The rules both loops (solve's and solve_scalar's) share.
+  // Nielsen's damping update after an accepted step.
+  static double lambda_after_success(double lambda, double rho) {
+    const double t = 2.0 * rho - 1.0;
+    return lambda * std::max(1.0 / 3.0, 1.0 - t * t * t);
+  }
+  // MINPACK's ftol and xtol tests (and step_tol) after an accepted step.
+  bool converged_after_success(double actual, double pred, double old_cost, double rho, double dnorm,
+                               double pnorm) const {
+    const bool ftol_met = actual <= options_.ftol * old_cost && pred <= options_.ftol * old_cost && rho <= 2.0;
+    const bool xtol_met = dnorm <= options_.xtol * pnorm || dnorm <= options_.step_tol;
+    return ftol_met || xtol_met;
+  }
+  // After a rejected step: converged already if even the predicted gain is
+  // negligible.
+  bool converged_after_failure(double pred, double cost, double dnorm, double pnorm) const {
+    return pred <= options_.ftol * cost && dnorm <= 1e3 * options_.xtol * pnorm + 1e-300;
+  }
 
   void apply_ties(Vec& p) const {
     for (int j = 0; j < np_; ++j) {
@@ -500,8 +515,7 @@ class LevenbergMarquardt {
           x = trial;
           const double old_cost = cost;
           cost = cost_ = cost_new;
-          const double t = 2.0 * rho - 1.0;
-          lambda *= std::max(1.0 / 3.0, 1.0 - t * t * t);
+          lambda = lambda_after_success(lambda, rho);
           nu = 2.0;
           if (with_trial) {
             a = a_new;
@@ -518,15 +532,12 @@ class LevenbergMarquardt {
             ++res.evaluations;
             cost = cost_;
           }
-          const bool ftol_met = actual <= options_.ftol * old_cost && pred <= options_.ftol * old_cost &&
-                                rho <= 2.0;
-          const bool xtol_met = dnorm <= options_.xtol * pnorm || dnorm <= options_.step_tol;
-          if (ftol_met || xtol_met) {
+          if (converged_after_success(actual, pred, old_cost, rho, dnorm, pnorm)) {
             res.status = LmStatus::kConverged;
             return done(res);
           }
         } else {
-          if (pred <= options_.ftol * cost && dnorm <= 1e3 * options_.xtol * pnorm + 1e-300) {
+          if (converged_after_failure(pred, cost, dnorm, pnorm)) {
             res.status = LmStatus::kConverged;
             return done(res);
           }
