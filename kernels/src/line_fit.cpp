@@ -192,6 +192,22 @@ EXOSPEC_CLONES void model_weights(std::size_t n, std::size_t nl, std::size_t k, 
   }
 }
 
+// Calls f.template operator()<K>() with K = k (1 <= k <= kMaxParams).
+template <class F>
+void with_size(int k, F&& f) {
+  switch (k) {
+    case 1: return f.template operator()<1>();
+    case 2: return f.template operator()<2>();
+    case 3: return f.template operator()<3>();
+    case 4: return f.template operator()<4>();
+    case 5: return f.template operator()<5>();
+    case 6: return f.template operator()<6>();
+    case 7: return f.template operator()<7>();
+    default: return f.template operator()<8>();
+  }
+}
+static_assert(kMaxParams == 8);
+
 FitStatus from_lm(LmStatus s) noexcept {
   switch (s) {
     case LmStatus::kConverged:
@@ -527,30 +543,42 @@ bool LineFitter::solve_linear(const Window& w, const double* A, std::span<const 
   const double* wt = work.weight.data();
   const double* y = work.y.data();
   double* wa = work.weighted.data();  // w times column a
-  double N[kMaxParams * kMaxParams], L[kMaxParams * kMaxParams], rhs[kMaxParams], beta[kMaxParams];
-  for (int it = 0; it <= iterations; ++it) {
-    weighted_normal_equations(n, k, A, wt, y, wa, N, rhs);
-    std::copy(N, N + k * k, L);
-    if (!small_cholesky(L, static_cast<int>(k))) {
-      sol.status = FitStatus::kSingular;
-      return false;
+  double N[kMaxParams * kMaxParams], L[kMaxParams * kMaxParams] = {}, rhs[kMaxParams], beta[kMaxParams];
+  bool ok = true;
+  // (The k x k algebra with k known at compile time: unrolled, no
+  // mispredicted short loops.)
+  with_size(static_cast<int>(k), [&]<int K>() {
+    for (int it = 0; it <= iterations; ++it) {
+      weighted_normal_equations(n, k, A, wt, y, wa, N, rhs);
+      std::copy(N, N + k * k, L);
+      if (!small_cholesky<K>(L, K)) {
+        ok = false;
+        return;
+      }
+      std::copy(rhs, rhs + k, beta);
+      small_cholesky_solve<K>(L, K, beta);
+      if (it < iterations) update_weights(w, A, beta, scale, offset, work);
     }
-    std::copy(rhs, rhs + k, beta);
-    small_cholesky_solve(L, static_cast<int>(k), beta);
-    if (it < iterations) update_weights(w, A, beta, scale, offset, work);
+    // The brightness sigmas from the diagonal of (A^T W A)^-1 (the
+    // background's are not used).
+    for (std::size_t a = 0; a < w.lines.size(); ++a) {
+      double e[kMaxParams] = {};
+      e[a] = 1.0;
+      small_cholesky_solve<K>(L, K, e);
+      sol.sigma(static_cast<Eigen::Index>(a)) = std::sqrt(std::max(e[a], 0.0));
+    }
+  });
+  if (!ok) {
+    sol.status = FitStatus::kSingular;
+    return false;
   }
-  // chi2 with the weights of the final solve, y^T W y - beta^T A^T W y at
-  // the solution; the brightness sigmas from the diagonal of (A^T W A)^-1.
+  // chi2 with the weights of the final solve: y^T W y - beta^T A^T W y at
+  // the solution.
   double chi2 = weighted_sum_of_squares(n, wt, y);
   for (std::size_t a = 0; a < k; ++a) chi2 -= beta[a] * rhs[a];
   sol.status = FitStatus::kConverged;
-  for (std::size_t a = 0; a < k; ++a) {
-    double e[kMaxParams] = {};
-    e[a] = 1.0;
-    small_cholesky_solve(L, static_cast<int>(k), e);
-    sol.beta(static_cast<Eigen::Index>(a)) = beta[a];
-    sol.sigma(static_cast<Eigen::Index>(a)) = std::sqrt(std::max(e[a], 0.0));
-  }
+  for (std::size_t a = 0; a < k; ++a) sol.beta(static_cast<Eigen::Index>(a)) = beta[a];
+  for (std::size_t a = w.lines.size(); a < k; ++a) sol.sigma(static_cast<Eigen::Index>(a)) = kNaN;
   sol.chi2_reduced = std::max(chi2, 0.0) / static_cast<double>(good - k);
   sol.good = good;
   return true;
