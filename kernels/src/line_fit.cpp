@@ -75,6 +75,24 @@ template <int K = 0>
   }
 }
 
+// Element a of the diagonal of (L L^T)^-1 (L from small_cholesky): the
+// squared norm of z = L^-1 e_a, by forward substitution from row a (z is 0
+// above it).
+template <int K = 0>
+[[gnu::always_inline]] inline double inverse_diagonal(const double* l, int k_, int a_) {
+  const auto k = static_cast<std::size_t>(K > 0 ? K : k_), a = static_cast<std::size_t>(a_);
+  double z[kMaxParams + 1];
+  z[a] = l[a * k + a];
+  double sum = z[a] * z[a];
+  for (std::size_t i = a + 1; i < k; ++i) {
+    double t = 0.0;
+    for (std::size_t q = a; q < i; ++q) t -= l[i * k + q] * z[q];
+    z[i] = t * l[i * k + i];
+    sum += z[i] * z[i];
+  }
+  return sum;
+}
+
 // Dot product in kLanes independent partial sums (a plain sum is one
 // dependency chain the compiler may not reorder: 4 cycles per element).
 // The order is fixed, so results do not depend on anything but the inputs.
@@ -562,10 +580,7 @@ bool LineFitter::solve_linear(const Window& w, const double* A, std::span<const 
     // The brightness sigmas from the diagonal of (A^T W A)^-1 (the
     // background's are not used).
     for (std::size_t a = 0; a < w.lines.size(); ++a) {
-      double e[kMaxParams] = {};
-      e[a] = 1.0;
-      small_cholesky_solve<K>(L, K, e);
-      sol.sigma(static_cast<Eigen::Index>(a)) = std::sqrt(std::max(e[a], 0.0));
+      sol.sigma(static_cast<Eigen::Index>(a)) = std::sqrt(inverse_diagonal<K>(L, K, static_cast<int>(a)));
     }
   });
   if (!ok) {
@@ -1077,18 +1092,14 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
         sol.status = FitStatus::kSingular;
         return;
       }
-      for (std::size_t a = 0; a < m; ++a) {
-        double e[kMaxParams + 1] = {};
-        e[a] = 1.0;
-        small_cholesky_solve<M>(cov, static_cast<int>(m), e);  // column a of the inverse
-        const double sd = std::sqrt(std::max(e[a], 0.0));
-        if (a < ku) {
-          sol.beta(static_cast<Eigen::Index>(a)) = state.beta[a];
-          sol.sigma(static_cast<Eigen::Index>(a)) = sd;
-        } else {
-          sol.shift_sigma = sd;
-        }
+      // (Standard errors of the lines and the shift only; the background's
+      // are not used.)
+      for (std::size_t a = 0; a < ku; ++a) {
+        sol.beta(static_cast<Eigen::Index>(a)) = state.beta[a];
+        sol.sigma(static_cast<Eigen::Index>(a)) =
+            a < nl ? std::sqrt(inverse_diagonal<M>(cov, static_cast<int>(m), static_cast<int>(a))) : kNaN;
       }
+      sol.shift_sigma = std::sqrt(inverse_diagonal<M>(cov, static_cast<int>(m), static_cast<int>(ku)));
       const std::size_t dof = sol.good > m ? sol.good - m : 1;
       sol.chi2_reduced = state.chi2 / static_cast<double>(dof);
       sol.shift = s(0);
