@@ -135,16 +135,83 @@ EXOSPEC_CLONES void normal_at_edges(const double* edges, std::size_t m, double m
   }
 }
 
-// N = A^T W A (k x k, row-major) and rhs = A^T W y for the columns A (n x k,
-// column-major), with wa as scratch (n).
-EXOSPEC_CLONES void weighted_normal_equations(std::size_t n, std::size_t k, const double* A, const double* w,
-                                              const double* y, double* wa, double* N, double* rhs) noexcept {
-  for (std::size_t a = 0; a < k; ++a) {
-    const double* col = A + a * n;
-    for (std::size_t i = 0; i < n; ++i) wa[i] = w[i] * col[i];
-    for (std::size_t b = 0; b <= a; ++b) N[a * k + b] = N[b * k + a] = dot(wa, A + b * n, n);
-    rhs[a] = dot(wa, y, n);
+// Explicit 8-lane vectors (GCC's vector extension): the compiler keeps them
+// in registers where it can and splits them for narrower targets; the lanes
+// are added up in a fixed order, so the result does not depend on anything
+// but the inputs.
+using Lanes = double __attribute__((vector_size(kLanes * sizeof(double))));
+using UnalignedLanes = double __attribute__((vector_size(kLanes * sizeof(double)), aligned(8), may_alias));
+// (A cast, not a function: returning a vector this wide from a function
+// would change the ABI between the target clones.)
+#define EXOSPEC_LOAD_LANES(p) (*reinterpret_cast<const UnalignedLanes*>(p))
+
+// The horizontal sum of a vector's lanes, in a fixed order.
+#define EXOSPEC_SUM_LANES(v) ((((v)[0] + (v)[4]) + ((v)[2] + (v)[6])) + (((v)[1] + (v)[5]) + ((v)[3] + (v)[7])))
+
+// N = A^T W A (K x K, row-major) and rhs = A^T W y for the columns A (n x K,
+// column-major) in one pass over the pixels, the K (K + 3) / 2 sums in
+// 8-lane accumulators (K at compile time: they stay in registers).
+template <std::size_t K>
+[[gnu::always_inline]] inline void normal_equations_impl(std::size_t n, const double* A, const double* w,
+                                                         const double* y, double* N, double* rhs) noexcept {
+  constexpr std::size_t kSums = K * (K + 3) / 2;
+  Lanes acc[kSums];
+  for (std::size_t q = 0; q < kSums; ++q) acc[q] = Lanes{};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const Lanes wv = EXOSPEC_LOAD_LANES(w + i), yv = EXOSPEC_LOAD_LANES(y + i);
+    std::size_t q = 0;
+    for (std::size_t a = 0; a < K; ++a) {
+      const Lanes wa = wv * EXOSPEC_LOAD_LANES(A + a * n + i);
+      for (std::size_t b = 0; b <= a; ++b) acc[q++] += wa * EXOSPEC_LOAD_LANES(A + b * n + i);
+      acc[q++] += wa * yv;
+    }
   }
+  double tail[kSums] = {};  // the last n % 8 pixels
+  for (; i < n; ++i) {
+    std::size_t q = 0;
+    for (std::size_t a = 0; a < K; ++a) {
+      const double wa = w[i] * A[a * n + i];
+      for (std::size_t b = 0; b <= a; ++b) tail[q++] += wa * A[b * n + i];
+      tail[q++] += wa * y[i];
+    }
+  }
+  std::size_t q = 0;
+  for (std::size_t a = 0; a < K; ++a) {
+    for (std::size_t b = 0; b <= a; ++b, ++q) {
+      N[a * K + b] = N[b * K + a] = EXOSPEC_SUM_LANES(acc[q]) + tail[q];
+    }
+    rhs[a] = EXOSPEC_SUM_LANES(acc[q]) + tail[q];
+    ++q;
+  }
+}
+#define EXOSPEC_NORMAL_EQUATIONS(K)                                                                  \
+  EXOSPEC_CLONES void normal_equations_##K(std::size_t n, const double* A, const double* w,          \
+                                           const double* y, double* N, double* rhs) noexcept {       \
+    normal_equations_impl<K>(n, A, w, y, N, rhs);                                                    \
+  }
+EXOSPEC_NORMAL_EQUATIONS(1)
+EXOSPEC_NORMAL_EQUATIONS(2)
+EXOSPEC_NORMAL_EQUATIONS(3)
+EXOSPEC_NORMAL_EQUATIONS(4)
+EXOSPEC_NORMAL_EQUATIONS(5)
+EXOSPEC_NORMAL_EQUATIONS(6)
+EXOSPEC_NORMAL_EQUATIONS(7)
+EXOSPEC_NORMAL_EQUATIONS(8)
+#undef EXOSPEC_NORMAL_EQUATIONS
+// The clone set compiled for K.
+template <int K>
+void normal_equations(std::size_t n, const double* A, const double* w, const double* y, double* N,
+                      double* rhs) noexcept {
+  static_assert(K >= 1 && K <= 8);
+  if constexpr (K == 1) normal_equations_1(n, A, w, y, N, rhs);
+  else if constexpr (K == 2) normal_equations_2(n, A, w, y, N, rhs);
+  else if constexpr (K == 3) normal_equations_3(n, A, w, y, N, rhs);
+  else if constexpr (K == 4) normal_equations_4(n, A, w, y, N, rhs);
+  else if constexpr (K == 5) normal_equations_5(n, A, w, y, N, rhs);
+  else if constexpr (K == 6) normal_equations_6(n, A, w, y, N, rhs);
+  else if constexpr (K == 7) normal_equations_7(n, A, w, y, N, rhs);
+  else normal_equations_8(n, A, w, y, N, rhs);
 }
 
 // y^T W y.
@@ -560,14 +627,13 @@ bool LineFitter::solve_linear(const Window& w, const double* A, std::span<const 
   const std::size_t n = w.size;
   const double* wt = work.weight.data();
   const double* y = work.y.data();
-  double* wa = work.weighted.data();  // w times column a
   double N[kMaxParams * kMaxParams], L[kMaxParams * kMaxParams] = {}, rhs[kMaxParams], beta[kMaxParams];
   bool ok = true;
   // (The k x k algebra with k known at compile time: unrolled, no
   // mispredicted short loops.)
   with_size(static_cast<int>(k), [&]<int K>() {
     for (int it = 0; it <= iterations; ++it) {
-      weighted_normal_equations(n, k, A, wt, y, wa, N, rhs);
+      normal_equations<K>(n, A, wt, y, N, rhs);
       std::copy(N, N + k * k, L);
       if (!small_cholesky<K>(L, K)) {
         ok = false;
@@ -679,15 +745,6 @@ constexpr std::size_t projected_sum_count(std::size_t nl, std::size_t nt) {
 constexpr std::size_t kMaxTargets = 4;  // background order <= 2, and w y
 constexpr std::size_t kMaxSums = projected_sum_count(kMaxParams - 1, kMaxTargets);
 
-// Explicit 8-lane vectors (GCC's vector extension): the compiler keeps them
-// in registers where it can and splits them for narrower targets; the lanes
-// are added up in a fixed order, so the result does not depend on anything
-// but the inputs.
-using Lanes = double __attribute__((vector_size(kLanes * sizeof(double))));
-using UnalignedLanes = double __attribute__((vector_size(kLanes * sizeof(double)), aligned(8), may_alias));
-// (A cast, not a function: returning a vector this wide from a function
-// would change the ABI between the target clones.)
-#define EXOSPEC_LOAD_LANES(p) (*reinterpret_cast<const UnalignedLanes*>(p))
 
 // NL, NT > 0: the shape at compile time (accumulators in registers, loops
 // unrolled); 0: at run time.
@@ -725,8 +782,7 @@ template <std::size_t NL, std::size_t NT>
     }
   }
   for (std::size_t q = 0; q < count; ++q) {
-    const Lanes v = acc[q];
-    sums[q] = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+    sums[q] = EXOSPEC_SUM_LANES(acc[q]);
   }
 }
 
@@ -955,6 +1011,7 @@ EXOSPEC_CLONES double projected_setup(const double* y, const double* background,
 }
 
 #undef EXOSPEC_LOAD_LANES
+#undef EXOSPEC_SUM_LANES
 
 }  // namespace
 
