@@ -989,12 +989,12 @@ struct ProjectedWindowModel {
 // the weights from n to the padded np, writes the weighted targets (w times
 // each background column, then w y; row stride np) into work.weighted, and
 // their constant sums gbb = B^T W B (nb x nb), gby = B^T W y and y^T W y.
-EXOSPEC_CLONES double projected_setup(const double* y, const double* background, std::size_t n, std::size_t nb,
-                                      LineFitter::Workspace& work, double* gbb, double* gby) {
+// w times each background column, then w y, as rows of stride np = padded(n)
+// with zeros from n (and the weights zeroed from n to np).
+EXOSPEC_CLONES void projected_targets(const double* y, const double* background, std::size_t n, std::size_t nb,
+                                      double* w, double* Y) noexcept {
   const std::size_t np = padded(n);
-  double* w = work.weight.data();
   std::fill(w + n, w + np, 0.0);
-  double* Y = work.weighted.data();
   for (std::size_t b = 0; b < nb; ++b) {
     double* row = Y + b * np;
     for (std::size_t i = 0; i < n; ++i) row[i] = w[i] * background[b * n + i];
@@ -1003,11 +1003,14 @@ EXOSPEC_CLONES double projected_setup(const double* y, const double* background,
   double* wy = Y + nb * np;
   for (std::size_t i = 0; i < n; ++i) wy[i] = w[i] * y[i];
   std::fill(wy + n, wy + np, 0.0);
-  for (std::size_t a = 0; a < nb; ++a) {
-    for (std::size_t b = 0; b <= a; ++b) gbb[a * nb + b] = gbb[b * nb + a] = dot(background + a * n, Y + b * np, n);
-    gby[a] = dot(background + a * n, wy, n);
-  }
-  return dot(y, wy, n);
+}
+
+double projected_setup(const double* y, const double* background, std::size_t n, std::size_t nb,
+                       LineFitter::Workspace& work, double* gbb, double* gby) {
+  double* w = work.weight.data();
+  projected_targets(y, background, n, nb, w, work.weighted.data());
+  with_size(static_cast<int>(nb), [&]<int K>() { normal_equations<K>(n, background, w, y, gbb, gby); });
+  return weighted_sum_of_squares(n, w, y);
 }
 
 #undef EXOSPEC_LOAD_LANES
