@@ -108,17 +108,29 @@ template <int K = 0>
   return s;
 }
 
-// col += f (cdf[i+1] - cdf[i]) / width_i; dcol += g (pdf[i+1] - pdf[i]) / width_i.
-EXOSPEC_CLONES void add_component(std::size_t n, double f, double g, const double* cdf, const double* pdf,
-                                  const double* iw, double* col, double* dcol) noexcept {
+// col += f (cdf[i+1] - cdf[i]) / width_i; dcol += g (pdf[i+1] - pdf[i]) / width_i
+// (with `first`, = instead of +=: a line's first component).
+EXOSPEC_CLONES void add_component(std::size_t n, bool first, double f, double g, const double* cdf,
+                                  const double* pdf, const double* iw, double* col, double* dcol) noexcept {
+  if (first) {
+    for (std::size_t i = 0; i < n; ++i) {
+      col[i] = f * (cdf[i + 1] - cdf[i]) * iw[i];
+      dcol[i] = g * (pdf[i + 1] - pdf[i]) * iw[i];
+    }
+    return;
+  }
   for (std::size_t i = 0; i < n; ++i) {
     col[i] += f * (cdf[i + 1] - cdf[i]) * iw[i];
     dcol[i] += g * (pdf[i + 1] - pdf[i]) * iw[i];
   }
 }
-// d2col += h (xpdf[i+1] - xpdf[i]) / width_i.
-EXOSPEC_CLONES void add_component_curvature(std::size_t n, double h, const double* xpdf, const double* iw,
-                                            double* d2col) noexcept {
+// d2col += h (xpdf[i+1] - xpdf[i]) / width_i (= with `first`).
+EXOSPEC_CLONES void add_component_curvature(std::size_t n, bool first, double h, const double* xpdf,
+                                            const double* iw, double* d2col) noexcept {
+  if (first) {
+    for (std::size_t i = 0; i < n; ++i) d2col[i] = h * (xpdf[i + 1] - xpdf[i]) * iw[i];
+    return;
+  }
   for (std::size_t i = 0; i < n; ++i) d2col[i] += h * (xpdf[i + 1] - xpdf[i]) * iw[i];
 }
 
@@ -569,18 +581,21 @@ void LineFitter::profiles_and_shift_derivatives(std::size_t wi, double shift_nm,
     double* col = columns + a * stride;
     double* dcol = dcolumns + a * stride;
     double* d2col = d2columns != nullptr ? d2columns + a * stride : nullptr;
-    std::fill(col, col + stride, 0.0);
-    std::fill(dcol, dcol + stride, 0.0);
-    if (d2col != nullptr) std::fill(d2col, d2col + stride, 0.0);
+    // (Zeros from n to the stride; a line without components is all zeros.)
+    const bool empty = w.component_begin[a] == w.component_begin[a + 1];
+    std::fill(col + (empty ? 0 : n), col + stride, 0.0);
+    std::fill(dcol + (empty ? 0 : n), dcol + stride, 0.0);
+    if (d2col != nullptr) std::fill(d2col + (empty ? 0 : n), d2col + stride, 0.0);
     for (std::size_t ci = w.component_begin[a]; ci < w.component_begin[a + 1]; ++ci) {
       const LineComponent& c = w.components[ci];
+      const bool first = ci == w.component_begin[a];
       normal_at_edges(w.edges.data(), w.edges.size(), c.wavelength_nm + shift_nm, inv_sigma, cdf, pdf,
                       work.xpdf.data());
       // d/dmu Phi((e - mu)/s) = -phi/s
-      add_component(n, c.fraction, -c.fraction * inv_sigma, cdf, pdf, iw, col, dcol);
+      add_component(n, first, c.fraction, -c.fraction * inv_sigma, cdf, pdf, iw, col, dcol);
       // d^2/dmu^2 Phi((e - mu)/s) = -x phi / s^2
       if (d2col != nullptr) {
-        add_component_curvature(n, -c.fraction * inv_sigma * inv_sigma, work.xpdf.data(), iw, d2col);
+        add_component_curvature(n, first, -c.fraction * inv_sigma * inv_sigma, work.xpdf.data(), iw, d2col);
       }
     }
   }
