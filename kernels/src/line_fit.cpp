@@ -93,21 +93,6 @@ template <int K = 0>
   return sum;
 }
 
-// Dot product in kLanes independent partial sums (a plain sum is one
-// dependency chain the compiler may not reorder: 4 cycles per element).
-// The order is fixed, so results do not depend on anything but the inputs.
-[[gnu::always_inline]] inline double dot(const double* a, const double* b, std::size_t n) {
-  double acc[kLanes] = {};
-  std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (std::size_t l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
-  }
-  for (std::size_t l = 0; i < n; ++i, ++l) acc[l] += a[i] * b[i];
-  double s = 0.0;
-  for (double v : acc) s += v;
-  return s;
-}
-
 // col += f (cdf[i+1] - cdf[i]) / width_i; dcol += g (pdf[i+1] - pdf[i]) / width_i
 // (with `first`, = instead of +=: a line's first component).
 EXOSPEC_CLONES void add_component(std::size_t n, bool first, double f, double g, const double* cdf,
@@ -160,13 +145,14 @@ using UnalignedLanes = double __attribute__((vector_size(kLanes * sizeof(double)
 // The horizontal sum of a vector's lanes, in a fixed order.
 #define EXOSPEC_SUM_LANES(v) ((((v)[0] + (v)[4]) + ((v)[2] + (v)[6])) + (((v)[1] + (v)[5]) + ((v)[3] + (v)[7])))
 
-// N = A^T W A (K x K, row-major) and rhs = A^T W y for the columns A (n x K,
-// column-major) in one pass over the pixels, the K (K + 3) / 2 sums in
-// 8-lane accumulators (K at compile time: they stay in registers).
+// N = A^T W A (K x K, row-major), rhs = A^T W y and (returned) y^T W y for
+// the columns A (n x K, column-major) in one pass over the pixels, the
+// K (K + 3) / 2 + 1 sums in 8-lane accumulators (K at compile time: they
+// stay in registers).
 template <std::size_t K>
-[[gnu::always_inline]] inline void normal_equations_impl(std::size_t n, const double* A, const double* w,
-                                                         const double* y, double* N, double* rhs) noexcept {
-  constexpr std::size_t kSums = K * (K + 3) / 2;
+[[gnu::always_inline]] inline double normal_equations_impl(std::size_t n, const double* A, const double* w,
+                                                           const double* y, double* N, double* rhs) noexcept {
+  constexpr std::size_t kSums = K * (K + 3) / 2 + 1;  // (the last: y^T W y)
   Lanes acc[kSums];
   for (std::size_t q = 0; q < kSums; ++q) acc[q] = Lanes{};
   std::size_t i = 0;
@@ -178,6 +164,7 @@ template <std::size_t K>
       for (std::size_t b = 0; b <= a; ++b) acc[q++] += wa * EXOSPEC_LOAD_LANES(A + b * n + i);
       acc[q++] += wa * yv;
     }
+    acc[q] += wv * yv * yv;
   }
   double tail[kSums] = {};  // the last n % 8 pixels
   for (; i < n; ++i) {
@@ -187,6 +174,7 @@ template <std::size_t K>
       for (std::size_t b = 0; b <= a; ++b) tail[q++] += wa * A[b * n + i];
       tail[q++] += wa * y[i];
     }
+    tail[q] += w[i] * y[i] * y[i];
   }
   std::size_t q = 0;
   for (std::size_t a = 0; a < K; ++a) {
@@ -196,11 +184,12 @@ template <std::size_t K>
     rhs[a] = EXOSPEC_SUM_LANES(acc[q]) + tail[q];
     ++q;
   }
+  return EXOSPEC_SUM_LANES(acc[q]) + tail[q];
 }
 #define EXOSPEC_NORMAL_EQUATIONS(K)                                                                  \
-  EXOSPEC_CLONES void normal_equations_##K(std::size_t n, const double* A, const double* w,          \
-                                           const double* y, double* N, double* rhs) noexcept {       \
-    normal_equations_impl<K>(n, A, w, y, N, rhs);                                                    \
+  EXOSPEC_CLONES double normal_equations_##K(std::size_t n, const double* A, const double* w,        \
+                                             const double* y, double* N, double* rhs) noexcept {     \
+    return normal_equations_impl<K>(n, A, w, y, N, rhs);                                             \
   }
 EXOSPEC_NORMAL_EQUATIONS(1)
 EXOSPEC_NORMAL_EQUATIONS(2)
@@ -213,30 +202,17 @@ EXOSPEC_NORMAL_EQUATIONS(8)
 #undef EXOSPEC_NORMAL_EQUATIONS
 // The clone set compiled for K.
 template <int K>
-void normal_equations(std::size_t n, const double* A, const double* w, const double* y, double* N,
-                      double* rhs) noexcept {
+double normal_equations(std::size_t n, const double* A, const double* w, const double* y, double* N,
+                        double* rhs) noexcept {
   static_assert(K >= 1 && K <= 8);
-  if constexpr (K == 1) normal_equations_1(n, A, w, y, N, rhs);
-  else if constexpr (K == 2) normal_equations_2(n, A, w, y, N, rhs);
-  else if constexpr (K == 3) normal_equations_3(n, A, w, y, N, rhs);
-  else if constexpr (K == 4) normal_equations_4(n, A, w, y, N, rhs);
-  else if constexpr (K == 5) normal_equations_5(n, A, w, y, N, rhs);
-  else if constexpr (K == 6) normal_equations_6(n, A, w, y, N, rhs);
-  else if constexpr (K == 7) normal_equations_7(n, A, w, y, N, rhs);
-  else normal_equations_8(n, A, w, y, N, rhs);
-}
-
-// y^T W y.
-EXOSPEC_CLONES double weighted_sum_of_squares(std::size_t n, const double* w, const double* y) noexcept {
-  double acc[kLanes] = {};
-  std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (std::size_t l = 0; l < kLanes; ++l) acc[l] += w[i + l] * y[i + l] * y[i + l];
-  }
-  for (std::size_t l = 0; i < n; ++i, ++l) acc[l] += w[i] * y[i] * y[i];
-  double s = 0.0;
-  for (double v : acc) s += v;
-  return s;
+  if constexpr (K == 1) return normal_equations_1(n, A, w, y, N, rhs);
+  else if constexpr (K == 2) return normal_equations_2(n, A, w, y, N, rhs);
+  else if constexpr (K == 3) return normal_equations_3(n, A, w, y, N, rhs);
+  else if constexpr (K == 4) return normal_equations_4(n, A, w, y, N, rhs);
+  else if constexpr (K == 5) return normal_equations_5(n, A, w, y, N, rhs);
+  else if constexpr (K == 6) return normal_equations_6(n, A, w, y, N, rhs);
+  else if constexpr (K == 7) return normal_equations_7(n, A, w, y, N, rhs);
+  else return normal_equations_8(n, A, w, y, N, rhs);
 }
 
 // Weights 1/variance and NaN-free values of n pixels; 0 for unusable pixels
@@ -643,12 +619,13 @@ bool LineFitter::solve_linear(const Window& w, const double* A, std::span<const 
   const double* wt = work.weight.data();
   const double* y = work.y.data();
   double N[kMaxParams * kMaxParams], L[kMaxParams * kMaxParams] = {}, rhs[kMaxParams], beta[kMaxParams];
+  double yy = 0.0;  // y^T W y
   bool ok = true;
   // (The k x k algebra with k known at compile time: unrolled, no
   // mispredicted short loops.)
   with_size(static_cast<int>(k), [&]<int K>() {
     for (int it = 0; it <= iterations; ++it) {
-      normal_equations<K>(n, A, wt, y, N, rhs);
+      yy = normal_equations<K>(n, A, wt, y, N, rhs);
       std::copy(N, N + k * k, L);
       if (!small_cholesky<K>(L, K)) {
         ok = false;
@@ -670,7 +647,7 @@ bool LineFitter::solve_linear(const Window& w, const double* A, std::span<const 
   }
   // chi2 with the weights of the final solve: y^T W y - beta^T A^T W y at
   // the solution.
-  double chi2 = weighted_sum_of_squares(n, wt, y);
+  double chi2 = yy;
   for (std::size_t a = 0; a < k; ++a) chi2 -= beta[a] * rhs[a];
   sol.status = FitStatus::kConverged;
   for (std::size_t a = 0; a < k; ++a) sol.beta(static_cast<Eigen::Index>(a)) = beta[a];
@@ -801,8 +778,6 @@ template <std::size_t NL, std::size_t NT>
   }
 }
 
-using ProjectedSums = void (*)(std::size_t, std::size_t, std::size_t, const double*, const double*,
-                               const double*, const double*, const double*, double*) noexcept;
 #define EXOSPEC_PROJECTED_SUMS(NL, NT)                                                                  \
   EXOSPEC_CLONES void projected_sums_##NL##_##NT(std::size_t np, std::size_t nl, std::size_t nt,        \
                                                 const double* C, const double* D, const double* E,     \
@@ -820,18 +795,21 @@ EXOSPEC_PROJECTED_SUMS(3, 2)
 EXOSPEC_PROJECTED_SUMS(3, 3)
 EXOSPEC_PROJECTED_SUMS(3, 4)
 #undef EXOSPEC_PROJECTED_SUMS
+// The clone set compiled for (NL, NT); (0, 0) and shapes without one: the
+// run-time-sized version.
 template <std::size_t NL, std::size_t NT>
-constexpr ProjectedSums projected_sums_for() {
-  if constexpr (NL == 1 && NT == 2) return projected_sums_1_2;
-  else if constexpr (NL == 1 && NT == 3) return projected_sums_1_3;
-  else if constexpr (NL == 1 && NT == 4) return projected_sums_1_4;
-  else if constexpr (NL == 2 && NT == 2) return projected_sums_2_2;
-  else if constexpr (NL == 2 && NT == 3) return projected_sums_2_3;
-  else if constexpr (NL == 2 && NT == 4) return projected_sums_2_4;
-  else if constexpr (NL == 3 && NT == 2) return projected_sums_3_2;
-  else if constexpr (NL == 3 && NT == 3) return projected_sums_3_3;
-  else if constexpr (NL == 3 && NT == 4) return projected_sums_3_4;
-  else return projected_sums_0_0;
+void projected_sums(std::size_t np, std::size_t nl, std::size_t nt, const double* C, const double* D,
+                    const double* E, const double* w, const double* Y, double* s) noexcept {
+  if constexpr (NL == 1 && NT == 2) projected_sums_1_2(np, nl, nt, C, D, E, w, Y, s);
+  else if constexpr (NL == 1 && NT == 3) projected_sums_1_3(np, nl, nt, C, D, E, w, Y, s);
+  else if constexpr (NL == 1 && NT == 4) projected_sums_1_4(np, nl, nt, C, D, E, w, Y, s);
+  else if constexpr (NL == 2 && NT == 2) projected_sums_2_2(np, nl, nt, C, D, E, w, Y, s);
+  else if constexpr (NL == 2 && NT == 3) projected_sums_2_3(np, nl, nt, C, D, E, w, Y, s);
+  else if constexpr (NL == 2 && NT == 4) projected_sums_2_4(np, nl, nt, C, D, E, w, Y, s);
+  else if constexpr (NL == 3 && NT == 2) projected_sums_3_2(np, nl, nt, C, D, E, w, Y, s);
+  else if constexpr (NL == 3 && NT == 3) projected_sums_3_3(np, nl, nt, C, D, E, w, Y, s);
+  else if constexpr (NL == 3 && NT == 4) projected_sums_3_4(np, nl, nt, C, D, E, w, Y, s);
+  else projected_sums_0_0(np, nl, nt, C, D, E, w, Y, s);
 }
 
 // Calls f.template operator()<NL, NB>() with the window's numbers of lines
@@ -952,9 +930,8 @@ struct ProjectedWindowModel {
     auto& ws = *work;
     state->shift = std::numeric_limits<double>::quiet_NaN();
     double sums[kMaxSums];
-    constexpr ProjectedSums kSums = projected_sums_for<NL, (NL > 0 ? NB + 1 : 0)>();
-    kSums(stride(), nl, nb + 1, ws.columns.data(), ws.dcolumns.data(), ws.d2columns.data(),
-                   ws.weight.data(), ws.weighted.data(), sums);
+    projected_sums<NL, (NL > 0 ? NB + 1 : 0)>(stride(), nl, nb + 1, ws.columns.data(), ws.dcolumns.data(),
+                                               ws.d2columns.data(), ws.weight.data(), ws.weighted.data(), sums);
     if (!projected_from_sums<NL, NB>(sums, nl, nb, gbb, gby, yy, *state)) return false;
     state->shift = shift;
     return std::isfinite(state->chi2) && std::isfinite(state->vv);
@@ -1000,10 +977,6 @@ struct ProjectedWindowModel {
   }
 };
 
-// Sets up a variable-projection solve (after the weights changed): zeroes
-// the weights from n to the padded np, writes the weighted targets (w times
-// each background column, then w y; row stride np) into work.weighted, and
-// their constant sums gbb = B^T W B (nb x nb), gby = B^T W y and y^T W y.
 // w times each background column, then w y, as rows of stride np = padded(n)
 // with zeros from n (and the weights zeroed from n to np).
 EXOSPEC_CLONES void projected_targets(const double* y, const double* background, std::size_t n, std::size_t nb,
@@ -1020,12 +993,16 @@ EXOSPEC_CLONES void projected_targets(const double* y, const double* background,
   std::fill(wy + n, wy + np, 0.0);
 }
 
+// Sets up a variable-projection solve (after the weights changed): the
+// weighted targets in work.weighted (projected_targets) and their constant
+// sums gbb = B^T W B (nb x nb), gby = B^T W y and (returned) y^T W y.
 double projected_setup(const double* y, const double* background, std::size_t n, std::size_t nb,
                        LineFitter::Workspace& work, double* gbb, double* gby) {
   double* w = work.weight.data();
   projected_targets(y, background, n, nb, w, work.weighted.data());
-  with_size(static_cast<int>(nb), [&]<int K>() { normal_equations<K>(n, background, w, y, gbb, gby); });
-  return weighted_sum_of_squares(n, w, y);
+  double yy = 0.0;
+  with_size(static_cast<int>(nb), [&]<int K>() { yy = normal_equations<K>(n, background, w, y, gbb, gby); });
+  return yy;
 }
 
 #undef EXOSPEC_LOAD_LANES

@@ -278,9 +278,7 @@ class LevenbergMarquardt {
       bool accepted = false;
       while (!accepted) {
         if (!step(n, m, lambda)) {
-          lambda *= nu;
-          nu *= 2.0;
-          if (lambda > 1e16) break;
+          if (!raise_damping(lambda, nu)) break;
           continue;
         }
         // Trial point (projected onto the box).
@@ -370,9 +368,7 @@ class LevenbergMarquardt {
             res.status = LmStatus::kConverged;
             return finish(res, n, m);
           }
-          lambda *= nu;
-          nu *= 2.0;
-          if (lambda > 1e16) break;
+          if (!raise_damping(lambda, nu)) break;
         }
       }
       if (!accepted) {
@@ -387,6 +383,13 @@ class LevenbergMarquardt {
   enum class Kind : std::uint8_t { kFree, kFixed, kTied };
 
   // The rules both loops (solve's and solve_scalar's) share.
+  // Nielsen's damping increase after a failed or rejected step; false when
+  // lambda has grown past 1e16 (the solve has stalled).
+  static bool raise_damping(double& lambda, double& nu) {
+    lambda *= nu;
+    nu *= 2.0;
+    return lambda <= 1e16;
+  }
   // Nielsen's damping update after an accepted step.
   static double lambda_after_success(double lambda, double rho) {
     const double t = 2.0 * rho - 1.0;
@@ -493,9 +496,7 @@ class LevenbergMarquardt {
         const double damped = a + lambda * diag * diag, root = std::sqrt(damped);
         double delta = -g / root / root;
         if (!(damped > 0.0) || !std::isfinite(delta)) {
-          lambda *= nu;
-          nu *= 2.0;
-          if (lambda > 1e16) break;
+          if (!raise_damping(lambda, nu)) break;
           continue;
         }
         const double trial = std::clamp(x + delta, lo, hi);
@@ -541,9 +542,7 @@ class LevenbergMarquardt {
             res.status = LmStatus::kConverged;
             return done(res);
           }
-          lambda *= nu;
-          nu *= 2.0;
-          if (lambda > 1e16) break;
+          if (!raise_damping(lambda, nu)) break;
         }
       }
       if (!accepted) {
