@@ -713,76 +713,99 @@ struct ProjectedState {
   double L[kMaxParams * kMaxParams];  // its Cholesky factor
   double u[kMaxParams];               // A~^T v
   double vv = 0.0, vr = 0.0, chi2 = 0.0;  // v^T v, v^T r, r^T r
-  // Per line: (sqrt(w) dA/dshift)^T r and (sqrt(w) d2A/dshift2)^T r (the
-  // exact curvature's terms; 0 for the background).
-  double g[kMaxParams], h[kMaxParams];
+  // Per line: (sqrt(w) dA/dshift)^T r (0 for the background); and
+  // (sqrt(w) d2A/dshift2 beta)^T r (the exact curvature's residual term).
+  double g[kMaxParams], bh = 0.0;
 };
 
-// The sums of one variable-projection evaluation, from the profiles C, their
-// first and second shift derivatives D and E (nl rows each) and the weighted
-// targets Y (nt rows: w times each background column, then w y), all with
-// row stride np (a multiple of kLanes, zero beyond the window's pixels):
-// every quantity of ProjectedState is a small combination of these (see
-// projected_from_sums), so the pixels are read once. Layout, line a after
-// line a, with W = diag(w):
-//   for b <= a:  c_a^T W c_b, d_a^T W d_b    (interleaved)
-//   for b < nl:  d_a^T W c_b, e_a^T W c_b    (interleaved)
-//   for t < nt:  c_a^T Y_t, d_a^T Y_t, e_a^T Y_t
-constexpr std::size_t line_sums_offset(std::size_t a, std::size_t nl, std::size_t nt) {
-  return a * (a + 1) + a * (2 * nl + 3 * nt);
-}
-constexpr std::size_t projected_sum_count(std::size_t nl, std::size_t nt) {
-  return line_sums_offset(nl, nl, nt);
-}
+// One variable-projection evaluation reads the pixels twice, from the
+// profiles C, their first and second shift derivatives D and E (nl rows
+// each) and the weighted targets Y (nt rows: w times each background column,
+// then w y), all with row stride np (a multiple of kLanes, zero beyond the
+// window's pixels), W = diag(w):
+//  1. the normal equations of the lines (projected_normal):
+//       line a after line a: c_a^T W c_b for b <= a, then c_a^T Y_t for t < nt
+//     which with the constant background blocks give the linear solution
+//     beta and the residual r = y - A beta (projected_solve);
+//  2. at beta, with v = D beta (dA/dshift beta) and z = E beta, the sums of
+//     the shift's gradient and curvature (projected_slopes):
+//       v^T W v, z^T W r, then d_a^T W r (per line), then c_a^T W v (per
+//       line) and B_j^T W v (per background term) = u
+//     (projected_finish). Ten sums for a 3-line window on a linear
+//     background instead of the 57 products of every pair of columns that
+//     one pass would need: both passes keep their sums in registers.
+constexpr std::size_t normal_sum_count(std::size_t nl, std::size_t nt) { return nl * (nl + 1) / 2 + nl * nt; }
+constexpr std::size_t slope_sum_count(std::size_t nl, std::size_t nt) { return 2 + 2 * nl + (nt - 1); }
 constexpr std::size_t kMaxTargets = 4;  // background order <= 2, and w y
-constexpr std::size_t kMaxSums = projected_sum_count(kMaxParams - 1, kMaxTargets);
-
+constexpr std::size_t kMaxSums = normal_sum_count(kMaxParams - 1, kMaxTargets);
+static_assert(slope_sum_count(kMaxParams - 1, kMaxTargets) <= kMaxSums);
 
 // NL, NT > 0: the shape at compile time (accumulators in registers, loops
 // unrolled); 0: at run time.
 template <std::size_t NL, std::size_t NT>
-[[gnu::always_inline]] inline void projected_sums_impl(std::size_t np, std::size_t nl_, std::size_t nt_,
-                                                       const double* C, const double* D, const double* E,
-                                                       const double* w, const double* Y, double* sums) noexcept {
+[[gnu::always_inline]] inline void projected_normal_impl(std::size_t np, std::size_t nl_, std::size_t nt_,
+                                                         const double* C, const double* w, const double* Y,
+                                                         double* sums) noexcept {
   const std::size_t nl = NL > 0 ? NL : nl_, nt = NT > 0 ? NT : nt_;
-  constexpr std::size_t kCount = NL > 0 && NT > 0 ? projected_sum_count(NL, NT) : kMaxSums;
-  const std::size_t count = projected_sum_count(nl, nt);
+  constexpr std::size_t kCount = NL > 0 && NT > 0 ? normal_sum_count(NL, NT) : kMaxSums;
+  const std::size_t count = normal_sum_count(nl, nt);
   Lanes acc[kCount];
   for (std::size_t q = 0; q < count; ++q) acc[q] = Lanes{};
   for (std::size_t i = 0; i < np; i += kLanes) {
     const Lanes wv = EXOSPEC_LOAD_LANES(w + i);
     std::size_t q = 0;
     for (std::size_t a = 0; a < nl; ++a) {
-      const Lanes c = EXOSPEC_LOAD_LANES(C + a * np + i), d = EXOSPEC_LOAD_LANES(D + a * np + i);
-      const Lanes e = EXOSPEC_LOAD_LANES(E + a * np + i);
-      const Lanes wc = wv * c, wd = wv * d, we = wv * e;
-      for (std::size_t b = 0; b <= a; ++b, q += 2) {
-        acc[q] += wc * EXOSPEC_LOAD_LANES(C + b * np + i);
-        acc[q + 1] += wd * EXOSPEC_LOAD_LANES(D + b * np + i);
-      }
-      for (std::size_t b = 0; b < nl; ++b, q += 2) {
-        const Lanes cb = EXOSPEC_LOAD_LANES(C + b * np + i);
-        acc[q] += wd * cb;
-        acc[q + 1] += we * cb;
-      }
-      for (std::size_t t = 0; t < nt; ++t, q += 3) {
-        const Lanes yt = EXOSPEC_LOAD_LANES(Y + t * np + i);
-        acc[q] += c * yt;
-        acc[q + 1] += d * yt;
-        acc[q + 2] += e * yt;
-      }
+      const Lanes c = EXOSPEC_LOAD_LANES(C + a * np + i), wc = wv * c;
+      for (std::size_t b = 0; b <= a; ++b) acc[q++] += wc * EXOSPEC_LOAD_LANES(C + b * np + i);
+      for (std::size_t t = 0; t < nt; ++t) acc[q++] += c * EXOSPEC_LOAD_LANES(Y + t * np + i);
     }
   }
-  for (std::size_t q = 0; q < count; ++q) {
-    sums[q] = EXOSPEC_SUM_LANES(acc[q]);
-  }
+  for (std::size_t q = 0; q < count; ++q) sums[q] = EXOSPEC_SUM_LANES(acc[q]);
 }
 
-#define EXOSPEC_PROJECTED_SUMS(NL, NT)                                                                  \
-  EXOSPEC_CLONES void projected_sums_##NL##_##NT(std::size_t np, std::size_t nl, std::size_t nt,        \
-                                                const double* C, const double* D, const double* E,     \
-                                                const double* w, const double* Y, double* s) noexcept { \
-    projected_sums_impl<NL, NT>(np, nl, nt, C, D, E, w, Y, s);                                          \
+template <std::size_t NL, std::size_t NT>
+[[gnu::always_inline]] inline void projected_slopes_impl(std::size_t np, std::size_t nl_, std::size_t nt_,
+                                                         const double* C, const double* D, const double* E,
+                                                         const double* w, const double* Y, const double* beta,
+                                                         double* sums) noexcept {
+  const std::size_t nl = NL > 0 ? NL : nl_, nt = NT > 0 ? NT : nt_, nb = nt - 1;
+  constexpr std::size_t kCount = NL > 0 && NT > 0 ? slope_sum_count(NL, NT) : kMaxSums;
+  const std::size_t count = slope_sum_count(nl, nt);
+  Lanes acc[kCount];
+  for (std::size_t q = 0; q < count; ++q) acc[q] = Lanes{};
+  for (std::size_t i = 0; i < np; i += kLanes) {
+    const Lanes wv = EXOSPEC_LOAD_LANES(w + i);
+    Lanes v = {}, z = {}, m = {};
+    for (std::size_t a = 0; a < nl; ++a) {
+      v += beta[a] * EXOSPEC_LOAD_LANES(D + a * np + i);
+      z += beta[a] * EXOSPEC_LOAD_LANES(E + a * np + i);
+      m += beta[a] * EXOSPEC_LOAD_LANES(C + a * np + i);
+    }
+    Lanes wr = EXOSPEC_LOAD_LANES(Y + nb * np + i) - wv * m;  // w r
+    for (std::size_t j = 0; j < nb; ++j) wr -= beta[nl + j] * EXOSPEC_LOAD_LANES(Y + j * np + i);
+    const Lanes wvv = wv * v;
+    acc[0] += wvv * v;
+    acc[1] += z * wr;
+    for (std::size_t a = 0; a < nl; ++a) {
+      acc[2 + a] += EXOSPEC_LOAD_LANES(D + a * np + i) * wr;
+      acc[2 + nl + a] += EXOSPEC_LOAD_LANES(C + a * np + i) * wvv;
+    }
+    for (std::size_t j = 0; j < nb; ++j) acc[2 + 2 * nl + j] += EXOSPEC_LOAD_LANES(Y + j * np + i) * v;
+  }
+  for (std::size_t q = 0; q < count; ++q) sums[q] = EXOSPEC_SUM_LANES(acc[q]);
+}
+
+#define EXOSPEC_PROJECTED_SUMS(NL, NT)                                                                         \
+  EXOSPEC_CLONES void projected_normal_##NL##_##NT(std::size_t np, std::size_t nl, std::size_t nt,             \
+                                                  const double* C, const double* w, const double* Y,          \
+                                                  double* s) noexcept {                                       \
+    projected_normal_impl<NL, NT>(np, nl, nt, C, w, Y, s);                                                     \
+  }                                                                                                            \
+  EXOSPEC_CLONES void projected_slopes_##NL##_##NT(std::size_t np, std::size_t nl, std::size_t nt,             \
+                                                  const double* C, const double* D, const double* E,          \
+                                                  const double* w, const double* Y, const double* beta,       \
+                                                  double* s) noexcept {                                       \
+    projected_slopes_impl<NL, NT>(np, nl, nt, C, D, E, w, Y, beta, s);                                         \
   }
 EXOSPEC_PROJECTED_SUMS(0, 0)
 EXOSPEC_PROJECTED_SUMS(1, 2)
@@ -795,22 +818,30 @@ EXOSPEC_PROJECTED_SUMS(3, 2)
 EXOSPEC_PROJECTED_SUMS(3, 3)
 EXOSPEC_PROJECTED_SUMS(3, 4)
 #undef EXOSPEC_PROJECTED_SUMS
-// The clone set compiled for (NL, NT); (0, 0) and shapes without one: the
-// run-time-sized version.
+// The clone sets compiled for (NL, NT); (0, 0) and shapes without one: the
+// run-time-sized versions.
+#define EXOSPEC_SHAPE_DISPATCH(F, ...)                                                 \
+  if constexpr (NL == 1 && NT == 2) F##_1_2(__VA_ARGS__);                              \
+  else if constexpr (NL == 1 && NT == 3) F##_1_3(__VA_ARGS__);                         \
+  else if constexpr (NL == 1 && NT == 4) F##_1_4(__VA_ARGS__);                         \
+  else if constexpr (NL == 2 && NT == 2) F##_2_2(__VA_ARGS__);                         \
+  else if constexpr (NL == 2 && NT == 3) F##_2_3(__VA_ARGS__);                         \
+  else if constexpr (NL == 2 && NT == 4) F##_2_4(__VA_ARGS__);                         \
+  else if constexpr (NL == 3 && NT == 2) F##_3_2(__VA_ARGS__);                         \
+  else if constexpr (NL == 3 && NT == 3) F##_3_3(__VA_ARGS__);                         \
+  else if constexpr (NL == 3 && NT == 4) F##_3_4(__VA_ARGS__);                         \
+  else F##_0_0(__VA_ARGS__);
 template <std::size_t NL, std::size_t NT>
-void projected_sums(std::size_t np, std::size_t nl, std::size_t nt, const double* C, const double* D,
-                    const double* E, const double* w, const double* Y, double* s) noexcept {
-  if constexpr (NL == 1 && NT == 2) projected_sums_1_2(np, nl, nt, C, D, E, w, Y, s);
-  else if constexpr (NL == 1 && NT == 3) projected_sums_1_3(np, nl, nt, C, D, E, w, Y, s);
-  else if constexpr (NL == 1 && NT == 4) projected_sums_1_4(np, nl, nt, C, D, E, w, Y, s);
-  else if constexpr (NL == 2 && NT == 2) projected_sums_2_2(np, nl, nt, C, D, E, w, Y, s);
-  else if constexpr (NL == 2 && NT == 3) projected_sums_2_3(np, nl, nt, C, D, E, w, Y, s);
-  else if constexpr (NL == 2 && NT == 4) projected_sums_2_4(np, nl, nt, C, D, E, w, Y, s);
-  else if constexpr (NL == 3 && NT == 2) projected_sums_3_2(np, nl, nt, C, D, E, w, Y, s);
-  else if constexpr (NL == 3 && NT == 3) projected_sums_3_3(np, nl, nt, C, D, E, w, Y, s);
-  else if constexpr (NL == 3 && NT == 4) projected_sums_3_4(np, nl, nt, C, D, E, w, Y, s);
-  else projected_sums_0_0(np, nl, nt, C, D, E, w, Y, s);
+void projected_normal(std::size_t np, std::size_t nl, std::size_t nt, const double* C, const double* w,
+                      const double* Y, double* s) noexcept {
+  EXOSPEC_SHAPE_DISPATCH(projected_normal, np, nl, nt, C, w, Y, s)
 }
+template <std::size_t NL, std::size_t NT>
+void projected_slopes(std::size_t np, std::size_t nl, std::size_t nt, const double* C, const double* D,
+                      const double* E, const double* w, const double* Y, const double* beta, double* s) noexcept {
+  EXOSPEC_SHAPE_DISPATCH(projected_slopes, np, nl, nt, C, D, E, w, Y, beta, s)
+}
+#undef EXOSPEC_SHAPE_DISPATCH
 
 // Calls f.template operator()<NL, NB>() with the window's numbers of lines
 // and background terms where a specialisation exists (up to 3 lines), with
@@ -831,28 +862,23 @@ void with_window_shape(std::size_t nl, std::size_t nb, F&& f) {
   }
 }
 
-// ProjectedState from the sums (k = nl + nb parameters, nt = nb + 1) and the
-// constant background blocks gbb = B^T W B, gby = B^T W y, yy = y^T W y.
-// With beta the linear solution and r = y - A beta, v = dA/dshift beta:
-//   chi2 = y^T W y - beta^T (A^T W y)                 (at the solution)
-//   v^T W v = sum_ab beta_a beta_b d_a^T W d_b
-//   g_a = d_a^T W r,  h_a = e_a^T W r,  v^T W r = sum_a beta_a g_a
-//   u_a = A_a^T W v = sum_b beta_b A_a^T W d_b
+// The linear solution of ProjectedState (beta, N, its factor L, chi2) from
+// the sums of projected_normal (k = nl + nb parameters, nt = nb + 1) and the
+// constant background blocks gbb = B^T W B, gby = B^T W y, yy = y^T W y:
+//   chi2 = y^T W y - beta^T (A^T W y)   (at the solution).
 // False if A^T W A is singular.
 template <std::size_t NL, std::size_t NB>
-[[gnu::always_inline]] inline bool projected_from_sums(const double* s, std::size_t nl_, std::size_t nb_,
-                                                       const double* gbb, const double* gby, double yy,
-                                                       ProjectedState& st) {
+[[gnu::always_inline]] inline bool projected_solve(const double* s, std::size_t nl_, std::size_t nb_,
+                                                   const double* gbb, const double* gby, double yy,
+                                                   ProjectedState& st) {
   const std::size_t nl = NL > 0 ? NL : nl_, nb = NL > 0 ? NB : nb_;
   constexpr int K = static_cast<int>(NL > 0 ? NL + NB : 0);
-  const std::size_t k = nl + nb, nt = nb + 1;
+  const std::size_t k = nl + nb;
   double rhs[kMaxParams];
   for (std::size_t a = 0; a < nl; ++a) {
-    const double* la = s + line_sums_offset(a, nl, nt);
-    for (std::size_t b = 0; b <= a; ++b) st.N[a * k + b] = st.N[b * k + a] = la[2 * b];
-    const double* ta = la + 2 * (a + 1) + 2 * nl;
-    for (std::size_t j = 0; j < nb; ++j) st.N[a * k + nl + j] = st.N[(nl + j) * k + a] = ta[3 * j];
-    rhs[a] = ta[3 * nb];
+    for (std::size_t b = 0; b <= a; ++b) st.N[a * k + b] = st.N[b * k + a] = *s++;
+    for (std::size_t j = 0; j < nb; ++j) st.N[a * k + nl + j] = st.N[(nl + j) * k + a] = *s++;
+    rhs[a] = *s++;
   }
   for (std::size_t i = 0; i < nb; ++i) {
     for (std::size_t j = 0; j < nb; ++j) st.N[(nl + i) * k + nl + j] = gbb[i * nb + j];
@@ -862,35 +888,32 @@ template <std::size_t NL, std::size_t NB>
   if (!small_cholesky<K>(st.L, static_cast<int>(k))) return false;
   std::copy(rhs, rhs + k, st.beta);
   small_cholesky_solve<K>(st.L, static_cast<int>(k), st.beta);
-  const double* beta = st.beta;
-  double chi2 = yy, vv = 0.0, vr = 0.0;
-  for (std::size_t a = 0; a < k; ++a) chi2 -= beta[a] * rhs[a];
-  for (std::size_t a = 0; a < k; ++a) st.u[a] = st.g[a] = st.h[a] = 0.0;
-  for (std::size_t a = 0; a < nl; ++a) {
-    const double* la = s + line_sums_offset(a, nl, nt);
-    const double* dc = la + 2 * (a + 1);  // d_a^T W c_b, e_a^T W c_b
-    const double* ta = dc + 2 * nl;       // c_a, d_a, e_a against the targets
-    for (std::size_t b = 0; b < a; ++b) vv += 2.0 * beta[a] * beta[b] * la[2 * b + 1];
-    vv += beta[a] * beta[a] * la[2 * a + 1];
-    double g = ta[3 * nb + 1], h = ta[3 * nb + 2];
-    for (std::size_t b = 0; b < nl; ++b) {
-      g -= beta[b] * dc[2 * b];
-      h -= beta[b] * dc[2 * b + 1];
-      st.u[b] += beta[a] * dc[2 * b];  // c_b^T W d_a
-    }
-    for (std::size_t j = 0; j < nb; ++j) {
-      g -= beta[nl + j] * ta[3 * j + 1];
-      h -= beta[nl + j] * ta[3 * j + 2];
-      st.u[nl + j] += beta[a] * ta[3 * j + 1];  // B_j^T W d_a
-    }
-    st.g[a] = g;
-    st.h[a] = h;
-    vr += beta[a] * g;
-  }
+  double chi2 = yy;
+  for (std::size_t a = 0; a < k; ++a) chi2 -= st.beta[a] * rhs[a];
   st.chi2 = chi2;
-  st.vv = vv;
-  st.vr = vr;
   return true;
+}
+
+// The rest of ProjectedState from the sums of projected_slopes at its beta:
+//   v^T W v, the residual curvature term z^T W r, g_a = d_a^T W r,
+//   u = A^T W v, v^T W r = beta^T g (the background's g is 0).
+template <std::size_t NL, std::size_t NB>
+[[gnu::always_inline]] inline void projected_finish(const double* s, std::size_t nl_, std::size_t nb_,
+                                                    ProjectedState& st) {
+  const std::size_t nl = NL > 0 ? NL : nl_, nb = NL > 0 ? NB : nb_;
+  st.vv = s[0];
+  st.bh = s[1];
+  double vr = 0.0;
+  for (std::size_t a = 0; a < nl; ++a) {
+    st.g[a] = s[2 + a];
+    st.u[a] = s[2 + nl + a];
+    vr += st.beta[a] * st.g[a];
+  }
+  for (std::size_t j = 0; j < nb; ++j) {
+    st.g[nl + j] = 0.0;
+    st.u[nl + j] = s[2 + 2 * nl + j];
+  }
+  st.vr = vr;
 }
 
 // The same window with the width fixed, by variable projection (Golub and
@@ -929,10 +952,13 @@ struct ProjectedWindowModel {
   bool from_profiles(double shift) const {
     auto& ws = *work;
     state->shift = std::numeric_limits<double>::quiet_NaN();
+    constexpr std::size_t NT = NL > 0 ? NB + 1 : 0;
     double sums[kMaxSums];
-    projected_sums<NL, (NL > 0 ? NB + 1 : 0)>(stride(), nl, nb + 1, ws.columns.data(), ws.dcolumns.data(),
-                                               ws.d2columns.data(), ws.weight.data(), ws.weighted.data(), sums);
-    if (!projected_from_sums<NL, NB>(sums, nl, nb, gbb, gby, yy, *state)) return false;
+    projected_normal<NL, NT>(stride(), nl, nb + 1, ws.columns.data(), ws.weight.data(), ws.weighted.data(), sums);
+    if (!projected_solve<NL, NB>(sums, nl, nb, gbb, gby, yy, *state)) return false;
+    projected_slopes<NL, NT>(stride(), nl, nb + 1, ws.columns.data(), ws.dcolumns.data(), ws.d2columns.data(),
+                             ws.weight.data(), ws.weighted.data(), state->beta, sums);
+    projected_finish<NL, NB>(sums, nl, nb, *state);
     state->shift = shift;
     return std::isfinite(state->chi2) && std::isfinite(state->vv);
   }
@@ -963,16 +989,15 @@ struct ProjectedWindowModel {
     small_cholesky_solve<K>(st.L, static_cast<int>(k), c);
     std::copy(st.g, st.g + k, e);
     small_cholesky_solve<K>(st.L, static_cast<int>(k), e);
-    double uc = 0.0, gc = 0.0, ge = 0.0, bh = 0.0;
+    double uc = 0.0, gc = 0.0, ge = 0.0;
     for (std::size_t a = 0; a < k; ++a) {
       uc += st.u[a] * c[a];
       gc += st.g[a] * c[a];
       ge += st.g[a] * e[a];
-      bh += st.beta[a] * st.h[a];
       if (dbeta != nullptr) dbeta[a] = e[a] - c[a];
     }
     gauss_newton = st.vv - uc;
-    exact = gauss_newton + 2.0 * gc - ge - bh;
+    exact = gauss_newton + 2.0 * gc - ge - st.bh;
     gradient = -st.vr;
   }
 };
