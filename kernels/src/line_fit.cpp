@@ -159,8 +159,12 @@ template <std::size_t K>
   for (; i + kLanes <= n; i += kLanes) {
     const Lanes wv = EXOSPEC_LOAD_LANES(w + i), yv = EXOSPEC_LOAD_LANES(y + i);
     std::size_t q = 0;
+    // (Unrolled in full: left to itself, GCC keeps the accumulators of
+    // K >= 5 on the stack.)
+#pragma GCC unroll 8
     for (std::size_t a = 0; a < K; ++a) {
       const Lanes wa = wv * EXOSPEC_LOAD_LANES(A + a * n + i);
+#pragma GCC unroll 8
       for (std::size_t b = 0; b <= a; ++b) acc[q++] += wa * EXOSPEC_LOAD_LANES(A + b * n + i);
       acc[q++] += wa * yv;
     }
