@@ -33,62 +33,64 @@ std::pair<double, double> extent(const FitLineSpec& l) {
   return {lo, hi};
 }
 
-// In-place Cholesky factor L (lower triangle, row-major k x k) of a small
-// symmetric matrix, k <= kMaxParams, with the reciprocals of its diagonal
-// stored on the diagonal (the solves then multiply: a division is a long
-// dependency in these short serial chains); false unless every pivot
-// exceeds 1e-14 of the largest diagonal element (as the linear path's LDLT
-// test).
+// In-place factorisation A = L D L^T (L unit lower triangular) of a small
+// symmetric matrix (row-major k x k, k <= kMaxParams): L below the
+// diagonal, 1/D on it, and L D above it (scratch that saves a product per
+// term). Square-root free, and the solves multiply by 1/D: a square root or
+// a division is a long dependency in these short serial chains. False
+// unless every pivot D_j exceeds 1e-14 of the largest diagonal element (as
+// the linear path's LDLT test).
 template <int K = 0>  // K > 0: the size at compile time
-[[gnu::always_inline]] inline bool small_cholesky(double* a, int k_) {
+[[gnu::always_inline]] inline bool small_ldlt(double* a, int k_) {
   const int k = K > 0 ? K : k_;
   double dmax = 0.0;
   for (int i = 0; i < k; ++i) dmax = std::max(dmax, a[i * k + i]);
   for (int j = 0; j < k; ++j) {
     double d = a[j * k + j];
-    for (int q = 0; q < j; ++q) d -= a[j * k + q] * a[j * k + q];
+    for (int q = 0; q < j; ++q) d -= a[j * k + q] * a[q * k + j];  // L_jq (L_jq D_q)
     if (!(d > 1e-14 * dmax)) return false;
-    const double inv = 1.0 / std::sqrt(d);
+    const double inv = 1.0 / d;
     a[j * k + j] = inv;
     for (int i = j + 1; i < k; ++i) {
       double s = a[i * k + j];
-      for (int q = 0; q < j; ++q) s -= a[i * k + q] * a[j * k + q];
-      a[i * k + j] = s * inv;
+      for (int q = 0; q < j; ++q) s -= a[i * k + q] * a[q * k + j];
+      a[j * k + i] = s;        // L_ij D_j
+      a[i * k + j] = s * inv;  // L_ij
     }
   }
   return true;
 }
 
-// Solves L L^T x = b in place (L from small_cholesky).
+// Solves L D L^T x = b in place (the factor of small_ldlt).
 template <int K = 0>
-[[gnu::always_inline]] inline void small_cholesky_solve(const double* l, int k_, double* x) {
+[[gnu::always_inline]] inline void small_ldlt_solve(const double* l, int k_, double* x) {
   const int k = K > 0 ? K : k_;
   for (int i = 0; i < k; ++i) {
     double s = x[i];
     for (int q = 0; q < i; ++q) s -= l[i * k + q] * x[q];
-    x[i] = s * l[i * k + i];
+    x[i] = s;
   }
   for (int i = k - 1; i >= 0; --i) {
-    double s = x[i];
+    double s = x[i] * l[i * k + i];
     for (int q = i + 1; q < k; ++q) s -= l[q * k + i] * x[q];
-    x[i] = s * l[i * k + i];
+    x[i] = s;
   }
 }
 
-// Element a of the diagonal of (L L^T)^-1 (L from small_cholesky): the
-// squared norm of z = L^-1 e_a, by forward substitution from row a (z is 0
-// above it).
+// Element a of the diagonal of (L D L^T)^-1 (the factor of small_ldlt):
+// sum_i z_i^2 / D_i with z = L^-1 e_a, by forward substitution from row a
+// (z is 0 above it).
 template <int K = 0>
 [[gnu::always_inline]] inline double inverse_diagonal(const double* l, int k_, int a_) {
   const auto k = static_cast<std::size_t>(K > 0 ? K : k_), a = static_cast<std::size_t>(a_);
   double z[kMaxParams + 1];
-  z[a] = l[a * k + a];
-  double sum = z[a] * z[a];
+  z[a] = 1.0;
+  double sum = l[a * k + a];
   for (std::size_t i = a + 1; i < k; ++i) {
     double t = 0.0;
     for (std::size_t q = a; q < i; ++q) t -= l[i * k + q] * z[q];
-    z[i] = t * l[i * k + i];
-    sum += z[i] * z[i];
+    z[i] = t;
+    sum += t * t * l[i * k + i];
   }
   return sum;
 }
@@ -631,12 +633,12 @@ bool LineFitter::solve_linear(const Window& w, const double* A, std::span<const 
     for (int it = 0; it <= iterations; ++it) {
       yy = normal_equations<K>(n, A, wt, y, N, rhs);
       std::copy(N, N + k * k, L);
-      if (!small_cholesky<K>(L, K)) {
+      if (!small_ldlt<K>(L, K)) {
         ok = false;
         return;
       }
       std::copy(rhs, rhs + k, beta);
-      small_cholesky_solve<K>(L, K, beta);
+      small_ldlt_solve<K>(L, K, beta);
       if (it < iterations) update_weights(w, A, beta, scale, offset, work);
     }
     // The brightness sigmas from the diagonal of (A^T W A)^-1 (the
@@ -714,7 +716,7 @@ struct ProjectedState {
   double shift = std::numeric_limits<double>::quiet_NaN();
   double beta[kMaxParams];
   double N[kMaxParams * kMaxParams];  // A~^T A~ (row-major k x k)
-  double L[kMaxParams * kMaxParams];  // its Cholesky factor
+  double L[kMaxParams * kMaxParams];  // its L D L^T factor (small_ldlt)
   double u[kMaxParams];               // A~^T v
   double vv = 0.0, vr = 0.0, chi2 = 0.0;  // v^T v, v^T r, r^T r
   // Per line: (sqrt(w) dA/dshift)^T r (0 for the background); and
@@ -889,9 +891,9 @@ template <std::size_t NL, std::size_t NB>
     rhs[nl + i] = gby[i];
   }
   std::copy(st.N, st.N + k * k, st.L);
-  if (!small_cholesky<K>(st.L, static_cast<int>(k))) return false;
+  if (!small_ldlt<K>(st.L, static_cast<int>(k))) return false;
   std::copy(rhs, rhs + k, st.beta);
-  small_cholesky_solve<K>(st.L, static_cast<int>(k), st.beta);
+  small_ldlt_solve<K>(st.L, static_cast<int>(k), st.beta);
   double chi2 = yy;
   for (std::size_t a = 0; a < k; ++a) chi2 -= st.beta[a] * rhs[a];
   st.chi2 = chi2;
@@ -990,9 +992,9 @@ struct ProjectedWindowModel {
     const std::size_t k = NL > 0 ? NL + NB : nl + nb;
     double c[kMaxParams], e[kMaxParams];
     std::copy(st.u, st.u + k, c);
-    small_cholesky_solve<K>(st.L, static_cast<int>(k), c);
+    small_ldlt_solve<K>(st.L, static_cast<int>(k), c);
     std::copy(st.g, st.g + k, e);
-    small_cholesky_solve<K>(st.L, static_cast<int>(k), e);
+    small_ldlt_solve<K>(st.L, static_cast<int>(k), e);
     double uc = 0.0, gc = 0.0, ge = 0.0;
     for (std::size_t a = 0; a < k; ++a) {
       uc += st.u[a] * c[a];
@@ -1169,7 +1171,7 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
         cov[a * m + ku] = cov[ku * m + a] = state.u[a];
       }
       cov[ku * m + ku] = state.vv;
-      if (!small_cholesky<M>(cov, static_cast<int>(m))) {
+      if (!small_ldlt<M>(cov, static_cast<int>(m))) {
         sol.status = FitStatus::kSingular;
         return;
       }

@@ -318,7 +318,8 @@ TEST(LineFit, FreeShiftIsTheMinimumOfChi2OverTheShift) {
   // through s* - h, s*, s* + h must have its vertex at s* (to far below the
   // shift's sigma, which the parabola's curvature gives: the solver stops
   // within a few hundredths of a sigma and takes the last Newton step on
-  // the quadratic model), and the brightness at s* must be the fit's. Mg II
+  // the quadratic model), and the brightness at s* must be the fit's, with
+  // the sigma of (J^T J)^-1 over all four parameters there. Mg II
   // (alone in its window) from bright to below the detection limit, 20
   // noise draws each.
   const std::vector<std::uint8_t> q(kP, 0);
@@ -331,7 +332,7 @@ TEST(LineFit, FreeShiftIsTheMinimumOfChi2OverTheShift) {
   std::size_t wi = 0;
   while (fit.window_lines(wi) != std::vector<std::size_t>{j}) ++wi;
   const std::size_t first = fit.window_first(wi), n = fit.window_size(wi);
-  double worst_shift = 0.0, worst_brightness = 0.0;
+  double worst_shift = 0.0, worst_brightness = 0.0, worst_sigma = 0.0;
   int fits = 0;
   for (const double mg : {200.0, 30.0, 8.0, 3.0}) {
     const auto y0 = shifted_spectrum({60.0, 40.0, mg, 50.0}, 3.0, 0.01, 0.1, 1.5);
@@ -362,6 +363,24 @@ TEST(LineFit, FreeShiftIsTheMinimumOfChi2OverTheShift) {
         brightness = beta(0);
         return (A * beta - b).squaredNorm();
       };
+      {
+        // The brightness sigma against (J^T J)^-1 over (brightness,
+        // background, shift) at s*, J = sqrt(w) [profile, 1, x, b dprofile/ds].
+        std::vector<double> col(n), dshift(n), dsigma(n);
+        const double b = out.b[j];
+        fit.window_profiles(wi, s_star, 1.5, col.data(), &b, dshift.data(), dsigma.data(), work);
+        Eigen::MatrixXd J(n, 4);
+        for (std::size_t i = 0; i < n; ++i) {
+          const double sw = 1.0 / std::sqrt(v[first + i]);
+          const auto r = static_cast<Eigen::Index>(i);
+          J(r, 0) = sw * col[i];
+          J(r, 1) = sw;
+          J(r, 2) = sw * (wl[first + i] - wl[first]);
+          J(r, 3) = sw * dshift[i];
+        }
+        const Eigen::MatrixXd cov = (J.transpose() * J).inverse();
+        worst_sigma = std::max(worst_sigma, std::abs(out.s[j] / std::sqrt(cov(0, 0)) - 1.0));
+      }
       const double h = 0.002;
       double chi2[3], bright[3];
       for (int m = -1; m <= 1; ++m) chi2[m + 1] = chi2_at(s_star + m * h, bright[m + 1]);
@@ -377,11 +396,13 @@ TEST(LineFit, FreeShiftIsTheMinimumOfChi2OverTheShift) {
       ++fits;
     }
   }
-  std::printf("%d fits: chi2 minimum within %.1e sigma of the fitted shift, brightness within %.1e sigma\n",
-              fits, worst_shift, worst_brightness);
+  std::printf("%d fits: chi2 minimum within %.1e sigma of the fitted shift, brightness within %.1e sigma, "
+              "its sigma within %.1e of Eigen's (J^T J)^-1\n",
+              fits, worst_shift, worst_brightness, worst_sigma);
   EXPECT_GE(fits, 70);
   EXPECT_LT(worst_shift, 1e-3);
   EXPECT_LT(worst_brightness, 3e-4);
+  EXPECT_LT(worst_sigma, 1e-3);  // (s* is the extrapolated minimum; the fit's covariance is at its last evaluation)
 }
 
 TEST(LineFit, WindowsWithoutDataGetAStatusAndNaN) {
