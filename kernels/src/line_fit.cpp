@@ -1150,8 +1150,9 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
       // instead of evaluated, brings the shift, the linear parameters
       // (beta + beta' step) and chi2 to the minimum to second order (with
       // refits, the minimum under the final weights).
+      double gauss_newton = 0.0;
       {
-        double gauss_newton = 0.0, curvature = 0.0, gradient = 0.0, dbeta[kMaxParams] = {};
+        double curvature = 0.0, gradient = 0.0, dbeta[kMaxParams] = {};
         projected.derivatives(state, gauss_newton, curvature, gradient, dbeta);
         if (std::isfinite(curvature) && curvature > 0.0 && std::isfinite(gradient)) {
           const double to = std::clamp(s(0) - gradient / curvature, -max_shift, max_shift), step = to - s(0);
@@ -1161,28 +1162,32 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
         }
       }
       // Covariance of (linear parameters, shift): the inverse of the full
-      // J^T J = [[A~^T A~, u], [u^T, v^T v]] at the solution, from the blocks
-      // of the last evaluation (no further evaluation at the pixel edges).
-      constexpr int M = NL > 0 ? static_cast<int>(NL + NB + 1) : 0;
+      // J^T J = [[N, u], [u^T, v^T v]] (N = A~^T A~) at the solution, from
+      // the blocks of the last evaluation (no further evaluation at the
+      // pixel edges) and N's factor: with c = N^-1 u and the Schur
+      // complement S = v^T v - u^T c (Gauss-Newton's curvature in the
+      // shift), var(shift) = 1 / S and var(beta_a) = (N^-1)_aa + c_a^2 / S.
+      // Singular unless S passes the factorisation's pivot test against the
+      // full matrix's diagonal.
+      constexpr int K = NL > 0 ? static_cast<int>(NL + NB) : 0;
       const std::size_t ku = static_cast<std::size_t>(k), m = ku + 1;
-      double cov[(kMaxParams + 1) * (kMaxParams + 1)];
-      for (std::size_t a = 0; a < ku; ++a) {
-        for (std::size_t b = 0; b < ku; ++b) cov[a * m + b] = state.N[a * ku + b];
-        cov[a * m + ku] = cov[ku * m + a] = state.u[a];
-      }
-      cov[ku * m + ku] = state.vv;
-      if (!small_ldlt<M>(cov, static_cast<int>(m))) {
+      double dmax = state.vv, c[kMaxParams];
+      for (std::size_t a = 0; a < ku; ++a) dmax = std::max(dmax, state.N[a * ku + a]);
+      if (!(gauss_newton > 1e-14 * dmax)) {
         sol.status = FitStatus::kSingular;
         return;
       }
+      std::copy(state.u, state.u + ku, c);
+      small_ldlt_solve<K>(state.L, k, c);
       // (Standard errors of the lines and the shift only; the background's
       // are not used.)
       for (std::size_t a = 0; a < ku; ++a) {
         sol.beta(static_cast<Eigen::Index>(a)) = state.beta[a];
         sol.sigma(static_cast<Eigen::Index>(a)) =
-            a < nl ? std::sqrt(inverse_diagonal<M>(cov, static_cast<int>(m), static_cast<int>(a))) : kNaN;
+            a < nl ? std::sqrt(inverse_diagonal<K>(state.L, k, static_cast<int>(a)) + c[a] * c[a] / gauss_newton)
+                   : kNaN;
       }
-      sol.shift_sigma = std::sqrt(inverse_diagonal<M>(cov, static_cast<int>(m), static_cast<int>(ku)));
+      sol.shift_sigma = std::sqrt(1.0 / gauss_newton);
       const std::size_t dof = sol.good > m ? sol.good - m : 1;
       sol.chi2_reduced = state.chi2 / static_cast<double>(dof);
       sol.shift = s(0);
