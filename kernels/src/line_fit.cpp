@@ -740,8 +740,12 @@ struct ProjectedState {
 //     (projected_finish). Ten sums for a 3-line window on a linear
 //     background instead of the 57 products of every pair of columns that
 //     one pass would need: both passes keep their sums in registers.
-constexpr std::size_t normal_sum_count(std::size_t nl, std::size_t nt) { return nl * (nl + 1) / 2 + nl * nt; }
-constexpr std::size_t slope_sum_count(std::size_t nl, std::size_t nt) { return 2 + 2 * nl + (nt - 1); }
+constexpr std::size_t normal_sum_count(std::size_t nl, std::size_t nt) {
+  return nl * (nl + 1) / 2 + nl * nt;
+}
+constexpr std::size_t slope_sum_count(std::size_t nl, std::size_t nt) {
+  return 2 + 2 * nl + (nt - 1);
+}
 constexpr std::size_t kMaxTargets = 4;  // background order <= 2, and w y
 constexpr std::size_t kMaxSums = normal_sum_count(kMaxParams - 1, kMaxTargets);
 static_assert(slope_sum_count(kMaxParams - 1, kMaxTargets) <= kMaxSums);
@@ -749,8 +753,9 @@ static_assert(slope_sum_count(kMaxParams - 1, kMaxTargets) <= kMaxSums);
 // NL, NT > 0: the shape at compile time (accumulators in registers, loops
 // unrolled); 0: at run time.
 template <std::size_t NL, std::size_t NT>
-[[gnu::always_inline]] inline void projected_normal_impl(std::size_t np, std::size_t nl_, std::size_t nt_,
-                                                         const double* C, const double* w, const double* Y,
+[[gnu::always_inline]] inline void projected_normal_impl(std::size_t np, std::size_t nl_,
+                                                         std::size_t nt_, const double* C,
+                                                         const double* w, const double* Y,
                                                          double* sums) noexcept {
   const std::size_t nl = NL > 0 ? NL : nl_, nt = NT > 0 ? NT : nt_;
   constexpr std::size_t kCount = NL > 0 && NT > 0 ? normal_sum_count(NL, NT) : kMaxSums;
@@ -770,10 +775,9 @@ template <std::size_t NL, std::size_t NT>
 }
 
 template <std::size_t NL, std::size_t NT>
-[[gnu::always_inline]] inline void projected_slopes_impl(std::size_t np, std::size_t nl_, std::size_t nt_,
-                                                         const double* C, const double* D, const double* E,
-                                                         const double* w, const double* Y, const double* beta,
-                                                         double* sums) noexcept {
+[[gnu::always_inline]] inline void projected_slopes_impl(
+    std::size_t np, std::size_t nl_, std::size_t nt_, const double* C, const double* D,
+    const double* E, const double* w, const double* Y, const double* beta, double* sums) noexcept {
   const std::size_t nl = NL > 0 ? NL : nl_, nt = NT > 0 ? NT : nt_, nb = nt - 1;
   constexpr std::size_t kCount = NL > 0 && NT > 0 ? slope_sum_count(NL, NT) : kMaxSums;
   const std::size_t count = slope_sum_count(nl, nt);
@@ -796,22 +800,22 @@ template <std::size_t NL, std::size_t NT>
       acc[2 + a] += EXOSPEC_LOAD_LANES(D + a * np + i) * wr;
       acc[2 + nl + a] += EXOSPEC_LOAD_LANES(C + a * np + i) * wvv;
     }
-    for (std::size_t j = 0; j < nb; ++j) acc[2 + 2 * nl + j] += EXOSPEC_LOAD_LANES(Y + j * np + i) * v;
+    for (std::size_t j = 0; j < nb; ++j)
+      acc[2 + 2 * nl + j] += EXOSPEC_LOAD_LANES(Y + j * np + i) * v;
   }
   for (std::size_t q = 0; q < count; ++q) sums[q] = EXOSPEC_SUM_LANES(acc[q]);
 }
 
-#define EXOSPEC_PROJECTED_SUMS(NL, NT)                                                                         \
-  EXOSPEC_CLONES void projected_normal_##NL##_##NT(std::size_t np, std::size_t nl, std::size_t nt,             \
-                                                  const double* C, const double* w, const double* Y,          \
-                                                  double* s) noexcept {                                       \
-    projected_normal_impl<NL, NT>(np, nl, nt, C, w, Y, s);                                                     \
-  }                                                                                                            \
-  EXOSPEC_CLONES void projected_slopes_##NL##_##NT(std::size_t np, std::size_t nl, std::size_t nt,             \
-                                                  const double* C, const double* D, const double* E,          \
-                                                  const double* w, const double* Y, const double* beta,       \
-                                                  double* s) noexcept {                                       \
-    projected_slopes_impl<NL, NT>(np, nl, nt, C, D, E, w, Y, beta, s);                                         \
+#define EXOSPEC_PROJECTED_SUMS(NL, NT)                                                             \
+  EXOSPEC_CLONES void projected_normal_##NL##_##NT(std::size_t np, std::size_t nl, std::size_t nt, \
+                                                   const double* C, const double* w,               \
+                                                   const double* Y, double* s) noexcept {          \
+    projected_normal_impl<NL, NT>(np, nl, nt, C, w, Y, s);                                         \
+  }                                                                                                \
+  EXOSPEC_CLONES void projected_slopes_##NL##_##NT(                                                \
+      std::size_t np, std::size_t nl, std::size_t nt, const double* C, const double* D,            \
+      const double* E, const double* w, const double* Y, const double* beta, double* s) noexcept { \
+    projected_slopes_impl<NL, NT>(np, nl, nt, C, D, E, w, Y, beta, s);                             \
   }
 EXOSPEC_PROJECTED_SUMS(0, 0)
 EXOSPEC_PROJECTED_SUMS(1, 2)
@@ -826,25 +830,36 @@ EXOSPEC_PROJECTED_SUMS(3, 4)
 #undef EXOSPEC_PROJECTED_SUMS
 // The clone sets compiled for (NL, NT); (0, 0) and shapes without one: the
 // run-time-sized versions.
-#define EXOSPEC_SHAPE_DISPATCH(F, ...)                                                 \
-  if constexpr (NL == 1 && NT == 2) F##_1_2(__VA_ARGS__);                              \
-  else if constexpr (NL == 1 && NT == 3) F##_1_3(__VA_ARGS__);                         \
-  else if constexpr (NL == 1 && NT == 4) F##_1_4(__VA_ARGS__);                         \
-  else if constexpr (NL == 2 && NT == 2) F##_2_2(__VA_ARGS__);                         \
-  else if constexpr (NL == 2 && NT == 3) F##_2_3(__VA_ARGS__);                         \
-  else if constexpr (NL == 2 && NT == 4) F##_2_4(__VA_ARGS__);                         \
-  else if constexpr (NL == 3 && NT == 2) F##_3_2(__VA_ARGS__);                         \
-  else if constexpr (NL == 3 && NT == 3) F##_3_3(__VA_ARGS__);                         \
-  else if constexpr (NL == 3 && NT == 4) F##_3_4(__VA_ARGS__);                         \
-  else F##_0_0(__VA_ARGS__);
+#define EXOSPEC_SHAPE_DISPATCH(F, ...)   \
+  if constexpr (NL == 1 && NT == 2)      \
+    F##_1_2(__VA_ARGS__);                \
+  else if constexpr (NL == 1 && NT == 3) \
+    F##_1_3(__VA_ARGS__);                \
+  else if constexpr (NL == 1 && NT == 4) \
+    F##_1_4(__VA_ARGS__);                \
+  else if constexpr (NL == 2 && NT == 2) \
+    F##_2_2(__VA_ARGS__);                \
+  else if constexpr (NL == 2 && NT == 3) \
+    F##_2_3(__VA_ARGS__);                \
+  else if constexpr (NL == 2 && NT == 4) \
+    F##_2_4(__VA_ARGS__);                \
+  else if constexpr (NL == 3 && NT == 2) \
+    F##_3_2(__VA_ARGS__);                \
+  else if constexpr (NL == 3 && NT == 3) \
+    F##_3_3(__VA_ARGS__);                \
+  else if constexpr (NL == 3 && NT == 4) \
+    F##_3_4(__VA_ARGS__);                \
+  else                                   \
+    F##_0_0(__VA_ARGS__);
 template <std::size_t NL, std::size_t NT>
-void projected_normal(std::size_t np, std::size_t nl, std::size_t nt, const double* C, const double* w,
-                      const double* Y, double* s) noexcept {
+void projected_normal(std::size_t np, std::size_t nl, std::size_t nt, const double* C,
+                      const double* w, const double* Y, double* s) noexcept {
   EXOSPEC_SHAPE_DISPATCH(projected_normal, np, nl, nt, C, w, Y, s)
 }
 template <std::size_t NL, std::size_t NT>
-void projected_slopes(std::size_t np, std::size_t nl, std::size_t nt, const double* C, const double* D,
-                      const double* E, const double* w, const double* Y, const double* beta, double* s) noexcept {
+void projected_slopes(std::size_t np, std::size_t nl, std::size_t nt, const double* C,
+                      const double* D, const double* E, const double* w, const double* Y,
+                      const double* beta, double* s) noexcept {
   EXOSPEC_SHAPE_DISPATCH(projected_slopes, np, nl, nt, C, D, E, w, Y, beta, s)
 }
 #undef EXOSPEC_SHAPE_DISPATCH
@@ -874,8 +889,9 @@ void with_window_shape(std::size_t nl, std::size_t nb, F&& f) {
 //   chi2 = y^T W y - beta^T (A^T W y)   (at the solution).
 // False if A^T W A is singular.
 template <std::size_t NL, std::size_t NB>
-[[gnu::always_inline]] inline bool projected_solve(const double* s, std::size_t nl_, std::size_t nb_,
-                                                   const double* gbb, const double* gby, double yy,
+[[gnu::always_inline]] inline bool projected_solve(const double* s, std::size_t nl_,
+                                                   std::size_t nb_, const double* gbb,
+                                                   const double* gby, double yy,
                                                    ProjectedState& st) {
   const std::size_t nl = NL > 0 ? NL : nl_, nb = NL > 0 ? NB : nb_;
   constexpr int K = static_cast<int>(NL > 0 ? NL + NB : 0);
@@ -904,8 +920,8 @@ template <std::size_t NL, std::size_t NB>
 //   v^T W v, the residual curvature term z^T W r, g_a = d_a^T W r,
 //   u = A^T W v, v^T W r = beta^T g (the background's g is 0).
 template <std::size_t NL, std::size_t NB>
-[[gnu::always_inline]] inline void projected_finish(const double* s, std::size_t nl_, std::size_t nb_,
-                                                    ProjectedState& st) {
+[[gnu::always_inline]] inline void projected_finish(const double* s, std::size_t nl_,
+                                                    std::size_t nb_, ProjectedState& st) {
   const std::size_t nl = NL > 0 ? NL : nl_, nb = NL > 0 ? NB : nb_;
   st.vv = s[0];
   st.bh = s[1];
@@ -960,10 +976,12 @@ struct ProjectedWindowModel {
     state->shift = std::numeric_limits<double>::quiet_NaN();
     constexpr std::size_t NT = NL > 0 ? NB + 1 : 0;
     double sums[kMaxSums];
-    projected_normal<NL, NT>(stride(), nl, nb + 1, ws.columns.data(), ws.weight.data(), ws.weighted.data(), sums);
+    projected_normal<NL, NT>(stride(), nl, nb + 1, ws.columns.data(), ws.weight.data(),
+                             ws.weighted.data(), sums);
     if (!projected_solve<NL, NB>(sums, nl, nb, gbb, gby, yy, *state)) return false;
-    projected_slopes<NL, NT>(stride(), nl, nb + 1, ws.columns.data(), ws.dcolumns.data(), ws.d2columns.data(),
-                             ws.weight.data(), ws.weighted.data(), state->beta, sums);
+    projected_slopes<NL, NT>(stride(), nl, nb + 1, ws.columns.data(), ws.dcolumns.data(),
+                             ws.d2columns.data(), ws.weight.data(), ws.weighted.data(), state->beta,
+                             sums);
     projected_finish<NL, NB>(sums, nl, nb, *state);
     state->shift = shift;
     return std::isfinite(state->chi2) && std::isfinite(state->vv);
@@ -1184,7 +1202,8 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
       for (std::size_t a = 0; a < ku; ++a) {
         sol.beta(static_cast<Eigen::Index>(a)) = state.beta[a];
         sol.sigma(static_cast<Eigen::Index>(a)) =
-            a < nl ? std::sqrt(inverse_diagonal<K>(state.L, k, static_cast<int>(a)) + c[a] * c[a] / gauss_newton)
+            a < nl ? std::sqrt(inverse_diagonal<K>(state.L, k, static_cast<int>(a)) +
+                               c[a] * c[a] / gauss_newton)
                    : kNaN;
       }
       sol.shift_sigma = std::sqrt(1.0 / gauss_newton);

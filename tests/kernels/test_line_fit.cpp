@@ -346,38 +346,37 @@ TEST(LineFit, FreeShiftIsTheMinimumOfChi2OverTheShift) {
       if (out.st[j] != 0) continue;  // (a shift at its bound on the faintest)
       const double s_star = out.c[j] - lines()[j].wavelength_nm;
       if (std::abs(s_star) > 0.7) continue;  // (near the +-0.75 nm bound: no parabola there)
-      auto chi2_at = [&](double shift, double& brightness) {
-        std::vector<double> col(n);
-        fit.window_profiles(wi, shift, 1.5, col.data(), nullptr, nullptr, nullptr, work);
-        Eigen::MatrixXd A(n, 3);
-        Eigen::VectorXd b(n);
+      // sqrt(w) [profile, 1, x] at a shift, and with `brightness`, the
+      // column sqrt(w) brightness dprofile/dshift too.
+      auto design = [&](double shift, const double* brightness) {
+        std::vector<double> col(n), dshift(n), dsigma(n);
+        fit.window_profiles(wi, shift, 1.5, col.data(), brightness,
+                            brightness ? dshift.data() : nullptr,
+                            brightness ? dsigma.data() : nullptr, work);
+        Eigen::MatrixXd A(n, brightness ? 4 : 3);
         for (std::size_t i = 0; i < n; ++i) {
           const double sw = 1.0 / std::sqrt(v[first + i]);
           const auto r = static_cast<Eigen::Index>(i);
           A(r, 0) = sw * col[i];
           A(r, 1) = sw;
           A(r, 2) = sw * (wl[first + i] - wl[first]);
-          b(r) = sw * y[first + i];
+          if (brightness) A(r, 3) = sw * dshift[i];
         }
+        return A;
+      };
+      auto chi2_at = [&](double shift, double& brightness) {
+        const Eigen::MatrixXd A = design(shift, nullptr);
+        Eigen::VectorXd b(n);
+        for (std::size_t i = 0; i < n; ++i)
+          b(static_cast<Eigen::Index>(i)) = y[first + i] / std::sqrt(v[first + i]);
         const Eigen::VectorXd beta = A.colPivHouseholderQr().solve(b);
         brightness = beta(0);
         return (A * beta - b).squaredNorm();
       };
       {
         // The brightness sigma against (J^T J)^-1 over (brightness,
-        // background, shift) at s*, J = sqrt(w) [profile, 1, x, b dprofile/ds].
-        std::vector<double> col(n), dshift(n), dsigma(n);
-        const double b = out.b[j];
-        fit.window_profiles(wi, s_star, 1.5, col.data(), &b, dshift.data(), dsigma.data(), work);
-        Eigen::MatrixXd J(n, 4);
-        for (std::size_t i = 0; i < n; ++i) {
-          const double sw = 1.0 / std::sqrt(v[first + i]);
-          const auto r = static_cast<Eigen::Index>(i);
-          J(r, 0) = sw * col[i];
-          J(r, 1) = sw;
-          J(r, 2) = sw * (wl[first + i] - wl[first]);
-          J(r, 3) = sw * dshift[i];
-        }
+        // background, shift) at s*.
+        const Eigen::MatrixXd J = design(s_star, &out.b[j]);
         const Eigen::MatrixXd cov = (J.transpose() * J).inverse();
         worst_sigma = std::max(worst_sigma, std::abs(out.s[j] / std::sqrt(cov(0, 0)) - 1.0));
       }
@@ -396,13 +395,16 @@ TEST(LineFit, FreeShiftIsTheMinimumOfChi2OverTheShift) {
       ++fits;
     }
   }
-  std::printf("%d fits: chi2 minimum within %.1e sigma of the fitted shift, brightness within %.1e sigma, "
-              "its sigma within %.1e of Eigen's (J^T J)^-1\n",
-              fits, worst_shift, worst_brightness, worst_sigma);
+  std::printf(
+      "%d fits: chi2 minimum within %.1e sigma of the fitted shift, brightness within %.1e sigma, "
+      "its sigma within %.1e of Eigen's (J^T J)^-1\n",
+      fits, worst_shift, worst_brightness, worst_sigma);
   EXPECT_GE(fits, 70);
   EXPECT_LT(worst_shift, 1e-3);
   EXPECT_LT(worst_brightness, 3e-4);
-  EXPECT_LT(worst_sigma, 1e-3);  // (s* is the extrapolated minimum; the fit's covariance is at its last evaluation)
+  EXPECT_LT(
+      worst_sigma,
+      1e-3);  // (s* is the extrapolated minimum; the fit's covariance is at its last evaluation)
 }
 
 TEST(LineFit, WindowsWithoutDataGetAStatusAndNaN) {
