@@ -223,14 +223,21 @@ double normal_equations(std::size_t n, const double* A, const double* w, const d
 
 // Weights 1/variance and NaN-free values of n pixels; 0 for unusable pixels
 // (flagged, not finite, variance <= 0). Returns the number of usable ones.
+// (The outputs never overlap the inputs: without __restrict GCC versions the
+// loop for aliasing and turns the selections into masked stores.)
 template <class T>
-[[gnu::always_inline]] inline std::size_t usable_weights_impl(std::size_t n, const T* radiance, const T* variance,
-                                                             const std::uint8_t* quality, double* weight,
-                                                             double* y) noexcept {
+[[gnu::always_inline]] inline std::size_t usable_weights_impl(std::size_t n, const T* __restrict radiance,
+                                                             const T* __restrict variance,
+                                                             const std::uint8_t* __restrict quality,
+                                                             double* __restrict weight,
+                                                             double* __restrict y) noexcept {
+  constexpr double kMax = std::numeric_limits<double>::max();
   std::size_t good = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const double yi = static_cast<double>(radiance[i]), v = static_cast<double>(variance[i]);
-    const bool ok = !(quality[i] & kSkip) && std::isfinite(yi) && std::isfinite(v) && v > 0.0;
+    // (Bitwise, not short-circuit: no branches to if-convert; a NaN fails
+    // every comparison.)
+    const bool ok = ((quality[i] & kSkip) == 0) & (std::fabs(yi) <= kMax) & (v > 0.0) & (v <= kMax);
     weight[i] = ok ? 1.0 / v : 0.0;
     y[i] = ok ? yi : 0.0;
     good += ok ? 1 : 0;
