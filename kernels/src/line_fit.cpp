@@ -1011,8 +1011,9 @@ struct ProjectedWindowModel {
   // step on noise-dominated windows; the exact one converges quadratically
   // (the LM takes Gauss-Newton's where it is not positive, away from a
   // minimum).
+  // (With n_inv_u not null, also c = (A~^T A~)^-1 u, for the covariance.)
   void derivatives(const ProjectedState& st, double& gauss_newton, double& exact, double& gradient,
-                   double* dbeta) const {
+                   double* dbeta, double* n_inv_u = nullptr) const {
     constexpr int K = static_cast<int>(NL > 0 ? NL + NB : 0);
     const std::size_t k = NL > 0 ? NL + NB : nl + nb;
     double c[kMaxParams], e[kMaxParams];
@@ -1027,6 +1028,7 @@ struct ProjectedWindowModel {
       ge += st.g[a] * e[a];
       if (dbeta != nullptr) dbeta[a] = e[a] - c[a];
     }
+    if (n_inv_u != nullptr) std::copy(c, c + k, n_inv_u);
     gauss_newton = st.vv - uc;
     exact = gauss_newton + 2.0 * gc - ge - st.bh;
     gradient = -st.vr;
@@ -1175,10 +1177,10 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
       // instead of evaluated, brings the shift, the linear parameters
       // (beta + beta' step) and chi2 to the minimum to second order (with
       // refits, the minimum under the final weights).
-      double gauss_newton = 0.0;
+      double gauss_newton = 0.0, c[kMaxParams] = {};  // (c = N^-1 u, for the covariance below)
       {
         double curvature = 0.0, gradient = 0.0, dbeta[kMaxParams] = {};
-        projected.derivatives(state, gauss_newton, curvature, gradient, dbeta);
+        projected.derivatives(state, gauss_newton, curvature, gradient, dbeta, c);
         if (std::isfinite(curvature) && curvature > 0.0 && std::isfinite(gradient)) {
           const double to = std::clamp(s(0) - gradient / curvature, -max_shift, max_shift), step = to - s(0);
           for (int a = 0; a < k; ++a) state.beta[a] += dbeta[a] * step;
@@ -1196,14 +1198,12 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
       // full matrix's diagonal.
       constexpr int K = NL > 0 ? static_cast<int>(NL + NB) : 0;
       const std::size_t ku = static_cast<std::size_t>(k), m = ku + 1;
-      double dmax = state.vv, c[kMaxParams];
+      double dmax = state.vv;
       for (std::size_t a = 0; a < ku; ++a) dmax = std::max(dmax, state.N[a * ku + a]);
       if (!(gauss_newton > 1e-14 * dmax)) {
         sol.status = FitStatus::kSingular;
         return;
       }
-      std::copy(state.u, state.u + ku, c);
-      small_ldlt_solve<K>(state.L, k, c);
       // (Standard errors of the lines and the shift only; the background's
       // are not used.)
       for (std::size_t a = 0; a < ku; ++a) {

@@ -402,9 +402,8 @@ TEST(LineFit, FreeShiftIsTheMinimumOfChi2OverTheShift) {
   EXPECT_GE(fits, 70);
   EXPECT_LT(worst_shift, 1e-3);
   EXPECT_LT(worst_brightness, 3e-4);
-  EXPECT_LT(
-      worst_sigma,
-      1e-3);  // (s* is the extrapolated minimum; the fit's covariance is at its last evaluation)
+  // (s* is the extrapolated minimum; the fit's covariance is at its last evaluation.)
+  EXPECT_LT(worst_sigma, 1e-3);
 }
 
 TEST(LineFit, WindowsWithoutDataGetAStatusAndNaN) {
