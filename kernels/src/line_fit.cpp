@@ -134,6 +134,52 @@ EXOSPEC_CLONES void normal_at_edges(const double* edges, std::size_t m, double m
   }
 }
 
+// A Taylor-series first evaluation of the shift-only fit: each line's
+// profile and its shift derivatives at zero shift, kept per window.
+constexpr std::size_t kTaylorTerms = 6;  // the profile and its first five derivatives
+// Within this many sigma of zero shift (series to s^3; error ~ (s/sigma)^4 / 24).
+constexpr double kTaylorReach = 0.5;
+
+// d^j/dmu^j Phi((e - mu)/sigma) for j = 0..5 at x = (e - mu)/sigma:
+// Phi(x) (the tail as a small number), then -He_{j-1}(x) phi(x) / sigma^j
+// (He: the probabilists' Hermite polynomials, He_{k+1} = x He_k - k He_{k-1}).
+void shift_derivatives_at_edge(double x, double inv_sigma, double* d) {
+  const double tail = 0.5 * std::erfc(std::fabs(x) * vmath::kInvSqrt2);
+  d[0] = x < 0.0 ? tail : 1.0 - tail;
+  const double phi = vmath::kInvSqrt2Pi * std::exp(-0.5 * x * x);
+  double he_prev = 0.0, he = 1.0, scale = inv_sigma;  // He_{-1} (unused), He_0
+  for (std::size_t j = 1; j < kTaylorTerms; ++j) {
+    d[j] = -he * phi * scale;
+    const double next = x * he - static_cast<double>(j - 1) * he_prev;
+    he_prev = he;
+    he = next;
+    scale *= inv_sigma;
+  }
+}
+
+// The profiles, first and second shift derivatives at shift s (rows of
+// stride np) from the Taylor series at zero shift, terms to s^3 each.
+// (__restrict: the rows do not overlap, so that GCC vectorises the loop
+// without versioning it.)
+EXOSPEC_CLONES void taylor_columns(std::size_t np, std::size_t nl, const double* __restrict T, double s,
+                                   double* __restrict col, double* __restrict dcol,
+                                   double* __restrict d2col) noexcept {
+  const double h = 0.5 * s, t = s * (1.0 / 3.0);
+  for (std::size_t a = 0; a < nl; ++a) {
+    const double* __restrict C = T + a * kTaylorTerms * np;
+    double* __restrict c = col + a * np;
+    double* __restrict d = dcol + a * np;
+    double* __restrict e = d2col + a * np;
+    for (std::size_t i = 0; i < np; ++i) {
+      const double c0 = C[i], c1 = C[np + i], c2 = C[2 * np + i], c3 = C[3 * np + i];
+      const double c4 = C[4 * np + i], c5 = C[5 * np + i];
+      c[i] = c0 + s * (c1 + h * (c2 + t * c3));
+      d[i] = c1 + s * (c2 + h * (c3 + t * c4));
+      e[i] = c2 + s * (c3 + h * (c4 + t * c5));
+    }
+  }
+}
+
 // Explicit 8-lane vectors (GCC's vector extension): the compiler keeps them
 // in registers where it can and splits them for narrower targets; the lanes
 // are added up in a fixed order, so the result does not depend on anything
@@ -442,6 +488,27 @@ LineFitter::LineFitter(std::span<const double> wavelength_coeffs, std::size_t pi
       }
       line_window_[g[c]] = windows_.size();
       line_column_[g[c]] = c;
+    }
+    // With the width fixed: the Taylor series of the profiles at zero shift.
+    if (settings.width == WidthMode::kFixed && w.size > 0) {
+      const std::size_t np = padded(w.size);
+      const double inv_sigma = kFwhmPerSigma / fwhm;
+      w.taylor.assign(g.size() * kTaylorTerms * np, 0.0);
+      for (std::size_t a = 0; a < g.size(); ++a) {
+        double* T = w.taylor.data() + a * kTaylorTerms * np;
+        for (std::size_t ci = w.component_begin[a]; ci < w.component_begin[a + 1]; ++ci) {
+          const LineComponent& c = w.components[ci];
+          double below[kTaylorTerms], above[kTaylorTerms];
+          shift_derivatives_at_edge((w.edges[0] - c.wavelength_nm) * inv_sigma, inv_sigma, below);
+          for (std::size_t i = 0; i < w.size; ++i) {
+            shift_derivatives_at_edge((w.edges[i + 1] - c.wavelength_nm) * inv_sigma, inv_sigma, above);
+            for (std::size_t j = 0; j < kTaylorTerms; ++j) {
+              T[j * np + i] += c.fraction * (above[j] - below[j]) * w.inv_width[i];
+              below[j] = above[j];
+            }
+          }
+        }
+      }
     }
     // Background: monomials in x = (lambda - centre) / half-span.
     const double centre = 0.5 * (lo + hi), half = std::max(0.5 * (hi - lo), 1e-12);
@@ -993,9 +1060,12 @@ struct ProjectedWindowModel {
     state->shift = shift;
     return std::isfinite(state->chi2) && std::isfinite(state->vv);
   }
+  // (At the shift of the last evaluation, its state again.)
   bool normal(const double* p, double& chi2, double* jtj, double* jtr) const {
-    profiles(p[0]);
-    if (!from_profiles(p[0])) return false;
+    if (!(state->shift == p[0])) {
+      profiles(p[0]);
+      if (!from_profiles(p[0])) return false;
+    }
     chi2 = state->chi2;
     if (jtj != nullptr) {
       double exact = 0.0;
@@ -1147,6 +1217,25 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
       projected.yy = projected_setup(work.y.data(), background, n, nb, work, gbb, gby);
       Eigen::Matrix<double, 1, 1> s;
       s(0) = shift0;
+      // Near zero shift, a first Newton step from the profiles' Taylor
+      // series (no evaluation at the pixel edges): the solver starts where
+      // it lands if chi2 there (evaluated in full) is no worse, so that most
+      // windows need one full evaluation instead of two.
+      const double sigma = fwhm0 / kFwhmPerSigma;
+      if (!w.taylor.empty() && std::abs(shift0) <= kTaylorReach * sigma) {
+        taylor_columns(projected.stride(), nl, w.taylor.data(), shift0, work.columns.data(),
+                       work.dcolumns.data(), work.d2columns.data());
+        const bool ok = projected.from_profiles(shift0);
+        state.shift = std::numeric_limits<double>::quiet_NaN();  // (an approximation)
+        double gauss_newton = 0.0, curvature = 0.0, gradient = 0.0;
+        if (ok) projected.derivatives(state, gauss_newton, curvature, gradient, nullptr);
+        if (ok && std::isfinite(curvature) && curvature > 0.0 && std::isfinite(gradient)) {
+          const double chi2_taylor = state.chi2;
+          const double to = std::clamp(shift0 - gradient / curvature, -max_shift, max_shift);
+          double chi2 = 0.0;
+          if (projected.normal(&to, chi2, nullptr, nullptr) && chi2 <= chi2_taylor + 0.1) s(0) = to;
+        }
+      }
       res = work.solvers->shift_lm[wi].solve(projected, s);
       if (!solved()) return;
       // (The last evaluation may have been a rejected trial.)

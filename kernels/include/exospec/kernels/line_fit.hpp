@@ -175,6 +175,10 @@ class LineFitter {
     // Components of each line: wavelength and fraction, line after line.
     std::vector<LineComponent> components;
     std::vector<std::size_t> component_begin;  // lines + 1 offsets into components
+    // With the width fixed: each line's profile and its first five shift
+    // derivatives at zero shift (row stride padded to the vector width, zero
+    // beyond the window's pixels), for a Taylor-series first evaluation.
+    std::vector<double> taylor;
     int k = 0;                  // linear parameters (lines + background)
   };
   struct Solution;
