@@ -161,8 +161,8 @@ void shift_derivatives_at_edge(double x, double inv_sigma, double* d) {
 // stride np) from the Taylor series at zero shift, terms to s^3 each.
 // (__restrict: the rows do not overlap, so that GCC vectorises the loop
 // without versioning it.)
-EXOSPEC_CLONES void taylor_columns(std::size_t np, std::size_t nl, const double* __restrict T, double s,
-                                   double* __restrict col, double* __restrict dcol,
+EXOSPEC_CLONES void taylor_columns(std::size_t np, std::size_t nl, const double* __restrict T,
+                                   double s, double* __restrict col, double* __restrict dcol,
                                    double* __restrict d2col) noexcept {
   const double h = 0.5 * s, t = s * (1.0 / 3.0);
   for (std::size_t a = 0; a < nl; ++a) {
@@ -489,6 +489,25 @@ LineFitter::LineFitter(std::span<const double> wavelength_coeffs, std::size_t pi
       line_window_[g[c]] = windows_.size();
       line_column_[g[c]] = c;
     }
+    // The initial shift's search range of each line.
+    const double max_shift = settings.max_shift_fwhm * fwhm;
+    for (std::size_t a = 0; a < g.size(); ++a) {
+      const LineComponent* strongest = &w.components[w.component_begin[a]];
+      for (std::size_t ci = w.component_begin[a]; ci < w.component_begin[a + 1]; ++ci) {
+        if (w.components[ci].fraction > strongest->fraction) strongest = &w.components[ci];
+      }
+      const double l0 = strongest->wavelength_nm;
+      std::size_t begin = w.size, end = 0;
+      for (std::size_t i = 1; i + 1 < w.size; ++i) {
+        if (std::abs(0.5 * (w.edges[i] + w.edges[i + 1]) - l0) <= max_shift) {
+          begin = std::min(begin, i);
+          end = i + 1;
+        }
+      }
+      w.strongest_nm.push_back(l0);
+      w.reach_begin.push_back(begin);
+      w.reach_end.push_back(std::max(begin, end));
+    }
     // With the width fixed: the Taylor series of the profiles at zero shift.
     if (settings.width == WidthMode::kFixed && w.size > 0) {
       const std::size_t np = padded(w.size);
@@ -501,7 +520,8 @@ LineFitter::LineFitter(std::span<const double> wavelength_coeffs, std::size_t pi
           double below[kTaylorTerms], above[kTaylorTerms];
           shift_derivatives_at_edge((w.edges[0] - c.wavelength_nm) * inv_sigma, inv_sigma, below);
           for (std::size_t i = 0; i < w.size; ++i) {
-            shift_derivatives_at_edge((w.edges[i + 1] - c.wavelength_nm) * inv_sigma, inv_sigma, above);
+            shift_derivatives_at_edge((w.edges[i + 1] - c.wavelength_nm) * inv_sigma, inv_sigma,
+                                      above);
             for (std::size_t j = 0; j < kTaylorTerms; ++j) {
               T[j * np + i] += c.fraction * (above[j] - below[j]) * w.inv_width[i];
               below[j] = above[j];
@@ -1147,38 +1167,60 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
   const int k = w.k;
   const double fwhm0 = settings_.fwhm_nm;
   const double max_shift = settings_.max_shift_fwhm * fwhm0;
-  // The brightest line (by S/N) of the linear solution at zero shift.
-  std::size_t best = 0;
-  for (std::size_t a = 1; a < nl; ++a) {
-    if (sol.beta(static_cast<Eigen::Index>(a)) / sol.sigma(static_cast<Eigen::Index>(a)) >
-        sol.beta(static_cast<Eigen::Index>(best)) / sol.sigma(static_cast<Eigen::Index>(best))) {
-      best = a;
-    }
-  }
-  // Initial shift: where the denoised spectrum peaks within +-max_shift of
-  // the line's strongest component (parabolic interpolation).
-  double shift0 = 0.0;
-  if (!denoised.empty() && max_shift > 0.0) {
-    const LineComponent* strongest = &w.components[w.component_begin[best]];
-    for (std::size_t ci = w.component_begin[best]; ci < w.component_begin[best + 1]; ++ci) {
-      if (w.components[ci].fraction > strongest->fraction) strongest = &w.components[ci];
-    }
-    const double l0 = strongest->wavelength_nm;
+  // The denoised spectrum's highest pixel within +-max_shift of line a's
+  // strongest component (n if none).
+  auto denoised_peak = [&](std::size_t a) {
     std::size_t peak = n;
     double vmax = -std::numeric_limits<double>::infinity();
-    // (Pixels before the one holding l0 - max_shift are out of reach.)
-    const auto reach = std::lower_bound(w.edges.begin(), w.edges.begin() + static_cast<std::ptrdiff_t>(n + 1),
-                                        l0 - max_shift) - w.edges.begin();
-    for (std::size_t i = std::max<std::size_t>(1, static_cast<std::size_t>(reach)) - 1; i + 1 < n; ++i) {
-      const double centre = 0.5 * (w.edges[i] + w.edges[i + 1]);
-      if (centre > l0 + max_shift) break;
+    for (std::size_t i = w.reach_begin[a]; i < w.reach_end[a]; ++i) {
       const double v = static_cast<double>(denoised[w.first + i]);
-      if (i >= 1 && std::abs(centre - l0) <= max_shift && std::isfinite(v) && v > vmax) {
+      if (v > vmax) {  // (false for NaN)
         vmax = v;
         peak = i;
       }
     }
+    return peak;
+  };
+  const bool search = !denoised.empty() && max_shift > 0.0;
+  // The brightest line: by S/N of the linear solution at zero shift, or,
+  // without one (free shift, fixed weights: the variable projection needs
+  // no linear start), by the denoised peak above the window's lowest
+  // denoised value, over the pixel's noise.
+  std::size_t best = 0, peaks[kMaxParams];
+  std::fill(peaks, peaks + kMaxParams,
+            std::numeric_limits<std::size_t>::max());  // (not searched yet)
+  if (linear_start(scale)) {
+    for (std::size_t a = 1; a < nl; ++a) {
+      if (sol.beta(static_cast<Eigen::Index>(a)) / sol.sigma(static_cast<Eigen::Index>(a)) >
+          sol.beta(static_cast<Eigen::Index>(best)) / sol.sigma(static_cast<Eigen::Index>(best))) {
+        best = a;
+      }
+    }
+  } else if (search && nl > 1) {
+    // (The background from the window's end pixels.)
+    const double ends = std::min(static_cast<double>(denoised[w.first]),
+                                 static_cast<double>(denoised[w.first + n - 1]));
+    const double floor = std::isfinite(ends) ? ends : 0.0;
+    double top = -std::numeric_limits<double>::infinity();
+    for (std::size_t a = 0; a < nl; ++a) {
+      peaks[a] = denoised_peak(a);
+      if (peaks[a] >= n) continue;
+      const double snr = (static_cast<double>(denoised[w.first + peaks[a]]) - floor) *
+                         std::sqrt(work.weight[peaks[a]]);
+      if (snr > top) {
+        top = snr;
+        best = a;
+      }
+    }
+  }
+  // Initial shift: where the denoised spectrum peaks near the brightest
+  // line (parabolic interpolation).
+  double shift0 = 0.0;
+  if (search) {
+    const double l0 = w.strongest_nm[best];
+    const std::size_t peak = peaks[best] <= n ? peaks[best] : denoised_peak(best);
     if (peak < n) {
+      const double vmax = static_cast<double>(denoised[w.first + peak]);
       const double ym = static_cast<double>(denoised[w.first + peak - 1]);
       const double yp = static_cast<double>(denoised[w.first + peak + 1]);
       const double curv = ym - 2.0 * vmax + yp;
@@ -1408,6 +1450,12 @@ void LineFitter::fit(std::span<const T> radiance, std::span<const T> variance,
     std::size_t good = 0;
     if (!prepare_weights(w, radiance, variance, quality, work, good)) {
       sol.status = FitStatus::kTooFewPixels;
+      continue;
+    }
+    if (!linear_start(scale)) {
+      sol.status = FitStatus::kConverged;  // (until the nonlinear fit says otherwise)
+      sol.good = good;
+      solve_nonlinear(wi, scale, offset, denoised, good, work, sol);
       continue;
     }
     if (!solve_linear(w, w.basis.data(), scale, offset, good, refits(scale), work, sol)) continue;

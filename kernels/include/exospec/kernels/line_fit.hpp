@@ -179,6 +179,11 @@ class LineFitter {
     // derivatives at zero shift (row stride padded to the vector width, zero
     // beyond the window's pixels), for a Taylor-series first evaluation.
     std::vector<double> taylor;
+    // Per line: its strongest component's wavelength and the pixels whose
+    // centres lie within the largest shift of it (the search for the
+    // initial shift; the first and last pixel of the window excluded).
+    std::vector<double> strongest_nm;
+    std::vector<std::size_t> reach_begin, reach_end;
     int k = 0;                  // linear parameters (lines + background)
   };
   struct Solution;
@@ -193,6 +198,13 @@ class LineFitter {
                     Workspace& work, Solution& sol) const;
   int refits(std::span<const double> scale) const noexcept {
     return scale.empty() ? 0 : settings_.refine_iterations;
+  }
+  // Whether a window's fit starts from the linear solution at zero shift:
+  // always but with a free shift, a fixed width and fixed weights (no
+  // refits), where the variable projection needs no linear start.
+  bool linear_start(std::span<const double> scale) const noexcept {
+    return !(settings_.shift == ShiftMode::kFree && settings_.width == WidthMode::kFixed &&
+             refits(scale) == 0);
   }
   // Covariance, chi2 and results of the nonlinear solution p, with the
   // current weights.
