@@ -816,6 +816,9 @@ struct ProjectedState {
   // Per line: (sqrt(w) dA/dshift)^T r (0 for the background); and
   // (sqrt(w) d2A/dshift2 beta)^T r (the exact curvature's residual term).
   double g[kMaxParams], bh = 0.0;
+  // N^-1 u and N^-1 g, once solved for (ProjectedWindowModel::derivatives).
+  bool solved = false;
+  double n_inv_u[kMaxParams], n_inv_g[kMaxParams];
 };
 
 // One variable-projection evaluation reads the pixels twice, from the
@@ -1068,6 +1071,7 @@ struct ProjectedWindowModel {
   bool from_profiles(double shift) const {
     auto& ws = *work;
     state->shift = std::numeric_limits<double>::quiet_NaN();
+    state->solved = false;
     constexpr std::size_t NT = NL > 0 ? NB + 1 : 0;
     double sums[kMaxSums];
     projected_normal<NL, NT>(stride(), nl, nb + 1, ws.columns.data(), ws.weight.data(),
@@ -1102,15 +1106,20 @@ struct ProjectedWindowModel {
   // (the LM takes Gauss-Newton's where it is not positive, away from a
   // minimum).
   // (With n_inv_u not null, also c = (A~^T A~)^-1 u, for the covariance.)
-  void derivatives(const ProjectedState& st, double& gauss_newton, double& exact, double& gradient,
+  // (The solves are kept in st for the next call at the same state.)
+  void derivatives(ProjectedState& st, double& gauss_newton, double& exact, double& gradient,
                    double* dbeta, double* n_inv_u = nullptr) const {
     constexpr int K = static_cast<int>(NL > 0 ? NL + NB : 0);
     const std::size_t k = NL > 0 ? NL + NB : nl + nb;
-    double c[kMaxParams], e[kMaxParams];
-    std::copy(st.u, st.u + k, c);
-    small_ldlt_solve<K>(st.L, static_cast<int>(k), c);
-    std::copy(st.g, st.g + k, e);
-    small_ldlt_solve<K>(st.L, static_cast<int>(k), e);
+    double* c = st.n_inv_u;
+    double* e = st.n_inv_g;
+    if (!st.solved) {
+      std::copy(st.u, st.u + k, c);
+      small_ldlt_solve<K>(st.L, static_cast<int>(k), c);
+      std::copy(st.g, st.g + k, e);
+      small_ldlt_solve<K>(st.L, static_cast<int>(k), e);
+      st.solved = true;
+    }
     double uc = 0.0, gc = 0.0, ge = 0.0;
     for (std::size_t a = 0; a < k; ++a) {
       uc += st.u[a] * c[a];
