@@ -1193,8 +1193,8 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
   const bool search = !denoised.empty() && max_shift > 0.0;
   // The brightest line: by S/N of the linear solution at zero shift, or,
   // without one (free shift, fixed weights: the variable projection needs
-  // no linear start), by the denoised peak above the window's lowest
-  // denoised value, over the pixel's noise.
+  // no linear start), by the denoised peak above the lower of the window's
+  // two end pixels, over the peak pixel's noise.
   std::size_t best = 0, peaks[kMaxParams];
   std::fill(peaks, peaks + kMaxParams,
             std::numeric_limits<std::size_t>::max());  // (not searched yet)
@@ -1270,8 +1270,11 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
       s(0) = shift0;
       // Near zero shift, a first Newton step from the profiles' Taylor
       // series (no evaluation at the pixel edges): the solver starts where
-      // it lands if chi2 there (evaluated in full) is no worse, so that most
-      // windows need one full evaluation instead of two.
+      // it lands if chi2 there (evaluated in full) is no worse than the
+      // series' chi2 at the initial shift, within 0.1 (the series' own
+      // error; a step that goes uphill by more is left to the solver from
+      // the initial shift), so that most windows need one full evaluation
+      // instead of two.
       const double sigma = fwhm0 / kFwhmPerSigma;
       if (!w.taylor.empty() && std::abs(shift0) <= kTaylorReach * sigma) {
         taylor_columns(projected.stride(), nl, w.taylor.data(), shift0, work.columns.data(),
