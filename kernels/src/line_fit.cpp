@@ -1105,10 +1105,10 @@ struct ProjectedWindowModel {
   // step on noise-dominated windows; the exact one converges quadratically
   // (the LM takes Gauss-Newton's where it is not positive, away from a
   // minimum).
-  // (With n_inv_u not null, also c = (A~^T A~)^-1 u, for the covariance.)
-  // (The solves are kept in st for the next call at the same state.)
+  // (The solves, c = (A~^T A~)^-1 u among them, are kept in st: for the
+  // covariance, and for the next call at the same state.)
   void derivatives(ProjectedState& st, double& gauss_newton, double& exact, double& gradient,
-                   double* dbeta, double* n_inv_u = nullptr) const {
+                   double* dbeta) const {
     constexpr int K = static_cast<int>(NL > 0 ? NL + NB : 0);
     const std::size_t k = NL > 0 ? NL + NB : nl + nb;
     double* c = st.n_inv_u;
@@ -1127,7 +1127,6 @@ struct ProjectedWindowModel {
       ge += st.g[a] * e[a];
       if (dbeta != nullptr) dbeta[a] = e[a] - c[a];
     }
-    if (n_inv_u != nullptr) std::copy(c, c + k, n_inv_u);
     gauss_newton = st.vv - uc;
     exact = gauss_newton + 2.0 * gc - ge - st.bh;
     gradient = -st.vr;
@@ -1196,8 +1195,7 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
   // no linear start), by the denoised peak above the lower of the window's
   // two end pixels, over the peak pixel's noise.
   std::size_t best = 0, peaks[kMaxParams];
-  std::fill(peaks, peaks + kMaxParams,
-            std::numeric_limits<std::size_t>::max());  // (not searched yet)
+  const bool by_peaks = !linear_start(scale) && search && nl > 1;  // (peaks[] then filled)
   if (linear_start(scale)) {
     for (std::size_t a = 1; a < nl; ++a) {
       if (sol.beta(static_cast<Eigen::Index>(a)) / sol.sigma(static_cast<Eigen::Index>(a)) >
@@ -1205,7 +1203,7 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
         best = a;
       }
     }
-  } else if (search && nl > 1) {
+  } else if (by_peaks) {
     // (The background from the window's end pixels.)
     const double ends = std::min(static_cast<double>(denoised[w.first]),
                                  static_cast<double>(denoised[w.first + n - 1]));
@@ -1227,7 +1225,7 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
   double shift0 = 0.0;
   if (search) {
     const double l0 = w.strongest_nm[best];
-    const std::size_t peak = peaks[best] <= n ? peaks[best] : denoised_peak(best);
+    const std::size_t peak = by_peaks ? peaks[best] : denoised_peak(best);
     if (peak < n) {
       const double vmax = static_cast<double>(denoised[w.first + peak]);
       const double ym = static_cast<double>(denoised[w.first + peak - 1]);
@@ -1292,9 +1290,10 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
       }
       res = work.solvers->shift_lm[wi].solve(projected, s);
       if (!solved()) return;
-      // (The last evaluation may have been a rejected trial.)
+      // (The last evaluation may have been a rejected trial; if it was not,
+      // the model reuses its state.)
       double chi2 = 0.0;
-      if (!(state.shift == s(0)) && !projected.normal(s.data(), chi2, nullptr, nullptr)) {
+      if (!projected.normal(s.data(), chi2, nullptr, nullptr)) {
         sol.status = FitStatus::kNotFinite;
         return;
       }
@@ -1320,10 +1319,10 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
       // instead of evaluated, brings the shift, the linear parameters
       // (beta + beta' step) and chi2 to the minimum to second order (with
       // refits, the minimum under the final weights).
-      double gauss_newton = 0.0, c[kMaxParams] = {};  // (c = N^-1 u, for the covariance below)
+      double gauss_newton = 0.0;
       {
         double curvature = 0.0, gradient = 0.0, dbeta[kMaxParams] = {};
-        projected.derivatives(state, gauss_newton, curvature, gradient, dbeta, c);
+        projected.derivatives(state, gauss_newton, curvature, gradient, dbeta);
         if (std::isfinite(curvature) && curvature > 0.0 && std::isfinite(gradient)) {
           const double to = std::clamp(s(0) - gradient / curvature, -max_shift, max_shift), step = to - s(0);
           for (int a = 0; a < k; ++a) state.beta[a] += dbeta[a] * step;
@@ -1334,7 +1333,8 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
       // Covariance of (linear parameters, shift): the inverse of the full
       // J^T J = [[N, u], [u^T, v^T v]] (N = A~^T A~) at the solution, from
       // the blocks of the last evaluation (no further evaluation at the
-      // pixel edges) and N's factor: with c = N^-1 u and the Schur
+      // pixel edges) and N's factor: with c = N^-1 u (kept in the state by
+      // derivatives()) and the Schur
       // complement S = v^T v - u^T c (Gauss-Newton's curvature in the
       // shift), var(shift) = 1 / S and var(beta_a) = (N^-1)_aa + c_a^2 / S.
       // Singular unless S passes the factorisation's pivot test against the
@@ -1353,7 +1353,7 @@ void LineFitter::solve_nonlinear(std::size_t wi, std::span<const double> scale, 
         sol.beta(static_cast<Eigen::Index>(a)) = state.beta[a];
         sol.sigma(static_cast<Eigen::Index>(a)) =
             a < nl ? std::sqrt(inverse_diagonal<K>(state.L, k, static_cast<int>(a)) +
-                               c[a] * c[a] / gauss_newton)
+                               state.n_inv_u[a] * state.n_inv_u[a] / gauss_newton)
                    : kNaN;
       }
       sol.shift_sigma = std::sqrt(1.0 / gauss_newton);
