@@ -23,6 +23,7 @@
 #include "exospec/io/hash.hpp"
 #include "exospec/io/input_file.hpp"
 #include "exospec/io/schema.hpp"
+#include "exospec/kernels/calibrate.hpp"
 #include "exospec/kernels/spectrum_model.hpp"
 #include "exospec/pipeline/stages.hpp"
 
@@ -341,11 +342,9 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
         if (summary.fit_status.size() <= st) summary.fit_status.resize(st + 1, 0);
         ++summary.fit_status[st];
       }
-      for (std::size_t i = 0; i < rows * P; ++i) {
-        const unsigned q = sl.quality[i];
-        if (q == 0) continue;
-        for (unsigned b = 0; b < 8; ++b) summary.quality_bit_pixels[b] += (q >> b) & 1u;
-      }
+      kernels::quality::count_bits(
+          std::span<const std::uint8_t>(sl.quality).first(rows * P),
+          std::span<std::uint64_t, 8>(summary.quality_bit_pixels.data(), 8));
     }
   };
   auto write_block = [&](int slot, std::uint64_t row0) {

@@ -1,6 +1,8 @@
 """`exospec run --threads 1` and `--threads 2` (and a different block size)
 write the same bytes in every dataset, /fit included, through the command
-line; only the creation time attribute differs."""
+line; only the creation time attribute differs. Each run's JSON report
+counts the flagged pixels and fit statuses that numpy counts in its output."""
+import json
 import os
 import shutil
 import subprocess
@@ -20,10 +22,28 @@ with open(blocks, "w") as fh:
 outs = []
 for threads, extra in [(1, []), (2, []), (2, ["--config", blocks])]:
     out = os.path.join(work, f"out_{threads}_{len(extra)}.h5")
-    subprocess.run([exe, "run", inp, "-o", out, "--threads", str(threads), "--quiet"] + extra, check=True)
+    subprocess.run([exe, "run", inp, "-o", out, "--threads", str(threads), "--quiet",
+                    "--json-report", out + ".json"] + extra, check=True)
     outs.append(out)
 
 failures = []
+
+BITS = ["bad_pixel", "saturated", "invalid_exposure", "invalid_temperature", "particle_hit"]
+STATUS = ["converged", "max_iterations", "stalled", "singular", "too_few_pixels", "invalid_spectrum",
+          "not_finite"]
+for out in outs:
+    report = json.load(open(out + ".json"))
+    with h5py.File(out, "r") as f:
+        quality = np.concatenate([f[f"calibrated/{ch}/quality"][()].ravel() for ch in report["channels"]])
+        status = np.concatenate([f[f"fit/{ch}/status"][()].ravel() for ch in report["channels"]])
+    counted = {name: int(np.count_nonzero(quality & (1 << b))) for b, name in enumerate(BITS)}
+    if counted["bad_pixel"] == 0 or counted["particle_hit"] == 0:
+        failures.append(f"{os.path.basename(out)}: expected bad pixels and particle hits, got {counted}")
+    if report["flagged_pixels"] != counted:
+        failures.append(f"{os.path.basename(out)}: report flags {report['flagged_pixels']}, numpy {counted}")
+    statuses = {STATUS[s]: int(c) for s, c in enumerate(np.bincount(status)) if c > 0}
+    if report["fit_status"] != statuses:
+        failures.append(f"{os.path.basename(out)}: report fit status {report['fit_status']}, numpy {statuses}")
 
 
 def datasets(f):
@@ -52,4 +72,5 @@ for other in outs[1:]:
 if failures:
     print("\n".join(failures))
     sys.exit(1)
-print(f"{len(names)} datasets byte-identical for --threads 1, --threads 2 and block_rows 37")
+print(f"{len(names)} datasets byte-identical for --threads 1, --threads 2 and block_rows 37; "
+      f"reports count what the files hold ({report['flagged_pixels']}, {report['fit_status']})")

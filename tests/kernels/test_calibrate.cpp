@@ -2,6 +2,7 @@
 // and its own scalar reference.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -13,6 +14,28 @@ namespace exospec::kernels {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+TEST(QualityCountBits, AgreesWithAPixelByPixelCountAtAnyLength) {
+  // Sparse arrays (as in a run: mostly zero) and dense ones, of lengths that
+  // leave every remainder modulo the 8-pixel words, against testing each bit
+  // of each pixel.
+  auto rng = Rng::stream(17);
+  for (const double density : {0.01, 0.5, 1.0}) {
+    for (const std::size_t n : {0u, 1u, 7u, 8u, 9u, 15u, 1021u, 4096u, 100003u}) {
+      std::vector<std::uint8_t> q(n);
+      for (auto& v : q)
+        v = rng.uniform() < density ? static_cast<std::uint8_t>(rng.uniform(0, 256)) : 0;
+      std::array<std::uint64_t, 8> expected{}, counted{};
+      for (const auto v : q) {
+        for (unsigned b = 0; b < 8; ++b) expected[b] += (v >> b) & 1u;
+      }
+      counted[3] = 5;  // counts are added to what is there
+      expected[3] += 5;
+      quality::count_bits(q, counted);
+      EXPECT_EQ(counted, expected) << "n " << n << ", density " << density;
+    }
+  }
+}
 
 TEST(LeaveOneOutWeights, ReproducePolynomialsUpToTheirOrder) {
   // Symmetric window of +-4 without the centre: a quadratic is reproduced exactly.

@@ -56,6 +56,9 @@ inline constexpr std::uint8_t kInvalidTemperature = 1u << 3;  // temperature not
 inline constexpr std::uint8_t kParticleHit = 1u << 4;  // spike from a particle hit (set by denoise)
 // Bits whose pixels carry no usable value (NaN radiance and variance).
 inline constexpr std::uint8_t kUnusable = kBadPixel | kInvalidExposure | kInvalidTemperature;
+
+// Adds to pixels[b] the number of entries of `quality` that have bit b set.
+void count_bits(std::span<const std::uint8_t> quality, std::span<std::uint64_t, 8> pixels) noexcept;
 }  // namespace quality
 
 // The calibration of one channel, as non-owning views (all of P elements).
