@@ -238,6 +238,7 @@ std::vector<std::string> split_list(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  exospec::pipeline::skip_hdf5_shutdown_at_exit();  // first: see its comment
   CLI::App app{"exospec: calibrate, denoise and fit Phebus-like UV spectra of an exosphere"};
   app.set_version_flag("--version", std::string(exospec::kVersion));
   app.require_subcommand(1);

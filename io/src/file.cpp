@@ -1,5 +1,6 @@
 #include "exospec/io/file.hpp"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -527,11 +528,31 @@ struct FileWriter::Impl {
 
   void discard() noexcept {
     datasets.clear();
+    if (file && !committed) redirect_to_memory();
     file.reset();
     if (!tmp.empty() && !committed) {
       std::error_code ec;
       std::filesystem::remove(tmp, ec);
     }
+  }
+
+  // Before an abandoned output is closed, its descriptor is pointed at an
+  // anonymous in-memory file. Closing flushes HDF5's caches, and if that
+  // write fails (the error that got us here may be a full disk), HDF5 1.10
+  // frees the file but keeps its ID, and its library shutdown at process exit
+  // then crashes on it (HDFGroup/hdf5 #2257, fixed in 1.14). The bytes are
+  // discarded anyway; in memory the flush succeeds and the close is clean.
+  void redirect_to_memory() noexcept {
+    void* handle = nullptr;
+    if (H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle) < 0 || handle == nullptr) {
+      H5Eclear2(H5E_DEFAULT);
+      return;
+    }
+    const int fd = *static_cast<int*>(handle);  // the default (sec2) driver's descriptor
+    const int mem = memfd_create("exospec-discarded-output", MFD_CLOEXEC);
+    if (mem < 0) return;
+    dup2(mem, fd);
+    ::close(mem);
   }
 
   void write_string_attr(hid_t obj, std::string_view object, std::string_view name,

@@ -2,6 +2,14 @@
 
 #include <mutex>
 
+#include "exospec/io/file.hpp"
+
+namespace exospec::io {
+
+void skip_hdf5_shutdown_at_exit() noexcept { H5dont_atexit(); }
+
+}  // namespace exospec::io
+
 namespace exospec::io::h5 {
 
 void initialize() {
@@ -18,11 +26,33 @@ void initialize() {
 }
 
 namespace {
+// One line from an HDF5 error description. The file drivers describe a failed
+// system call over several lines with the time, buffer address and sizes
+// ("file write failed: time = ...\n, filename = ..., errno = 28, error message
+// = 'No space left on device', buf = ..."); that becomes "file write failed:
+// No space left on device" (what comes before the first ':' or ',', then the
+// system's message).
+std::string one_line(std::string desc) {
+  const std::string key = "error message = '";
+  const auto m = desc.find(key);
+  const auto head = desc.find_first_of(":,");
+  if (m != std::string::npos && head < m) {
+    const auto begin = m + key.size();
+    const auto end = desc.find('\'', begin);
+    if (end != std::string::npos)
+      desc = desc.substr(0, head) + ": " + desc.substr(begin, end - begin);
+  }
+  for (char& c : desc) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return desc;
+}
+
 herr_t collect(unsigned n, const H5E_error2_t* err, void* data) {
   auto* parts = static_cast<std::pair<std::string, std::string>*>(data);
-  const std::string desc = (err->desc != nullptr && *err->desc != '\0')
-                               ? std::string(err->desc)
-                               : std::string(err->func_name ? err->func_name : "");
+  const std::string desc = one_line((err->desc != nullptr && *err->desc != '\0')
+                                        ? std::string(err->desc)
+                                        : std::string(err->func_name ? err->func_name : ""));
   if (n == 0) parts->first = desc;
   parts->second = desc;
   return 0;

@@ -425,4 +425,6 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   return summary;
 }
 
+void skip_hdf5_shutdown_at_exit() noexcept { io::skip_hdf5_shutdown_at_exit(); }
+
 }  // namespace exospec::pipeline

@@ -18,6 +18,7 @@
 #include "exospec/pipeline/stages.hpp"
 
 int main(int argc, char** argv) {
+  exospec::pipeline::skip_hdf5_shutdown_at_exit();  // first (HDF5 1.10 and a full disk)
   const std::filesystem::path scan = argc > 1 ? argv[1] : "consumer_scan.h5";
   std::filesystem::path out = scan;
   out.replace_extension(".out.h5");

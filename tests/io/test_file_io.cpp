@@ -1,8 +1,11 @@
 // FileWriter / File: round trips of every element type in row blocks, with and
 // without compression (through HDF5, and as stored chunks decoded outside
 // it), and the atomic-output guarantees.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <numeric>
 
@@ -156,6 +159,80 @@ TEST(FileWriter, RefusesToReplaceWithoutOverwrite) {
 TEST(FileWriter, MissingDirectoryIsOneClearError) {
   const auto dir = test::scratch_dir("nodir");
   EXPECT_THROW(FileWriter(dir / "no" / "such" / "out.h5", {}, false), FileError);
+}
+
+// ------------------------------------------------ a disk that fills up while writing
+//
+// The output's descriptor is pointed at /dev/full, where every write fails
+// with ENOSPC. Each case runs in a fresh child process (death-test style
+// "threadsafe") that exits with 0 only if the writer threw one FileError with
+// the system's message on one line and left nothing behind, and if the
+// process's exit handlers then ran without a crash: with HDF5 1.10, a file
+// that fails to close leaves an ID behind on which HDF5's shutdown at exit
+// crashes.
+
+// Points the descriptor that has `path` open at /dev/full.
+bool point_at_dev_full(const std::filesystem::path& path) {
+  const int full = ::open("/dev/full", O_RDWR | O_CLOEXEC);
+  if (full < 0) return false;
+  bool done = false;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(entry.path(), ec) == path) {
+      done = ::dup2(full, std::stoi(entry.path().filename().string())) >= 0;
+      break;
+    }
+  }
+  ::close(full);
+  return done;
+}
+
+// Writes `rows` rows of 64 doubles (uncompressed) with the disk full from the
+// first row on, then commits. Exits 0 if that failed as described above.
+[[noreturn]] void write_to_a_full_disk(const std::string& name, std::uint64_t rows,
+                                       const std::string& expected_step) {
+  const auto dir = test::scratch_dir(name);
+  std::string message;
+  try {
+    FileWriter w(dir / "out.h5", {}, false);
+    w.create_dataset("/x", DType::kF64, {rows, 64}, "1", "x", true);
+    if (!point_at_dev_full(w.temporary_path())) std::_Exit(10);
+    const std::vector<double> block(1024 * 64, 1.0);
+    for (std::uint64_t r0 = 0; r0 < rows; r0 += 1024) {
+      w.write_rows<double>("/x", r0,
+                           std::span(block).first(std::min<std::uint64_t>(1024, rows - r0) * 64));
+    }
+    w.commit();
+  } catch (const FileError& e) {
+    message = e.what();
+  }
+  if (message.find(expected_step) == std::string::npos) std::_Exit(11);
+  if (message.find("No space left on device") == std::string::npos) std::_Exit(12);
+  if (message.find('\n') != std::string::npos) std::_Exit(13);
+  if (std::distance(std::filesystem::directory_iterator(dir), {}) != 0) std::_Exit(14);
+  std::exit(0);  // exit handlers, HDF5's shutdown among them
+}
+
+TEST(FileWriterDiskFull, AWriteThatFailsBeforeTheCommitClosesTheFileCleanly) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // 8 MiB of rows overflow HDF5's 1 MiB chunk cache, so a chunk write fails
+  // inside write_rows; the abandoned file must then close cleanly, with no
+  // help at exit.
+  EXPECT_EXIT(write_to_a_full_disk("diskfull_rows", 1 << 14, "cannot write rows"),
+              ::testing::ExitedWithCode(0), "");
+}
+
+TEST(FileWriterDiskFull, AFlushThatFailsAtTheCommitIsSafeWithTheShutdownSkipped) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // A few rows stay in the cache until the commit's flush, which fails. HDF5
+  // 1.10 cannot close that file cleanly; skip_hdf5_shutdown_at_exit (what
+  // the exospec command does first) keeps the exit from crashing.
+  EXPECT_EXIT(
+      {
+        skip_hdf5_shutdown_at_exit();
+        write_to_a_full_disk("diskfull_commit", 16, "cannot flush output file");
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST(File, ReadingBeyondTheRowsIsAnError) {

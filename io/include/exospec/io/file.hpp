@@ -22,6 +22,16 @@
 
 namespace exospec::io {
 
+// For a program's main(), before any exospec or HDF5 call: HDF5 then does not
+// run its library shutdown at process exit. With HDF5 1.10 that shutdown
+// crashes if a file failed to close because its last flush failed (a disk
+// that fills up during FileWriter::commit: HDF5 frees the file but keeps its
+// ID, HDFGroup/hdf5 #2257, fixed in 1.14). exospec closes every file it opens,
+// so nothing is left for the shutdown to do. The exospec command calls this;
+// once HDF5 is in use it changes nothing. (A failed write before the commit
+// needs none of this: FileWriter then closes the abandoned file cleanly.)
+void skip_hdf5_shutdown_at_exit() noexcept;
+
 struct DatasetInfo {
   std::optional<DType> dtype;    // empty when the type is none of DType
   std::string type_text;         // e.g. "uint32", "float64", "int16", "fixed-length string"

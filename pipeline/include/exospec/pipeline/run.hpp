@@ -94,4 +94,9 @@ RunSummary run(const RunConfig& config, const std::filesystem::path& input,
                const std::filesystem::path& output, bool overwrite, int threads = 0,
                const RunProgress& progress = {});
 
+// For a program's main(), before any exospec call: HDF5 skips its library
+// shutdown at exit, which with HDF5 1.10 can crash after an output's last
+// flush failed (a full disk). See io::skip_hdf5_shutdown_at_exit.
+void skip_hdf5_shutdown_at_exit() noexcept;
+
 }  // namespace exospec::pipeline
