@@ -16,7 +16,8 @@
    kernel benchmarks also run in two processes at once: their summed
    throughput against one process is the speed-up this machine gives two
    independent single-threaded jobs at that minute, which the 1 -> 2 thread
-   speed-up of `run` is compared with.
+   speed-up of `run` is compared with. After each pair, the one-thread run
+   again, confined to one core (taskset -c 0), for the 1 -> 2 core speed-up.
 4. Prints spectra/s, the ratio to the kernel-only throughput, the 1 -> 2
    thread speed-up with each run's CPU seconds (how many cores it kept
    busy), and peak RSS against N.
@@ -62,11 +63,12 @@ def run_measured(args):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def exospec_run(inp, threads, products="fit", tag=""):
+def exospec_run(inp, threads, products="fit", tag="", one_core=False):
     out = os.path.join(work, f"out_{os.path.basename(inp)}_{threads}{tag}.h5")
     report = out + ".json"
-    m = run_measured([exe, "run", inp, "-o", out, "--force", "--quiet", "--threads", str(threads),
-                      "--products", products, "--json-report", report])
+    pin = ["taskset", "-c", "0"] if one_core else []
+    m = run_measured(pin + [exe, "run", inp, "-o", out, "--force", "--quiet", "--threads", str(threads),
+                            "--products", products, "--json-report", report])
     with open(report) as fh:
         m["report"] = json.load(fh)
     os.remove(out)
@@ -114,13 +116,14 @@ calib, denoise, fit_fuv, fit_euv, kernel_row = kernel_times()
 # run, so that run and kernels are compared in the same minute.
 # Before each pair, also the kernels in two processes at once: the speed-up
 # this minute's two cores give to independent work (two_kernel_processes).
-pairs, kernel_ratio, kernel_two = [], [], []
+pairs, kernel_ratio, kernel_two, one_core = [], [], [], []
 for _ in range(PAIRS):
     k_row = kernel_times()[-1]
     kernel_two.append(two_kernel_processes() * k_row)
     one = exospec_run(f5, 1)
     pairs.append((one, exospec_run(f5, 2)))
     kernel_ratio.append((one["report"]["spectra"] / one["seconds"]) * k_row)
+    one_core.append(exospec_run(f5, 1, tag="_core0", one_core=True))
 runs = {
     "1e5, 1 thread": pairs[0][0],
     "1e5, 2 threads": pairs[0][1],
@@ -159,6 +162,15 @@ print(f"1 -> 2 threads on 1e5 spectra, {PAIRS} alternating pairs: "
       + ", ".join(f"{one['seconds']:.2f} s / {two['seconds']:.2f} s = {one['seconds'] / two['seconds']:.2f}x"
                   for one, two in pairs)
       + f"; median {ratios[len(ratios) // 2]:.2f}x")
+# The same one-thread run confined to one core (taskset -c 0): the hash and
+# the decompression then share the compute thread's core instead of taking
+# the idle one, so this against the two-thread run is how the whole job
+# scales from one core to two.
+cores = sorted(c["seconds"] / two["seconds"] for c, (_, two) in zip(one_core, pairs))
+print(f"1 core (--threads 1, taskset -c 0) -> 2 cores (--threads 2), after each pair: "
+      + ", ".join(f"{c['seconds']:.2f} s / {two['seconds']:.2f} s = {c['seconds'] / two['seconds']:.2f}x"
+                  for c, (_, two) in zip(one_core, pairs))
+      + f"; median {cores[len(cores) // 2]:.2f}x")
 k2 = sorted(kernel_two)
 print("the kernels in two processes at once, against one, just before each pair: "
       + ", ".join(f"{x:.2f}x" for x in kernel_two) + f"; median {k2[len(k2) // 2]:.2f}x")
