@@ -4,10 +4,11 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -166,11 +167,44 @@ nlohmann::json run_report_json(const exospec::pipeline::RunSummary& s, const std
   return j;
 }
 
+// Checked before the run, so that a report that cannot be written does not
+// cost the run (nor follow a run's output with an error).
+void check_report_path(const std::string& report, const std::string& in, const std::string& out) {
+  namespace fs = std::filesystem;
+  const fs::path p(report);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    throw exospec::FileError(report, "",
+                             fs::exists(dir, ec) ? dir.string() + " is not a directory"
+                                                 : "directory " + dir.string() + " does not exist");
+  }
+  if (fs::is_directory(p, ec))
+    throw exospec::FileError(report, "", "the JSON report is a directory");
+  for (const auto& other : {in, out}) {
+    if (p.lexically_normal() == fs::path(other).lexically_normal() ||
+        (fs::exists(p, ec) && fs::exists(other, ec) && fs::equivalent(p, other, ec))) {
+      throw exospec::FileError(report, "", "the JSON report would replace " + other);
+    }
+  }
+}
+
+// Written under a temporary name and renamed, like the HDF5 outputs.
 void write_report(const std::string& path, const nlohmann::json& report) {
-  std::ofstream f(path);
+  const std::string tmp = path + ".tmp-" + std::to_string(getpid());
+  std::ofstream f(tmp);
   f << report.dump(2) << '\n';
   f.close();
-  if (!f) throw exospec::FileError(path, "", "cannot write the JSON report");
+  std::error_code ec;
+  if (!f) {
+    std::filesystem::remove(tmp, ec);
+    throw exospec::FileError(path, "", "cannot write the JSON report");
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw exospec::FileError(path, "", "cannot write the JSON report: " + ec.message());
+  }
 }
 
 void print_run_summary(const exospec::pipeline::RunSummary& s, const std::string& out) {
@@ -363,6 +397,7 @@ int main(int argc, char** argv) {
         config.source = "--products";
       }
       config.validate();
+      if (!run_report.empty()) check_report_path(run_report, run_in, run_out);
       const Progress progress("run", !run_quiet);
       const auto s =
           exospec::pipeline::run(config, run_in, run_out, run_force, run_threads,

@@ -101,6 +101,11 @@ with h5py.File(shape, "a") as f:
 expect_error(["run", shape, "-o", out], ["shape.h5", "/raw/fuv/exposure_s"])
 # An unwritable output even for root: its directory is a regular file.
 expect_error(["run", good, "-o", os.path.join(text, "o.h5")], ["o.h5", "is not a directory"])
+# A JSON report that cannot be written is refused before the run.
+expect_error(["run", good, "-o", out, "--json-report", os.path.join(work, "nodir", "r.json")],
+             ["r.json", "does not exist"])
+expect_error(["run", good, "-o", out, "--json-report", out], ["out.h5", "would replace"])
+expect_error(["run", good, "-o", out, "--json-report", good], ["good.h5", "would replace"])
 expect_error(["info"], ["file"])
 expect_error(["frobnicate"], ["subcommand"])
 

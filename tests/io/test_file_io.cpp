@@ -9,6 +9,10 @@
 #include <fstream>
 #include <numeric>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #include "exospec/error.hpp"
 #include "exospec/io/file.hpp"
 #include "test_support.hpp"
@@ -193,6 +197,11 @@ bool point_at_dev_full(const std::filesystem::path& path) {
                                        const std::string& expected_step) {
   const auto dir = test::scratch_dir(name);
   std::string message;
+#if defined(__SANITIZE_ADDRESS__)
+  // HDF5 1.10 loses the buffer of a chunk whose write failed (1 MiB here);
+  // LeakSanitizer is told to ignore what is allocated while the disk is full.
+  __lsan::ScopedDisabler hdf5_loses_failed_chunks;
+#endif
   try {
     FileWriter w(dir / "out.h5", {}, false);
     w.create_dataset("/x", DType::kF64, {rows, 64}, "1", "x", true);
