@@ -16,6 +16,9 @@ import subprocess
 import sys
 
 exe, work = sys.argv[1], sys.argv[2]
+small = os.path.join(work, "small_fs")
+if os.path.ismount(small):  # left mounted by an earlier run that was killed
+    subprocess.run(["umount", small], check=True)
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 inputs = {}
@@ -59,7 +62,6 @@ limited = os.path.join(work, "limited")
 os.makedirs(limited)
 expect_failure("file size limit", limited, "File too large", file_size_limit)
 
-small = os.path.join(work, "small_fs")
 os.makedirs(small)
 mounted = os.geteuid() == 0 and subprocess.run(
     ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small], capture_output=True).returncode == 0
