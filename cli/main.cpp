@@ -411,15 +411,18 @@ int main(int argc, char** argv) {
           rep_truth.empty() ? std::nullopt : std::optional<std::filesystem::path>(rep_truth),
           rep_bins);
       const auto wanted = split_names(rep_lines);
-      std::printf("%-4s %-14s %17s %6s %22s %10s\n", "ch", "line", "altitude (km)", "fits",
-                  "fitted (R)", "truth (R)");
+      const bool truth = !rep_truth.empty();  // a truth column only with --truth
+      std::printf("%-4s %-14s %17s %6s %22s%s\n", "ch", "line", "altitude (km)", "fits",
+                  "fitted (R)", truth ? "  truth (R)" : "");
       for (const auto& r : rows) {
         if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), r.line) == wanted.end()) {
           continue;
         }
-        std::printf("%-4s %-14s %7.0f .. %7.0f %6zu %10.2f +- %8.2f %10.2f\n", r.channel.c_str(),
+        std::printf("%-4s %-14s %7.0f .. %7.0f %6zu %10.2f +- %8.2f", r.channel.c_str(),
                     r.line.c_str(), r.altitude_min_km, r.altitude_max_km, r.spectra, r.fitted_mean,
-                    r.fitted_error, r.truth_mean);
+                    r.fitted_error);
+        if (truth) std::printf(" %10.2f", r.truth_mean);
+        std::printf("\n");
       }
     } else if (*info) {
       const auto fi = exospec::pipeline::inspect(info_file);

@@ -117,6 +117,12 @@ for k, row in enumerate(rows):
           f"report bin {k}: {fitted:.2f} / {truth:.2f} as numpy averages the file")
     check(abs(fitted - truth) < 4 * err, f"report bin {k}: fitted {fitted:.2f} +- {err:.2f} "
                                          f"against truth {truth:.2f}")
+# Without --truth: the same fitted values, and no truth column.
+r = subprocess.run([exe, "report", out, "--bins", "4", "--lines", "H I 121.567"],
+                   capture_output=True, text=True, check=True)
+alone = [l.split() for l in r.stdout.splitlines()]
+check("truth" not in r.stdout and [row[:-1] for row in rows] == alone[1:],
+      f"report without --truth: the fitted columns only ({alone[:2]})")
 
 if failures:
     print(f"{len(failures)} failures")
