@@ -77,6 +77,14 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
+// The name of a fit status code (/fit/<ch>/status), as in the JSON report.
+std::string fit_status_name(std::size_t status) {
+  static constexpr const char* kNames[] = {"converged", "max_iterations", "stalled",
+                                           "singular",  "too_few_pixels", "invalid_spectrum",
+                                           "not_finite"};
+  return status < std::size(kNames) ? kNames[status] : std::to_string(status);
+}
+
 void print_info_text(const FileInfo& info) {
   std::printf("file:            %s\n", info.path.c_str());
   std::printf("kind:            exospec %s file, schema version %lld\n", info.kind.c_str(),
@@ -86,6 +94,41 @@ void print_info_text(const FileInfo& info) {
               exospec::format_utc(info.time_min_s).c_str(),
               exospec::format_utc(info.time_max_s).c_str(), info.time_min_s, info.time_max_s);
   std::printf("tangent alt.:    %.1f .. %.1f km\n", info.altitude_min_km, info.altitude_max_km);
+  if (info.kind == "output") {
+    std::printf("input:           %s (sha256 %s)\n", info.input_file.c_str(),
+                info.input_sha256.c_str());
+    std::printf("written:         %s by exospec %s\n", info.created_utc.c_str(),
+                info.software_version.c_str());
+    for (const auto& c : info.channels) {
+      std::printf("channel %s:     ", c.name.c_str());
+      for (std::size_t i = 0; i < c.products.size(); ++i) {
+        std::printf("%s%s", i ? ", " : "", c.products[i].c_str());
+      }
+      if (c.pixels > 0) {
+        std::printf("; P = %llu pixels, %.3f .. %.3f nm", static_cast<unsigned long long>(c.pixels),
+                    c.wavelength_min_nm, c.wavelength_max_nm);
+      }
+      std::printf("\n");
+      if (!c.fit_lines.empty()) {
+        std::printf("                 fitted lines:");
+        for (std::size_t i = 0; i < c.fit_lines.size(); ++i) {
+          std::printf("%s %s", i ? "," : "", c.fit_lines[i].c_str());
+        }
+        std::printf("\n                 fits by status:");
+        for (std::size_t st = 0; st < c.fit_status.size(); ++st) {
+          if (c.fit_status[st] > 0) {
+            std::printf(" %s %llu", fit_status_name(st).c_str(),
+                        static_cast<unsigned long long>(c.fit_status[st]));
+          }
+        }
+        std::printf("\n");
+      }
+    }
+    std::printf("groups:         ");
+    for (const auto& g : info.groups) std::printf(" %s", g.c_str());
+    std::printf("\n");
+    return;
+  }
   for (const auto& c : info.channels) {
     std::printf(
         "channel %s:     P = %llu pixels, %.3f .. %.3f nm, %llu bad pixels, dead time %.3g s\n",
@@ -117,6 +160,30 @@ nlohmann::json info_json(const FileInfo& info) {
   j["tangent_altitude_km"] = {info.altitude_min_km, info.altitude_max_km};
   j["groups"] = info.groups;
   j["channels"] = nlohmann::json::object();
+  if (info.kind == "output") {
+    j["software_version"] = info.software_version;
+    j["input_file"] = info.input_file;
+    j["input_sha256"] = info.input_sha256;
+    j["created_utc"] = info.created_utc;
+    for (const auto& c : info.channels) {
+      nlohmann::json cj;
+      cj["products"] = c.products;
+      if (c.pixels > 0) {
+        cj["pixels"] = c.pixels;
+        cj["wavelength_nm"] = {c.wavelength_min_nm, c.wavelength_max_nm};
+      }
+      if (!c.fit_lines.empty()) {
+        cj["fit_lines"] = c.fit_lines;
+        nlohmann::json f = nlohmann::json::object();
+        for (std::size_t st = 0; st < c.fit_status.size(); ++st) {
+          if (c.fit_status[st] > 0) f[fit_status_name(st)] = c.fit_status[st];
+        }
+        cj["fit_status"] = f;
+      }
+      j["channels"][c.name] = cj;
+    }
+    return j;
+  }
   for (const auto& c : info.channels) {
     nlohmann::json cj;
     cj["pixels"] = c.pixels;
@@ -157,12 +224,9 @@ nlohmann::json run_report_json(const exospec::pipeline::RunSummary& s, const std
     if (b < 5 || s.quality_bit_pixels[b] > 0) q[kBits[b]] = s.quality_bit_pixels[b];
   }
   j["flagged_pixels"] = q;
-  static constexpr const char* kFit[] = {"converged", "max_iterations", "stalled", "singular",
-                                         "too_few_pixels", "invalid_spectrum", "not_finite"};
   nlohmann::json f = nlohmann::json::object();
-  for (std::size_t st = 0; st < s.fit_status.size(); ++st) {
-    f[st < 7 ? kFit[st] : std::to_string(st)] = s.fit_status[st];
-  }
+  for (std::size_t st = 0; st < s.fit_status.size(); ++st)
+    f[fit_status_name(st)] = s.fit_status[st];
   j["fit_status"] = f;
   return j;
 }

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "exospec/error.hpp"
+#include "exospec/io/file.hpp"
 #include "exospec/io/input_file.hpp"
 #include "exospec/io/schema.hpp"
 #include "exospec/kernels/spectrum_model.hpp"
@@ -41,7 +43,122 @@ Range stream_range(std::uint64_t n, Read read) {
 
 }  // namespace
 
+namespace {
+
+// The groups of a file, with channel subgroups listed as /group/<ch>.
+std::vector<std::string> list_groups(const io::File& f) {
+  std::vector<std::string> groups;
+  for (const auto& top : f.children("/")) {
+    const std::string g = "/" + top;
+    if (!f.is_group(g)) continue;
+    bool has_channel_groups = false;
+    for (const auto& sub : f.children(g)) {
+      if (io::schema::is_channel(sub) && f.is_group(g + "/" + sub)) {
+        groups.push_back(g + "/" + sub);
+        has_channel_groups = true;
+      }
+    }
+    if (!has_channel_groups) groups.push_back(g);
+  }
+  return groups;
+}
+
+// Checks that a dataset has `rows` rows (and, if cols > 0, that many columns).
+void expect_shape(const io::File& f, const std::string& name, std::uint64_t rows,
+                  std::uint64_t cols) {
+  if (!f.exists(name)) throw SchemaError(f.path(), name, "missing dataset");
+  const auto d = f.dataset_info(name).dims;
+  const bool ok =
+      cols == 0 ? (d.size() == 1 && d[0] == rows) : (d.size() == 2 && d[0] == rows && d[1] == cols);
+  if (!ok) {
+    std::string shape;
+    for (std::size_t i = 0; i < d.size(); ++i) shape += (i ? " x " : "") + std::to_string(d[i]);
+    throw SchemaError(f.path(), name,
+                      "shape " + shape + ", expected " + std::to_string(rows) +
+                          (cols ? " x " + std::to_string(cols) : std::string()));
+  }
+}
+
+// An output of `exospec run`: no /raw; /geometry and the products written.
+FileInfo inspect_output(const io::File& f) {
+  FileInfo info;
+  info.path = f.path();
+  info.kind = "output";
+  info.schema_version = f.int_attribute("/", "schema_version");
+  const auto text = [&](const char* name) {
+    return f.has_attribute("/", name) ? f.string_attribute("/", name) : std::string();
+  };
+  info.software_version = text("software_version");
+  info.input_file = text("input_file");
+  info.input_sha256 = text("input_sha256");
+  info.created_utc = text("created_utc");
+  if (!f.exists("/geometry/time")) throw SchemaError(f.path(), "/geometry/time", "missing dataset");
+  const auto dims = f.dataset_info("/geometry/time").dims;
+  if (dims.size() != 1) throw SchemaError(f.path(), "/geometry/time", "must be 1-D (N)");
+  const std::uint64_t n = dims[0];
+  info.spectra = n;
+  expect_shape(f, "/geometry/tangent_altitude_km", n, 0);
+  const Range time = stream_range<double>(n, [&](std::uint64_t r0, std::span<double> out) {
+    f.read_rows<double>("/geometry/time", r0, out);
+  });
+  const Range alt = stream_range<double>(n, [&](std::uint64_t r0, std::span<double> out) {
+    f.read_rows<double>("/geometry/tangent_altitude_km", r0, out);
+  });
+  info.time_min_s = time.lo;
+  info.time_max_s = time.hi;
+  info.altitude_min_km = alt.lo;
+  info.altitude_max_km = alt.hi;
+  for (auto ch : io::schema::kChannels) {
+    ChannelInfo c;
+    c.name = ch;
+    const std::string cg = io::schema::calibrated_group(ch), dg = io::schema::denoised_group(ch),
+                      fg = io::schema::fit_group(ch);
+    if (f.exists(cg)) {
+      c.products.emplace_back("calibrated");
+      const auto wl = f.read_all<double>(cg + "/wavelength_nm");
+      c.pixels = wl.size();
+      if (!wl.empty()) {
+        c.wavelength_min_nm = *std::min_element(wl.begin(), wl.end());
+        c.wavelength_max_nm = *std::max_element(wl.begin(), wl.end());
+      }
+    }
+    if (f.exists(dg)) c.products.emplace_back("denoised");
+    if (f.exists(fg)) {
+      c.products.emplace_back("fit");
+      c.fit_lines = f.read_strings(fg + "/line_name");
+      const std::uint64_t lines = c.fit_lines.size();
+      for (const char* name :
+           {"brightness", "brightness_sigma", "center_nm", "fwhm_nm", "chi2_reduced", "status"}) {
+        expect_shape(f, fg + "/" + name, n, lines);
+      }
+      constexpr std::uint64_t kBlock = 65536;
+      std::vector<std::uint8_t> status(static_cast<std::size_t>(std::min(n, kBlock) * lines));
+      for (std::uint64_t r0 = 0; r0 < n; r0 += kBlock) {
+        const auto rows = std::min(kBlock, n - r0);
+        const auto block = std::span(status).first(static_cast<std::size_t>(rows * lines));
+        f.read_rows<std::uint8_t>(fg + "/status", r0, block);
+        for (const auto st : block) {
+          if (c.fit_status.size() <= st) c.fit_status.resize(st + 1u, 0);
+          ++c.fit_status[st];
+        }
+      }
+    }
+    if (!c.products.empty()) info.channels.push_back(std::move(c));
+  }
+  info.groups = list_groups(f);
+  return info;
+}
+
+}  // namespace
+
 FileInfo inspect(const std::filesystem::path& path) {
+  {
+    const auto f = io::File::open(path);
+    if (!f.exists("/raw") &&
+        (f.exists("/fit") || f.exists("/calibrated") || f.exists("/denoised"))) {
+      return inspect_output(f);
+    }
+  }
   const auto in = io::InputFile::open(path);
   FileInfo info;
   info.path = in.path();
@@ -81,18 +198,7 @@ FileInfo inspect(const std::filesystem::path& path) {
   info.time_max_s = time.hi;
   info.altitude_min_km = alt.lo;
   info.altitude_max_km = alt.hi;
-  for (const auto& top : in.file().children("/")) {
-    const std::string g = "/" + top;
-    if (!in.file().is_group(g)) continue;
-    bool has_channel_groups = false;
-    for (const auto& sub : in.file().children(g)) {
-      if (io::schema::is_channel(sub) && in.file().is_group(g + "/" + sub)) {
-        info.groups.push_back(g + "/" + sub);
-        has_channel_groups = true;
-      }
-    }
-    if (!has_channel_groups) info.groups.push_back(g);
-  }
+  info.groups = list_groups(in.file());
   return info;
 }
 

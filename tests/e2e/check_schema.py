@@ -101,7 +101,41 @@ with h5py.File(path, "r") as f:
     rng = info["channels"]["fuv"]["detector_temperature_degC"]
     check(np.isclose(rng[0], T.min()) and np.isclose(rng[1], T.max()), "info temperature range")
 
+# exospec info on an output of `exospec run` (FUV only, fit only) agrees with
+# h5py and hashlib; a fit dataset of the wrong shape is one error naming it.
+import hashlib
+result = os.path.join(work, "sim_out.h5")
+subprocess.run([exe, "run", path, "-o", result, "--channels", "fuv", "--products", "fit", "--quiet"],
+               check=True)
+info = json.loads(subprocess.run([exe, "info", result, "--json"], check=True, capture_output=True,
+                                 text=True).stdout)
+STATUS = ["converged", "max_iterations", "stalled", "singular", "too_few_pixels", "invalid_spectrum",
+          "not_finite"]
+check(info["kind"] == "output" and info["spectra"] == N, f"output info: kind {info['kind']}, N {info['spectra']}")
+check(list(info["channels"]) == ["fuv"] and info["channels"]["fuv"]["products"] == ["fit"],
+      f"output info: channels {info['channels'].keys()}")
+check(info["input_sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest(), "output info: input hash")
+with h5py.File(result, "r") as f:
+    names = [s.decode() if isinstance(s, bytes) else s for s in f["/fit/fuv/line_name"][:]]
+    check(info["channels"]["fuv"]["fit_lines"] == names, "output info: fitted lines")
+    counts = np.bincount(f["/fit/fuv/status"][()].ravel())
+    expected = {STATUS[k]: int(c) for k, c in enumerate(counts) if c > 0}
+    check(info["channels"]["fuv"]["fit_status"] == expected,
+          f"output info: fit status {info['channels']['fuv']['fit_status']}, numpy {expected}")
+    z = f["/geometry/tangent_altitude_km"][:]
+    check(np.isclose(info["tangent_altitude_km"][1], z.max()), "output info: altitude range")
+    check(info["created_utc"] == f.attrs["created_utc"], "output info: creation time")
+bad = os.path.join(work, "bad_out.h5")
+shutil.copy(result, bad)
+with h5py.File(bad, "a") as f:
+    del f["/fit/fuv/status"]
+    f["/fit/fuv/status"] = np.zeros((N - 1, len(names)), np.uint8)
+r = subprocess.run([exe, "info", bad], capture_output=True, text=True)
+check(r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "/fit/fuv/status" in r.stderr
+      and "shape" in r.stderr, f"output info, wrong shape: {r.returncode} {r.stderr!r}")
+
 if failures:
     print("\n".join(failures))
     sys.exit(1)
-print("h5py check: all SCHEMA objects present with dtype, shape, units, description")
+print("h5py check: all SCHEMA objects present with dtype, shape, units, description; "
+      "exospec info agrees on an input and an output")
