@@ -543,12 +543,15 @@ struct FileWriter::Impl {
   // then crashes on it (HDFGroup/hdf5 #2257, fixed in 1.14). The bytes are
   // discarded anyway; in memory the flush succeeds and the close is clean.
   void redirect_to_memory() noexcept {
+    const hid_t fapl = H5Fget_access_plist(file.get());
+    const bool sec2 = fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2;
+    if (fapl >= 0) H5Pclose(fapl);
     void* handle = nullptr;
-    if (H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle) < 0 || handle == nullptr) {
+    if (!sec2 || H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle) < 0 || handle == nullptr) {
       H5Eclear2(H5E_DEFAULT);
       return;
     }
-    const int fd = *static_cast<int*>(handle);  // the default (sec2) driver's descriptor
+    const int fd = *static_cast<int*>(handle);  // the sec2 driver's handle is its descriptor
     const int mem = memfd_create("exospec-discarded-output", MFD_CLOEXEC);
     if (mem < 0) return;
     dup2(mem, fd);
