@@ -104,9 +104,9 @@ void print_info_text(const FileInfo& info) {
       for (std::size_t i = 0; i < c.products.size(); ++i) {
         std::printf("%s%s", i ? ", " : "", c.products[i].c_str());
       }
-      if (c.pixels > 0) {
-        std::printf("; P = %llu pixels, %.3f .. %.3f nm", static_cast<unsigned long long>(c.pixels),
-                    c.wavelength_min_nm, c.wavelength_max_nm);
+      if (c.pixels > 0) std::printf("; P = %llu pixels", static_cast<unsigned long long>(c.pixels));
+      if (c.wavelength_max_nm > c.wavelength_min_nm) {  // (/calibrated holds the wavelengths)
+        std::printf(", %.3f .. %.3f nm", c.wavelength_min_nm, c.wavelength_max_nm);
       }
       std::printf("\n");
       if (!c.fit_lines.empty()) {
@@ -168,8 +168,8 @@ nlohmann::json info_json(const FileInfo& info) {
     for (const auto& c : info.channels) {
       nlohmann::json cj;
       cj["products"] = c.products;
-      if (c.pixels > 0) {
-        cj["pixels"] = c.pixels;
+      if (c.pixels > 0) cj["pixels"] = c.pixels;
+      if (c.wavelength_max_nm > c.wavelength_min_nm) {
         cj["wavelength_nm"] = {c.wavelength_min_nm, c.wavelength_max_nm};
       }
       if (!c.fit_lines.empty()) {

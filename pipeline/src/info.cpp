@@ -41,10 +41,6 @@ Range stream_range(std::uint64_t n, Read read) {
   return r;
 }
 
-}  // namespace
-
-namespace {
-
 // The groups of a file, with channel subgroups listed as /group/<ch>.
 std::vector<std::string> list_groups(const io::File& f) {
   std::vector<std::string> groups;
@@ -115,14 +111,28 @@ FileInfo inspect_output(const io::File& f) {
                       fg = io::schema::fit_group(ch);
     if (f.exists(cg)) {
       c.products.emplace_back("calibrated");
+      if (!f.exists(cg + "/wavelength_nm")) {
+        throw SchemaError(f.path(), cg + "/wavelength_nm", "missing dataset");
+      }
       const auto wl = f.read_all<double>(cg + "/wavelength_nm");
       c.pixels = wl.size();
       if (!wl.empty()) {
         c.wavelength_min_nm = *std::min_element(wl.begin(), wl.end());
         c.wavelength_max_nm = *std::max_element(wl.begin(), wl.end());
       }
+      for (const char* name : {"radiance", "variance", "quality"}) {
+        expect_shape(f, cg + "/" + name, n, c.pixels);
+      }
     }
-    if (f.exists(dg)) c.products.emplace_back("denoised");
+    if (f.exists(dg)) {
+      c.products.emplace_back("denoised");
+      if (c.pixels == 0 && f.exists(dg + "/radiance")) {  // (no /calibrated: P from here)
+        const auto d = f.dataset_info(dg + "/radiance").dims;
+        if (!d.empty()) c.pixels = d.back();
+      }
+      for (const char* name : {"radiance", "variance"})
+        expect_shape(f, dg + "/" + name, n, c.pixels);
+    }
     if (f.exists(fg)) {
       c.products.emplace_back("fit");
       c.fit_lines = f.read_strings(fg + "/line_name");
