@@ -36,12 +36,18 @@ struct SpectrumTerms {
 };
 
 SpectrumTerms spectrum_terms(double total, double t, double temp, double tau, double t_ref,
-                             double coeff, double max_correction) noexcept {
+                             double coeff, const CalibrateSettings& settings) noexcept {
   SpectrumTerms s;
   s.total = total;
   if (!(std::isfinite(t) && t > 0.0)) s.flags |= quality::kInvalidExposure;
-  if (!std::isfinite(temp)) s.flags |= quality::kInvalidTemperature;
+  // (The comparisons are false for NaN.)
+  const double dark_scale = 1.0 + coeff * (temp - t_ref);
+  if (!(temp >= settings.min_detector_temperature_c &&
+        temp <= settings.max_detector_temperature_c && dark_scale >= 0.0)) {
+    s.flags |= quality::kInvalidTemperature;
+  }
   if (s.flags) return s;
+  const double max_correction = settings.max_dead_time_correction;
   s.g = 1.0 - tau * total / t;
   if (!(s.g > 0.0)) {
     s.flags |= quality::kSaturated;
@@ -51,7 +57,7 @@ SpectrumTerms spectrum_terms(double total, double t, double temp, double tau, do
   s.values = true;
   s.tg = t * s.g;
   s.a = 1.0 / s.tg;
-  s.dark_scale = 1.0 + coeff * (temp - t_ref);
+  s.dark_scale = dark_scale;
   s.beta = tau * s.a;
   return s;
 }
@@ -505,9 +511,8 @@ void Calibrator::run(std::span<const Count> counts, std::span<const double> expo
     Real* L = radiance.data() + r * P;
     Real* V = variance.data() + r * P;
     std::uint8_t* Q = quality.data() + r * P;
-    const SpectrumTerms s =
-        spectrum_terms(sum_dispatch(c, P), exposure_s[r], temperature_c[r], dead_time_s_, t_ref_,
-                       temp_coeff_, settings_.max_dead_time_correction);
+    const SpectrumTerms s = spectrum_terms(sum_dispatch(c, P), exposure_s[r], temperature_c[r],
+                                           dead_time_s_, t_ref_, temp_coeff_, settings_);
     if (!s.values) {
       for (std::size_t p = 0; p < P; ++p) Q[p] = static_cast<std::uint8_t>(bad_[p] | s.flags);
       std::fill(L, L + P, kNaN);
@@ -533,9 +538,9 @@ bool Calibrator::count_model(std::span<const std::uint32_t> counts, double expos
                              double temperature_c, std::span<double> scale,
                              std::span<double> offset) const noexcept {
   assert(counts.size() == pixels_);
-  const SpectrumTerms s = spectrum_terms(sum_dispatch(counts.data(), pixels_), exposure_s,
-                                         temperature_c, dead_time_s_,
-                                         t_ref_, temp_coeff_, settings_.max_dead_time_correction);
+  const SpectrumTerms s =
+      spectrum_terms(sum_dispatch(counts.data(), pixels_), exposure_s, temperature_c, dead_time_s_,
+                     t_ref_, temp_coeff_, settings_);
   if (!s.values) {
     std::fill(scale.begin(), scale.end(), 0.0);
     std::fill(offset.begin(), offset.end(), 0.0);
@@ -562,8 +567,8 @@ void Calibrator::run_reference(std::span<const Count> counts, std::span<const do
     double total = 0.0;
     for (std::size_t p = 0; p < P; ++p) total += static_cast<double>(counts[o + p]);
     const double t = exposure_s[r], temp = temperature_c[r];
-    const SpectrumTerms s = spectrum_terms(total, t, temp, dead_time_s_, t_ref_, temp_coeff_,
-                                           settings_.max_dead_time_correction);
+    const SpectrumTerms s =
+        spectrum_terms(total, t, temp, dead_time_s_, t_ref_, temp_coeff_, settings_);
     for (std::size_t p = 0; p < P; ++p) {
       quality[o + p] = static_cast<std::uint8_t>((usable_[p] ? 0 : quality::kBadPixel) | s.flags);
       if (!s.values || !usable_[p]) {

@@ -140,6 +140,10 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
   c.calibrate.variance_half_width =
       static_cast<int>(r.integer_in("calibrate.variance_half_width", 2, 64));
   c.calibrate.min_expected_counts = r.in_range("calibrate.min_expected_counts", 1e-6, 1e6);
+  c.calibrate.min_detector_temperature_c =
+      r.in_range("calibrate.min_detector_temperature_c", -273.15, 1e4);
+  c.calibrate.max_detector_temperature_c =
+      r.in_range("calibrate.max_detector_temperature_c", -273.15, 1e4);
   c.fftw_wisdom_file = r.string("run.fftw_wisdom_file");
   for (const auto& [ch, table] : r.at("denoise").as_table()) {
     (void)table;
@@ -218,6 +222,9 @@ void RunConfig::validate() const {
   if (!(calibrate.min_expected_counts > 0.0) || !std::isfinite(calibrate.min_expected_counts)) {
     fail("calibrate.min_expected_counts", "must be positive");
   }
+  if (!(calibrate.min_detector_temperature_c < calibrate.max_detector_temperature_c)) {
+    fail("calibrate.max_detector_temperature_c", "must be above min_detector_temperature_c");
+  }
   for (const auto& [ch, d] : denoise) {
     const std::string k = "denoise." + ch;
     const auto& w = d.adaptive.windows;
@@ -281,6 +288,8 @@ std::string RunConfig::to_toml() const {
   s += "max_dead_time_correction = " + toml_float(calibrate.max_dead_time_correction) + "\n";
   s += "variance_half_width = " + std::to_string(calibrate.variance_half_width) + "\n";
   s += "min_expected_counts = " + toml_float(calibrate.min_expected_counts) + "\n";
+  s += "min_detector_temperature_c = " + toml_float(calibrate.min_detector_temperature_c) + "\n";
+  s += "max_detector_temperature_c = " + toml_float(calibrate.max_detector_temperature_c) + "\n";
   for (const auto& [ch, f] : fit) {
     s += "\n[fit." + ch + "]\nbackground_order = " + std::to_string(f.background_order) + "\n";
     s += "window_half_width_fwhm = " + toml_float(f.window_half_width_fwhm) + "\n";

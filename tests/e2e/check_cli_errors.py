@@ -77,6 +77,11 @@ expect_error(["run", good, "-o", out, "--config", badrun],
 expect_error(["run", good, "-o", out, "--config", unknownrun],
              ["unknownrun.toml", "calibrate.smoothing", "unknown key"])
 expect_error(["run", good, "-o", out, "--channels", "xuv"], ["xuv", "run.channels"])
+limits = os.path.join(work, "limits.toml")
+with open(limits, "w") as fh:
+    fh.write("[calibrate]\nmin_detector_temperature_c = 50.0\nmax_detector_temperature_c = 10.0\n")
+expect_error(["run", good, "-o", out, "--config", limits],
+             ["limits.toml", "calibrate.max_detector_temperature_c", "above"])
 badmethod = os.path.join(work, "badmethod.toml")
 with open(badmethod, "w") as fh:
     fh.write('[denoise.fuv]\nmethod = "median"\n')

@@ -244,6 +244,41 @@ TEST(Calibrate, QualityFlagsAndIsolationOfBadSpectra) {
   }
 }
 
+TEST(Calibrate, TemperaturesBeyondTheLimitsOrANegativeDarkFlagTheSpectrum) {
+  // Limits -100 .. 100 degC (the defaults); k = 0.03/degC and T_ref = 0 give
+  // a negative dark below -33.3 degC. A telemetry glitch of 1e30 degC gave
+  // radiance -3e28 with quality 0 before the limits.
+  const std::size_t P = 32;
+  Detector d = make_detector(P, 5, 1e-6);
+  const Calibrator cal(d.view(), CalibrateSettings{});
+  const std::vector<double> temperature = {1e30, 100.5, 100.0, -33.0, -33.5, -1e30, 20.0};
+  const std::size_t rows = temperature.size();
+  std::vector<std::uint32_t> counts(rows * P, 40);
+  const std::vector<double> exposure(rows, 8.0);
+  std::vector<double> L(rows * P), V(rows * P);
+  std::vector<std::uint8_t> Q(rows * P);
+  cal.run<std::uint32_t, double>(counts, exposure, temperature, L, V, Q);
+  const std::vector<bool> invalid = {true, true, false, false, true, true, false};
+  for (std::size_t r = 0; r < rows; ++r) {
+    EXPECT_EQ(Q[r * P + 3], invalid[r] ? quality::kInvalidTemperature : 0)
+        << "T " << temperature[r];
+    EXPECT_EQ(std::isnan(L[r * P + 3]), invalid[r]) << "T " << temperature[r];
+  }
+  // Narrower limits from the settings.
+  CalibrateSettings narrow;
+  narrow.min_detector_temperature_c = 0.0;
+  narrow.max_detector_temperature_c = 10.0;
+  const Calibrator cal_narrow(d.view(), narrow);
+  cal_narrow.run<std::uint32_t, double>(std::span(counts).first(P), std::span(exposure).first(1),
+                                        std::vector<double>{20.0}, std::span(L).first(P),
+                                        std::span(V).first(P), std::span(Q).first(P));
+  EXPECT_EQ(Q[3], quality::kInvalidTemperature);
+  // The count model used by the fit's refits agrees.
+  std::vector<double> scale(P), offset(P);
+  EXPECT_FALSE(cal.count_model(std::span(counts).first(P), 8.0, 1e30, scale, offset));
+  EXPECT_TRUE(cal.count_model(std::span(counts).first(P), 8.0, 20.0, scale, offset));
+}
+
 TEST(Calibrate, ZeroCountsNeverGetZeroVariance) {
   const std::size_t P = 100;
   Detector d = make_detector(P, 13, 0.0);

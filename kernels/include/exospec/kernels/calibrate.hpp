@@ -52,7 +52,8 @@ namespace quality {
 inline constexpr std::uint8_t kBadPixel = 1u << 0;  // bad in the calibration (dead, hot), or no response
 inline constexpr std::uint8_t kSaturated = 1u << 1;  // dead-time correction beyond the limit
 inline constexpr std::uint8_t kInvalidExposure = 1u << 2;     // exposure <= 0 or not finite
-inline constexpr std::uint8_t kInvalidTemperature = 1u << 3;  // temperature not finite
+inline constexpr std::uint8_t kInvalidTemperature =
+    1u << 3;                                           // not finite, beyond the limits, dark < 0
 inline constexpr std::uint8_t kParticleHit = 1u << 4;  // spike from a particle hit (set by denoise)
 // Bits whose pixels carry no usable value (NaN radiance and variance).
 inline constexpr std::uint8_t kUnusable = kBadPixel | kInvalidExposure | kInvalidTemperature;
@@ -85,6 +86,11 @@ struct CalibrateSettings {
   double max_dead_time_correction = 1.25;  // 1/g above this flags the spectrum saturated
   int variance_half_width = 4;  // pixels each side of the variance smoother (<= (P - 1) / 2)
   double min_expected_counts = 0.1;        // floor of mu_p (counts)
+  // Detector temperatures outside these limits (degC) are telemetry errors:
+  // the spectrum is flagged kInvalidTemperature, as it is when the linear dark
+  // model 1 + k (T - T_ref) would give a negative dark.
+  double min_detector_temperature_c = -100.0;
+  double max_detector_temperature_c = 100.0;
   DespikeSettings despike;
 };
 
