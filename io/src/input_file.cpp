@@ -180,6 +180,28 @@ ChannelCalibration InputFile::read_calibration(std::string_view channel) const {
   for (double v : c.wavelength_coeffs) {
     if (!std::isfinite(v)) schema_fail(file_, g + "/wavelength_coeffs", "holds a non-finite value");
   }
+  // The wavelengths must run one way across the detector (either way: a
+  // detector may be read out from its red end), at the pixel edges p - 1/2
+  // that the line fit integrates between; a solution that turns back would
+  // put one wavelength on two pixels.
+  auto wavelength = [&](double x) {
+    double v = 0.0;
+    for (auto k = c.wavelength_coeffs.size(); k-- > 0;) v = v * x + c.wavelength_coeffs[k];
+    return v;
+  };
+  double previous = wavelength(-0.5), direction = 0.0;
+  for (std::uint64_t e = 1; e <= p; ++e) {
+    const double next = wavelength(static_cast<double>(e) - 0.5);
+    const double step = next - previous;
+    if (e == 1) direction = step;
+    if (!std::isfinite(next) || !(step * direction > 0.0)) {
+      schema_fail(
+          file_, g + "/wavelength_coeffs",
+          "wavelengths do not run one way across the detector (they turn or stop at pixel " +
+              std::to_string(e - 1) + ")");
+    }
+    previous = next;
+  }
   for (std::uint64_t i = 0; i < p; ++i) {
     if (c.bad_pixel[i] > 1) {
       schema_fail(file_, g + "/bad_pixel",

@@ -55,11 +55,15 @@ void write_input(const std::filesystem::path& path, const Mutations& m = {}) {
           (m.skip_description_of_counts && spec.path.ends_with("/counts")) ? "" : "d";
       w.create_dataset(spec.path, spec.dtype, dims, spec.units, description,
                        schema::per_spectrum(spec.extent));
+      if (spec.path.ends_with("/wavelength_coeffs") && spec.dtype == DType::kF64) {
+        std::vector<double> v{55.0, 0.1};
+        m.edit_values(spec.path, v);  // (which may also give it another length)
+        if (dims.size() == 1 && v.size() == dims[0]) w.write<double>(spec.path, v);
+        continue;
+      }
       if (spec.dtype != original || dims != original_dims) continue;
       const std::string leaf = spec.path.substr(spec.path.rfind('/') + 1);
-      if (leaf == "wavelength_coeffs") {
-        w.write<double>(spec.path, std::vector<double>{55.0, 0.1});
-      } else if (leaf == "flat") {
+      if (leaf == "flat") {
         fill(w, spec, dims, 1.0, m);
       } else if (leaf == "sensitivity") {
         fill(w, spec, dims, 0.2, m);
@@ -280,6 +284,36 @@ TEST(InputValidation, NonFiniteCalibrationValue) {
     EXPECT_EQ(e.object(), "/calibration/euv/flat");
     EXPECT_NE(std::string(e.what()).find("pixel 7"), std::string::npos) << e.what();
   }
+}
+
+TEST(InputValidation, WavelengthsThatTurnBackAcrossTheDetector) {
+  const auto dir = test::scratch_dir("turning");
+  auto with_coeffs = [&](const std::string& name, std::vector<double> coeffs) {
+    Mutations m;
+    m.object = [n = coeffs.size()](schema::ObjectSpec& s, Dims& d) {
+      if (s.path == "/calibration/fuv/wavelength_coeffs") d = {n};
+      return true;
+    };
+    m.edit_values = [coeffs](const std::string& path, std::vector<double>& v) {
+      if (path == "/calibration/fuv/wavelength_coeffs") v = coeffs;
+    };
+    write_input(dir / name, m);
+    return InputFile::open(dir / name);
+  };
+  // 100 + p - p^2 / 64 rises to pixel 32 and falls after it.
+  const auto turning = with_coeffs("turning.h5", {100.0, 1.0, -1.0 / 64.0});
+  try {
+    turning.read_calibration("fuv");
+    FAIL() << "a wavelength solution that turns back was accepted";
+  } catch (const SchemaError& e) {
+    EXPECT_EQ(e.object(), "/calibration/fuv/wavelength_coeffs");
+    EXPECT_NE(std::string(e.what()).find("pixel 32"), std::string::npos) << e.what();
+  }
+  // Constant wavelengths are refused too; falling ones (a detector read from
+  // its red end) and a curvature that turns only beyond the last pixel are not.
+  EXPECT_THROW(with_coeffs("flat.h5", {100.0, 0.0}).read_calibration("fuv"), SchemaError);
+  EXPECT_NO_THROW(with_coeffs("falling.h5", {200.0, -1.0}).read_calibration("fuv"));
+  EXPECT_NO_THROW(with_coeffs("bends.h5", {100.0, 1.0, -1.0 / 140.0}).read_calibration("fuv"));
 }
 
 }  // namespace
