@@ -5,6 +5,7 @@
 
 #include "exospec/error.hpp"
 #include "exospec/io/schema.hpp"
+#include "exospec/wavelength.hpp"
 
 namespace exospec::io {
 namespace {
@@ -70,6 +71,11 @@ void validate_object(const File& file, const schema::ObjectSpec& spec, const Dim
   check_attributes(file, spec);
 }
 
+void validate_objects(const File& file, const std::vector<schema::ObjectSpec>& specs,
+                      const schema::Sizes& sizes) {
+  for (const auto& spec : specs) validate_object(file, spec, schema::dims_of(spec.extent, sizes));
+}
+
 InputFile InputFile::open(const std::filesystem::path& path) {
   InputFile in(File::open(path));
   const File& f = in.file_;
@@ -123,7 +129,7 @@ InputFile InputFile::open(const std::filesystem::path& path) {
                       " differs from N = " + std::to_string(in.n_) + " of " + n_source);
     }
     schema::Sizes sizes{in.n_, counts[1], 0, 0};
-    for (const auto& spec : raw) validate_object(f, spec, schema::dims_of(spec.extent, sizes));
+    validate_objects(f, raw, sizes);
 
     const std::string cal = schema::calibration_group(ch);
     if (!f.is_group(cal)) schema_fail(f, cal, "missing group");
@@ -131,9 +137,7 @@ InputFile InputFile::open(const std::filesystem::path& path) {
     const Dims k = check_dataset(f, cal_objects[0]);
     if (k[0] == 0) schema_fail(f, cal_objects[0].path, "holds no coefficient");
     sizes.k = k[0];
-    for (const auto& spec : cal_objects) {
-      validate_object(f, spec, schema::dims_of(spec.extent, sizes));
-    }
+    validate_objects(f, cal_objects, sizes);
     for (auto attr : schema::kCalibrationAttributes) {
       if (!f.has_attribute(cal, attr)) {
         schema_fail(f, cal, "missing attribute '" + std::string(attr) + "'");
@@ -147,9 +151,7 @@ InputFile InputFile::open(const std::filesystem::path& path) {
     in.pixels_.push_back(counts[1]);
   }
 
-  for (const auto& spec : schema::geometry_objects()) {
-    validate_object(f, spec, schema::dims_of(spec.extent, schema::Sizes{in.n_, 0, 0, 0}));
-  }
+  validate_objects(f, schema::geometry_objects(), schema::Sizes{in.n_, 0, 0, 0});
   return in;
 }
 
@@ -184,11 +186,7 @@ ChannelCalibration InputFile::read_calibration(std::string_view channel) const {
   // detector may be read out from its red end), at the pixel edges p - 1/2
   // that the line fit integrates between; a solution that turns back would
   // put one wavelength on two pixels.
-  auto wavelength = [&](double x) {
-    double v = 0.0;
-    for (auto k = c.wavelength_coeffs.size(); k-- > 0;) v = v * x + c.wavelength_coeffs[k];
-    return v;
-  };
+  auto wavelength = [&](double x) { return eval_polynomial(c.wavelength_coeffs, x); };
   double previous = wavelength(-0.5), direction = 0.0;
   for (std::uint64_t e = 1; e <= p; ++e) {
     const double next = wavelength(static_cast<double>(e) - 0.5);
@@ -267,7 +265,7 @@ std::vector<std::string> InputFile::truth_line_names(std::string_view channel) c
   const auto specs = schema::truth_objects(channel);
   const Dims names = check_dataset(file_, specs[0]);
   const schema::Sizes sizes{n_, pixels(channel), 0, names[0]};
-  for (const auto& spec : specs) validate_object(file_, spec, schema::dims_of(spec.extent, sizes));
+  validate_objects(file_, specs, sizes);
   return file_.read_strings(specs[0].path);
 }
 

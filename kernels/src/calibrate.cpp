@@ -47,13 +47,12 @@ SpectrumTerms spectrum_terms(double total, double t, double temp, double tau, do
     s.flags |= quality::kInvalidTemperature;
   }
   if (s.flags) return s;
-  const double max_correction = settings.max_dead_time_correction;
   s.g = 1.0 - tau * total / t;
   if (!(s.g > 0.0)) {
     s.flags |= quality::kSaturated;
     return s;
   }
-  if (1.0 / s.g > max_correction) s.flags |= quality::kSaturated;
+  if (1.0 / s.g > settings.max_dead_time_correction) s.flags |= quality::kSaturated;
   s.values = true;
   s.tg = t * s.g;
   s.a = 1.0 / s.tg;

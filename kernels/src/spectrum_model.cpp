@@ -7,12 +7,6 @@
 
 namespace exospec::kernels {
 
-double eval_polynomial(std::span<const double> c, double x) noexcept {
-  double y = 0.0;
-  for (std::size_t k = c.size(); k-- > 0;) y = y * x + c[k];
-  return y;
-}
-
 void pixel_wavelengths(std::span<const double> coeffs, std::span<double> out) noexcept {
   for (std::size_t p = 0; p < out.size(); ++p) {
     out[p] = eval_polynomial(coeffs, static_cast<double>(p));

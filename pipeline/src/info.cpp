@@ -4,7 +4,6 @@
 #include <cmath>
 #include <limits>
 
-#include "exospec/error.hpp"
 #include "exospec/io/file.hpp"
 #include "exospec/io/input_file.hpp"
 #include "exospec/io/schema.hpp"
@@ -59,20 +58,9 @@ std::vector<std::string> list_groups(const io::File& f) {
   return groups;
 }
 
-// Checks that a dataset has `rows` rows (and, if cols > 0, that many columns).
-void expect_shape(const io::File& f, const std::string& name, std::uint64_t rows,
-                  std::uint64_t cols) {
-  if (!f.exists(name)) throw SchemaError(f.path(), name, "missing dataset");
-  const auto d = f.dataset_info(name).dims;
-  const bool ok =
-      cols == 0 ? (d.size() == 1 && d[0] == rows) : (d.size() == 2 && d[0] == rows && d[1] == cols);
-  if (!ok) {
-    std::string shape;
-    for (std::size_t i = 0; i < d.size(); ++i) shape += (i ? " x " : "") + std::to_string(d[i]);
-    throw SchemaError(f.path(), name,
-                      "shape " + shape + ", expected " + std::to_string(rows) +
-                          (cols ? " x " + std::to_string(cols) : std::string()));
-  }
+// A dataset's dims, or none if it is missing (the contract check then says so).
+io::Dims dims_if_present(const io::File& f, const std::string& name) {
+  return f.exists(name) ? f.dataset_info(name).dims : io::Dims{};
 }
 
 // An output of `exospec run`: no /raw; /geometry and the products written.
@@ -88,12 +76,10 @@ FileInfo inspect_output(const io::File& f) {
   info.input_file = text("input_file");
   info.input_sha256 = text("input_sha256");
   info.created_utc = text("created_utc");
-  if (!f.exists("/geometry/time")) throw SchemaError(f.path(), "/geometry/time", "missing dataset");
-  const auto dims = f.dataset_info("/geometry/time").dims;
-  if (dims.size() != 1) throw SchemaError(f.path(), "/geometry/time", "must be 1-D (N)");
-  const std::uint64_t n = dims[0];
+  const io::Dims time_dims = dims_if_present(f, "/geometry/time");
+  const std::uint64_t n = time_dims.empty() ? 0 : time_dims[0];
+  io::validate_objects(f, io::schema::geometry_objects(), {n, 0, 0, 0});
   info.spectra = n;
-  expect_shape(f, "/geometry/tangent_altitude_km", n, 0);
   const Range time = stream_range<double>(n, [&](std::uint64_t r0, std::span<double> out) {
     f.read_rows<double>("/geometry/time", r0, out);
   });
@@ -111,36 +97,29 @@ FileInfo inspect_output(const io::File& f) {
                       fg = io::schema::fit_group(ch);
     if (f.exists(cg)) {
       c.products.emplace_back("calibrated");
-      if (!f.exists(cg + "/wavelength_nm")) {
-        throw SchemaError(f.path(), cg + "/wavelength_nm", "missing dataset");
-      }
+      const io::Dims wl_dims = dims_if_present(f, cg + "/wavelength_nm");
+      c.pixels = wl_dims.empty() ? 0 : wl_dims[0];
+      io::validate_objects(f, io::schema::calibrated_objects(ch), {n, c.pixels, 0, 0});
       const auto wl = f.read_all<double>(cg + "/wavelength_nm");
-      c.pixels = wl.size();
       if (!wl.empty()) {
         c.wavelength_min_nm = *std::min_element(wl.begin(), wl.end());
         c.wavelength_max_nm = *std::max_element(wl.begin(), wl.end());
       }
-      for (const char* name : {"radiance", "variance", "quality"}) {
-        expect_shape(f, cg + "/" + name, n, c.pixels);
-      }
     }
     if (f.exists(dg)) {
       c.products.emplace_back("denoised");
-      if (c.pixels == 0 && f.exists(dg + "/radiance")) {  // (no /calibrated: P from here)
-        const auto d = f.dataset_info(dg + "/radiance").dims;
+      if (c.pixels == 0) {  // (no /calibrated: P from here)
+        const io::Dims d = dims_if_present(f, dg + "/radiance");
         if (!d.empty()) c.pixels = d.back();
       }
-      for (const char* name : {"radiance", "variance"})
-        expect_shape(f, dg + "/" + name, n, c.pixels);
+      io::validate_objects(f, io::schema::denoised_objects(ch), {n, c.pixels, 0, 0});
     }
     if (f.exists(fg)) {
       c.products.emplace_back("fit");
+      const io::Dims names = dims_if_present(f, fg + "/line_name");
+      const std::uint64_t lines = names.empty() ? 0 : names[0];
+      io::validate_objects(f, io::schema::fit_objects(ch), {n, 0, 0, lines});
       c.fit_lines = f.read_strings(fg + "/line_name");
-      const std::uint64_t lines = c.fit_lines.size();
-      for (const char* name :
-           {"brightness", "brightness_sigma", "center_nm", "fwhm_nm", "chi2_reduced", "status"}) {
-        expect_shape(f, fg + "/" + name, n, lines);
-      }
       constexpr std::uint64_t kBlock = 65536;
       std::vector<std::uint8_t> status(static_cast<std::size_t>(std::min(n, kBlock) * lines));
       for (std::uint64_t r0 = 0; r0 < n; r0 += kBlock) {

@@ -75,5 +75,8 @@ class InputFile {
 // Checks one object against its contract entry: present, a dataset, the dtype,
 // the dims, the `units` and `description` attributes. Throws SchemaError.
 void validate_object(const File& file, const schema::ObjectSpec& spec, const Dims& expected);
+// The same for each of `specs`, at the dims their extents have for `sizes`.
+void validate_objects(const File& file, const std::vector<schema::ObjectSpec>& specs,
+                      const schema::Sizes& sizes);
 
 }  // namespace exospec::io

@@ -52,8 +52,7 @@ namespace quality {
 inline constexpr std::uint8_t kBadPixel = 1u << 0;  // bad in the calibration (dead, hot), or no response
 inline constexpr std::uint8_t kSaturated = 1u << 1;  // dead-time correction beyond the limit
 inline constexpr std::uint8_t kInvalidExposure = 1u << 2;     // exposure <= 0 or not finite
-inline constexpr std::uint8_t kInvalidTemperature =
-    1u << 3;                                           // not finite, beyond the limits, dark < 0
+inline constexpr std::uint8_t kInvalidTemperature = 1u << 3;  // not finite, out of limits, dark < 0
 inline constexpr std::uint8_t kParticleHit = 1u << 4;  // spike from a particle hit (set by denoise)
 // Bits whose pixels carry no usable value (NaN radiance and variance).
 inline constexpr std::uint8_t kUnusable = kBadPixel | kInvalidExposure | kInvalidTemperature;

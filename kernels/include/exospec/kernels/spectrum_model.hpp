@@ -17,10 +17,12 @@
 #include <span>
 #include <vector>
 
+#include "exospec/wavelength.hpp"
+
 namespace exospec::kernels {
 
-// sum_k c[k] x^k by Horner's rule; an empty c gives 0.
-double eval_polynomial(std::span<const double> c, double x) noexcept;
+// sum_k c[k] x^k by Horner's rule (the contract's wavelength polynomial).
+using exospec::eval_polynomial;
 
 // Pixel-centre wavelengths lambda(p), p = 0..out.size()-1.
 void pixel_wavelengths(std::span<const double> coeffs, std::span<double> out) noexcept;
