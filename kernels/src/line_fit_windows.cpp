@@ -177,6 +177,8 @@ LineFitter::LineFitter(std::span<const double> wavelength_coeffs, std::size_t pi
         w.basis[(g.size() + static_cast<std::size_t>(b)) * w.size + i] = std::pow(x, b);
       }
     }
+    w.state = state_size_;
+    state_size_ += static_cast<std::size_t>(w.k) + 3;
     windows_.push_back(std::move(w));
   }
 }

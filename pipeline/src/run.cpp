@@ -210,6 +210,16 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   w.set_attribute("/", "input_file", fs::absolute(input).lexically_normal().string());
   io::create_objects(w, io::schema::geometry_objects(), {N, 0, 0, 0});
   const std::size_t block = static_cast<std::size_t>(std::min<std::uint64_t>(config.block_rows, N));
+  // The scans (for the stages that use neighbouring spectra, and the
+  // profiles), from the whole file's altitudes, so that they do not depend on
+  // the blocks. Each block is read and processed with `context` rows each
+  // side, which those stages read; only its own rows are written.
+  std::vector<double> altitudes(N);
+  in.read_altitude(0, altitudes);
+  const std::vector<kernels::Scan> scans = kernels::find_scans(altitudes, config.scan_mode, config.scan_length);
+  std::size_t context = 0;
+  for (const auto& cw : work) context = std::max(context, cw.stages.context_rows());
+  const std::size_t slot_rows = static_cast<std::size_t>(std::min<std::uint64_t>(block + 2 * context, N));
   for (auto& cw : work) {
     const std::size_t P = cw.stages.pixels();
     const io::schema::Sizes sizes{N, P, cw.stages.calibration().wavelength_coeffs.size(), 0};
@@ -224,14 +234,14 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
         io::create_objects(w, io::schema::denoised_objects(cw.stages.channel()), sizes);
       }
       for (auto& sl : cw.slots) {
-        sl.denoised.resize(block * P);
-        sl.denoised_variance.resize(block * P);
+        sl.denoised.resize(slot_rows * P);
+        sl.denoised_variance.resize(slot_rows * P);
       }
     }
     if (cw.stages.needs_count_model()) {
       for (auto& sl : cw.slots) {
-        sl.scale.resize(block * P);
-        sl.offset.resize(block * P);
+        sl.scale.resize(slot_rows * P);
+        sl.offset.resize(slot_rows * P);
       }
     }
     if (cw.stages.has_fit() && config.writes(Stage::kFit)) {
@@ -250,17 +260,17 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     for (auto& sl : cw.slots) {
       if (cw.stages.has_fit()) {
         const std::size_t L = cw.stages.lines();
-        for (auto* v : {&sl.fit_b, &sl.fit_s, &sl.fit_c, &sl.fit_w}) v->resize(block * L);
-        sl.fit_chi2.resize(block * L);
-        sl.fit_status.resize(block * L);
+        for (auto* v : {&sl.fit_b, &sl.fit_s, &sl.fit_c, &sl.fit_w}) v->resize(slot_rows * L);
+        sl.fit_chi2.resize(slot_rows * L);
+        sl.fit_status.resize(slot_rows * L);
       }
-      sl.counts.resize(block * P);
-      sl.exposure.resize(block);
-      sl.temperature.resize(block);
-      sl.temperature_f.resize(block);
-      sl.radiance.resize(block * P);
-      sl.variance.resize(block * P);
-      sl.quality.resize(block * P);
+      sl.counts.resize(slot_rows * P);
+      sl.exposure.resize(slot_rows);
+      sl.temperature.resize(slot_rows);
+      sl.temperature_f.resize(slot_rows);
+      sl.radiance.resize(slot_rows * P);
+      sl.variance.resize(slot_rows * P);
+      sl.quality.resize(slot_rows * P);
     }
   }
 
@@ -276,36 +286,60 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   // the same values.
   const unsigned cores = std::thread::hardware_concurrency();
   const bool decode_on_io = cores > 0 && static_cast<unsigned>(nthreads) < cores;
-  std::array<std::vector<double>, 2> time_buf, altitude_buf;
+  std::array<std::vector<double>, 2> time_buf;
+  std::array<std::vector<std::int64_t>, 2> scan_buf;
   for (int k = 0; k < 2; ++k) {
     time_buf[k].resize(block);
-    altitude_buf[k].resize(block);
+    scan_buf[k].resize(slot_rows);
   }
   auto rows_of = [&](std::uint64_t row0) {
     return static_cast<std::size_t>(std::min<std::uint64_t>(block, N - row0));
   };
+  // The rows read and processed for the block at row0: its own and `context`
+  // each side (within the file).
+  auto extent_of = [&](std::uint64_t row0) {
+    const std::uint64_t first = row0 - std::min<std::uint64_t>(context, row0);
+    const std::uint64_t end = std::min<std::uint64_t>(N, row0 + rows_of(row0) + context);
+    return std::pair{first, static_cast<std::size_t>(end - first)};
+  };
   auto read_block = [&](int slot, std::uint64_t row0) {
     const std::size_t rows = rows_of(row0);
+    const auto [first, ext] = extent_of(row0);
     const auto t_read = Clock::now();
     in.read_time(row0, std::span<double>(time_buf[slot]).first(rows));
-    in.read_altitude(row0, std::span<double>(altitude_buf[slot]).first(rows));
     for (auto& cw : work) {
       auto& sl = cw.slots[slot];
       const std::size_t P = cw.stages.pixels();
-      const auto counts = std::span(sl.counts).first(rows * P);
-      in.fetch_counts(cw.stages.channel(), row0, counts, sl.stored_counts);
+      const auto counts = std::span(sl.counts).first(ext * P);
+      in.fetch_counts(cw.stages.channel(), first, counts, sl.stored_counts);
       if (decode_on_io) sl.stored_counts.decode_all(counts);
-      in.read_exposure(cw.stages.channel(), row0, std::span(sl.exposure).first(rows));
-      in.read_temperature(cw.stages.channel(), row0, std::span(sl.temperature_f).first(rows));
+      in.read_exposure(cw.stages.channel(), first, std::span(sl.exposure).first(ext));
+      in.read_temperature(cw.stages.channel(), first, std::span(sl.temperature_f).first(ext));
     }
     summary.read_seconds += seconds_since(t_read);
   };
   auto compute_block = [&](int slot, std::uint64_t row0) {
-    const std::size_t rows = rows_of(row0);
+    const std::size_t own = rows_of(row0);
+    const auto [first, rows] = extent_of(row0);
+    const std::size_t off = static_cast<std::size_t>(row0 - first);
     const auto t_decode = Clock::now();
     for (auto& cw : work) decode_chunks(cw.slots[slot].stored_counts,
                                         std::span(cw.slots[slot].counts).first(rows * cw.stages.pixels()),
                                         nthreads);
+    // The scan of each row, from the file's scans.
+    {
+      auto it = std::upper_bound(scans.begin(), scans.end(), static_cast<std::int64_t>(first),
+                                 [](std::int64_t r, const kernels::Scan& sc) { return r < sc.first; });
+      auto s = static_cast<std::int64_t>(it - scans.begin()) - 1;
+      for (std::size_t r = 0; r < rows; ++r) {
+        const auto row = static_cast<std::int64_t>(first + r);
+        while (row >= scans[static_cast<std::size_t>(s)].first + scans[static_cast<std::size_t>(s)].count) ++s;
+        scan_buf[slot][r] = s;
+      }
+    }
+    const RowGeometry geometry{std::span<const double>(altitudes).subspan(first, rows),
+                               std::span<const std::int64_t>(scan_buf[slot]).first(rows)};
+    const RowRange range{off, own};
     summary.decode_seconds += seconds_since(t_decode);
     for (auto& cw : work) {
       auto& sl = cw.slots[slot];
@@ -332,27 +366,28 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
       const StageSeconds t = cw.stages.process(std::span<const std::uint32_t>(sl.counts).first(rows * P),
                                                std::span<const double>(sl.exposure).first(rows),
                                                std::span<const double>(sl.temperature).first(rows), cal, den,
-                                               fits);
+                                               fits, geometry, range);
       const double per_thread = 1.0 / static_cast<double>(nthreads);
       summary.calibrate_seconds += t.calibrate * per_thread;
       summary.denoise_seconds += t.denoise * per_thread;
       summary.fit_seconds += t.fit * per_thread;
-      for (std::size_t i = 0; i < rows * L; ++i) {
+      for (std::size_t i = off * L; i < (off + own) * L; ++i) {
         const std::size_t st = sl.fit_status[i];
         if (summary.fit_status.size() <= st) summary.fit_status.resize(st + 1, 0);
         ++summary.fit_status[st];
       }
       kernels::quality::count_bits(
-          std::span<const std::uint8_t>(sl.quality).first(rows * P),
+          std::span<const std::uint8_t>(sl.quality).subspan(off * P, own * P),
           std::span<std::uint64_t, 8>(summary.quality_bit_pixels.data(), 8));
     }
   };
   auto write_block = [&](int slot, std::uint64_t row0) {
     const std::size_t rows = rows_of(row0);
+    const std::size_t off = static_cast<std::size_t>(row0 - extent_of(row0).first);
     const auto t_write = Clock::now();
     w.write_rows<double>("/geometry/time", row0, std::span<const double>(time_buf[slot]).first(rows));
     w.write_rows<double>("/geometry/tangent_altitude_km", row0,
-                         std::span<const double>(altitude_buf[slot]).first(rows));
+                         std::span<const double>(altitudes).subspan(row0, rows));
     for (auto& cw : work) {
       auto& sl = cw.slots[slot];
       const std::size_t P = cw.stages.pixels();
@@ -360,31 +395,31 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
         if (config.writes(Stage::kCalibrate)) {
           const std::string grp = io::schema::calibrated_group(cw.stages.channel());
           w.write_rows<float>(grp + "/radiance", row0,
-                              std::span<const float>(sl.radiance).first(rows * P));
+                              std::span<const float>(sl.radiance).subspan(off * P, rows * P));
           w.write_rows<float>(grp + "/variance", row0,
-                              std::span<const float>(sl.variance).first(rows * P));
+                              std::span<const float>(sl.variance).subspan(off * P, rows * P));
           w.write_rows<std::uint8_t>(grp + "/quality", row0,
-                                     std::span<const std::uint8_t>(sl.quality).first(rows * P));
+                                     std::span<const std::uint8_t>(sl.quality).subspan(off * P, rows * P));
         }
         if (cw.stages.has_denoise() && config.writes(Stage::kDenoise)) {
           const std::string dg = io::schema::denoised_group(cw.stages.channel());
           w.write_rows<float>(dg + "/radiance", row0,
-                              std::span<const float>(sl.denoised).first(rows * P));
+                              std::span<const float>(sl.denoised).subspan(off * P, rows * P));
           w.write_rows<float>(dg + "/variance", row0,
-                              std::span<const float>(sl.denoised_variance).first(rows * P));
+                              std::span<const float>(sl.denoised_variance).subspan(off * P, rows * P));
         }
         if (cw.stages.has_fit() && config.writes(Stage::kFit)) {
           const std::size_t L = cw.stages.lines();
           const std::string fg = io::schema::fit_group(cw.stages.channel());
-          w.write_rows<double>(fg + "/brightness", row0, std::span<const double>(sl.fit_b).first(rows * L));
+          w.write_rows<double>(fg + "/brightness", row0, std::span<const double>(sl.fit_b).subspan(off * L, rows * L));
           w.write_rows<double>(fg + "/brightness_sigma", row0,
-                               std::span<const double>(sl.fit_s).first(rows * L));
-          w.write_rows<double>(fg + "/center_nm", row0, std::span<const double>(sl.fit_c).first(rows * L));
-          w.write_rows<double>(fg + "/fwhm_nm", row0, std::span<const double>(sl.fit_w).first(rows * L));
+                               std::span<const double>(sl.fit_s).subspan(off * L, rows * L));
+          w.write_rows<double>(fg + "/center_nm", row0, std::span<const double>(sl.fit_c).subspan(off * L, rows * L));
+          w.write_rows<double>(fg + "/fwhm_nm", row0, std::span<const double>(sl.fit_w).subspan(off * L, rows * L));
           w.write_rows<float>(fg + "/chi2_reduced", row0,
-                              std::span<const float>(sl.fit_chi2).first(rows * L));
+                              std::span<const float>(sl.fit_chi2).subspan(off * L, rows * L));
           w.write_rows<std::uint8_t>(fg + "/status", row0,
-                                     std::span<const std::uint8_t>(sl.fit_status).first(rows * L));
+                                     std::span<const std::uint8_t>(sl.fit_status).subspan(off * L, rows * L));
         }
       }
     }

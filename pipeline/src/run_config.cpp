@@ -145,6 +145,13 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
   c.calibrate.max_detector_temperature_c =
       r.in_range("calibrate.max_detector_temperature_c", -273.15, 1e4);
   c.fftw_wisdom_file = r.string("run.fftw_wisdom_file");
+  {
+    const std::string mode = r.string("scans.mode");
+    const auto m = kernels::parse_scan_mode(mode);
+    if (!m) r.fail("scans.mode", "unknown mode \"" + mode + "\" (monotonic, fixed, file)");
+    c.scan_mode = *m;
+    c.scan_length = r.integer_in("scans.length", 1, std::int64_t{1} << 40);
+  }
   for (const auto& [ch, table] : r.at("denoise").as_table()) {
     (void)table;
     const std::string k = "denoise." + ch;
@@ -198,6 +205,11 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
     f.shift_min_snr = r.in_range(k + ".shift_min_snr", 0.0, 1e6);
     f.max_shift_fwhm = r.in_range(k + ".max_shift_fwhm", 0.0, 5.0);
     f.max_iterations = static_cast<int>(r.integer_in(k + ".max_iterations", 1, 100000));
+    const std::string reference = r.string(k + ".sigma_reference");
+    const auto sr = kernels::parse_sigma_reference(reference);
+    if (!sr) r.fail(k + ".sigma_reference", "unknown reference \"" + reference + "\" (neighbours, self)");
+    f.sigma_reference = *sr;
+    f.reference_half_width = static_cast<int>(r.integer_in(k + ".reference_half_width", 1, 50));
     f.min_expected_counts = c.calibrate.min_expected_counts;
     c.fit[std::string(ch)] = f;
   }
@@ -284,6 +296,8 @@ std::string RunConfig::to_toml() const {
   s += "]\nblock_rows = " + std::to_string(block_rows) + "\n";
   s += "deflate_level = " + std::to_string(deflate_level) + "\n";
   s += "fftw_wisdom_file = " + toml_string(fftw_wisdom_file) + "\n";
+  s += "\n[scans]\nmode = " + toml_string(kernels::scan_mode_name(scan_mode)) + "\n";
+  s += "length = " + std::to_string(scan_length) + "\n";
   s += "\n[calibrate]\n";
   s += "max_dead_time_correction = " + toml_float(calibrate.max_dead_time_correction) + "\n";
   s += "variance_half_width = " + std::to_string(calibrate.variance_half_width) + "\n";
@@ -301,6 +315,8 @@ std::string RunConfig::to_toml() const {
     s += "shift_min_snr = " + toml_float(f.shift_min_snr) + "\n";
     s += "max_shift_fwhm = " + toml_float(f.max_shift_fwhm) + "\n";
     s += "max_iterations = " + std::to_string(f.max_iterations) + "\n";
+    s += "sigma_reference = " + toml_string(kernels::sigma_reference_name(f.sigma_reference)) + "\n";
+    s += "reference_half_width = " + std::to_string(f.reference_half_width) + "\n";
   }
   for (const auto& [ch, d] : denoise) {
     s += "\n[denoise." + ch + "]\nmethod = " + toml_string(denoise_method_name(d.method)) + "\n";

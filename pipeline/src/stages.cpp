@@ -59,6 +59,21 @@ struct ChannelStages::Impl {
   std::optional<kernels::LineFitter> fitter;
   std::vector<kernels::LineFitter::Workspace> fit_work;  // per thread
   bool count_model = false;
+  bool neighbour_reference = false;  // the fit's final solve at its neighbours' reference
+  int reference_half_width = 0;
+  std::vector<double> states;                  // rows x state_size: fit()'s window states
+  std::vector<std::vector<double>> reference;  // per thread: one row's reference state
+  kernels::ScanMode scan_mode = kernels::ScanMode::kMonotonic;
+  std::int64_t scan_length = 1;
+  std::vector<std::int64_t> scan_ids;  // found from the altitudes when the caller gives none
+  // The geometry with every row's scan (found from the altitudes if need be).
+  RowGeometry with_scans(const RowGeometry& g) {
+    if (!g.scan.empty() || g.altitude_km.empty()) return g;
+    const auto scans = kernels::find_scans(g.altitude_km, scan_mode, scan_length);
+    scan_ids.resize(g.altitude_km.size());
+    kernels::scan_index(scans, scan_ids);
+    return {g.altitude_km, scan_ids};
+  }
 
   void calibrate_task(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
                       std::span<const double> temperature_c, const CalibratedRows& out, std::size_t r0,
@@ -67,6 +82,12 @@ struct ChannelStages::Impl {
                     int thread);
   void fit_task(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out,
                 std::size_t r0, std::size_t n, int thread);
+  void refit_task(const CalibratedInput& in, const FitRows& out, const RowGeometry& geometry, std::size_t r0,
+                  std::size_t n, int thread);
+  // Sizes the window states for `rows` (fit()'s, the references' input).
+  void prepare_states(std::size_t rows) {
+    if (neighbour_reference) states.resize(rows * fitter->state_size());
+  }
 
   Impl(const RunConfig& config, std::string ch, io::ChannelCalibration cal, int nthreads,
        const std::string& wisdom)
@@ -80,6 +101,8 @@ struct ChannelStages::Impl {
                                                 calibration.dark_reference_temperature,
                                                 calibration.dark_temperature_coeff},
                    calibrate_settings(config, name)) {
+    scan_mode = config.scan_mode;
+    scan_length = config.scan_length;
     if (config.has_stage(Stage::kDenoise)) {
       try {
         const auto& c = calibration.wavelength_coeffs;
@@ -105,7 +128,11 @@ struct ChannelStages::Impl {
         throw ConfigError(config.source, "fit." + name, e.what());
       }
       for (int t = 0; t < threads; ++t) fit_work.push_back(fitter->make_workspace());
-      count_model |= config.fit.at(name).refine_iterations > 0;
+      const auto& f = config.fit.at(name);
+      count_model |= f.refine_iterations > 0;
+      neighbour_reference = f.refine_iterations > 0 && f.sigma_reference == kernels::SigmaReference::kNeighbours;
+      reference_half_width = f.reference_half_width;
+      if (neighbour_reference) reference.assign(static_cast<std::size_t>(threads), std::vector<double>(fitter->state_size()));
     }
   }
 };
@@ -126,6 +153,9 @@ int ChannelStages::threads() const noexcept { return impl_->threads; }
 bool ChannelStages::has_denoise() const noexcept { return impl_->smoother.has_value(); }
 bool ChannelStages::has_fit() const noexcept { return impl_->fitter.has_value(); }
 bool ChannelStages::needs_count_model() const noexcept { return impl_->count_model; }
+std::size_t ChannelStages::context_rows() const noexcept {
+  return impl_->neighbour_reference ? static_cast<std::size_t>(impl_->reference_half_width) : 0;
+}
 std::size_t ChannelStages::lines() const noexcept { return impl_->fitter ? impl_->fitter->lines() : 0; }
 const std::vector<kernels::FitLineSpec>& ChannelStages::line_specs() const {
   if (!impl_->fitter) throw std::logic_error("ChannelStages: the fit stage is not configured");
@@ -148,6 +178,17 @@ std::size_t calibrate_rows(std::span<const std::uint32_t> counts, std::span<cons
   expect(out.scale.empty() || (out.scale.size() == rows * P && out.offset.size() == rows * P),
          "scale/offset: rows x pixels or empty");
   return rows;
+}
+
+void check_geometry(const RowGeometry& g, std::size_t rows) {
+  expect(g.altitude_km.empty() || g.altitude_km.size() == rows, "geometry: one altitude per row or none");
+  expect(g.scan.empty() || g.scan.size() == rows, "geometry: one scan per row or none");
+}
+
+// The rows [first, end) of a range over `rows`.
+std::pair<std::size_t, std::size_t> range_of(const RowRange& r, std::size_t rows) {
+  const std::size_t first = std::min(r.first, rows);
+  return {first, first + std::min(r.count, rows - first)};
 }
 
 void check_fit_rows(const FitRows& out, std::size_t rows, std::size_t L) {
@@ -200,12 +241,30 @@ void ChannelStages::Impl::fit_task(const CalibratedInput& in, std::span<const fl
       scale = in.scale.subspan(r * P, P);
       offset = in.offset.subspan(r * P, P);
     }
+    const std::size_t S = fitter->state_size();
     const kernels::LineFitResult res{out.brightness.subspan(r * L, L), out.sigma.subspan(r * L, L),
                                      out.center_nm.subspan(r * L, L),  out.fwhm_nm.subspan(r * L, L),
-                                     out.chi2_reduced.subspan(r * L, L), out.status.subspan(r * L, L)};
+                                     out.chi2_reduced.subspan(r * L, L), out.status.subspan(r * L, L),
+                                     neighbour_reference ? std::span<double>(states).subspan(r * S, S)
+                                                         : std::span<double>()};
     fitter->fit<float>(in.radiance.subspan(r * P, P), in.variance.subspan(r * P, P), in.quality.subspan(r * P, P),
                        scale, offset, res, fit_work[static_cast<std::size_t>(thread)],
                        denoised.empty() ? std::span<const float>() : denoised.subspan(r * P, P));
+  }
+}
+
+void ChannelStages::Impl::refit_task(const CalibratedInput& in, const FitRows& out, const RowGeometry& geometry,
+                                     std::size_t r0, std::size_t n, int thread) {
+  const std::size_t P = pixels, L = fitter->lines();
+  auto& ref = reference[static_cast<std::size_t>(thread)];
+  for (std::size_t r = r0; r < r0 + n; ++r) {
+    fitter->reference(states, geometry.altitude_km, geometry.scan, r, reference_half_width, ref);
+    const kernels::LineFitResult res{out.brightness.subspan(r * L, L), out.sigma.subspan(r * L, L),
+                                     out.center_nm.subspan(r * L, L),  out.fwhm_nm.subspan(r * L, L),
+                                     out.chi2_reduced.subspan(r * L, L), out.status.subspan(r * L, L)};
+    fitter->refit<float>(in.radiance.subspan(r * P, P), in.variance.subspan(r * P, P),
+                         in.quality.subspan(r * P, P), in.scale.subspan(r * P, P), in.offset.subspan(r * P, P),
+                         ref, res, fit_work[static_cast<std::size_t>(thread)]);
   }
 }
 
@@ -235,23 +294,39 @@ void ChannelStages::denoise(const CalibratedInput& in, const DenoisedRows& out) 
   }
 }
 
-void ChannelStages::fit(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out) {
+void ChannelStages::fit(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out,
+                        const RowGeometry& geometry, const RowRange& range) {
   Impl& m = *impl_;
   if (!m.fitter) throw std::logic_error("ChannelStages: the fit stage is not configured");
   const std::size_t P = m.pixels;
   const std::size_t rows = input_rows(in, P, false);
   expect(denoised.empty() || denoised.size() == rows * P, "denoised: rows x pixels or empty");
   check_fit_rows(out, rows, m.fitter->lines());
+  check_geometry(geometry, rows);
+  const RowGeometry geo = m.with_scans(geometry);
+  m.prepare_states(rows);
+  const auto [first, end] = range_of(range, rows);
+  const bool refit = m.neighbour_reference && !in.scale.empty();
   // (Tasks of one row: fit times vary from row to row.)
-#pragma omp parallel for num_threads(m.threads) schedule(dynamic)
-  for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
-    m.fit_task(in, denoised, out, static_cast<std::size_t>(ri), 1, omp_get_thread_num());
+#pragma omp parallel num_threads(m.threads)
+  {
+#pragma omp for schedule(dynamic)
+    for (std::int64_t ri = 0; ri < static_cast<std::int64_t>(rows); ++ri) {
+      m.fit_task(in, denoised, out, static_cast<std::size_t>(ri), 1, omp_get_thread_num());
+    }
+    if (refit) {
+#pragma omp for schedule(dynamic)
+      for (std::int64_t ri = static_cast<std::int64_t>(first); ri < static_cast<std::int64_t>(end); ++ri) {
+        m.refit_task(in, out, geo, static_cast<std::size_t>(ri), 1, omp_get_thread_num());
+      }
+    }
   }
 }
 
 StageSeconds ChannelStages::process(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
                                     std::span<const double> temperature_c, const CalibratedRows& calibrated,
-                                    const DenoisedRows& denoised, const FitRows& fits) {
+                                    const DenoisedRows& denoised, const FitRows& fits,
+                                    const RowGeometry& geometry, const RowRange& range) {
   Impl& m = *impl_;
   const std::size_t P = m.pixels;
   const std::size_t rows = calibrate_rows(counts, exposure_s, temperature_c, calibrated, P);
@@ -261,7 +336,14 @@ StageSeconds ChannelStages::process(std::span<const std::uint32_t> counts, std::
     expect(denoised.radiance.size() == rows * P && denoised.variance.size() == rows * P,
            "denoised output: rows x pixels");
   }
-  if (m.fitter) check_fit_rows(fits, rows, m.fitter->lines());
+  if (m.fitter) {
+    check_fit_rows(fits, rows, m.fitter->lines());
+    m.prepare_states(rows);
+  }
+  check_geometry(geometry, rows);
+  const RowGeometry geo = m.with_scans(geometry);
+  const auto [first, end] = range_of(range, rows);
+  const bool refit = m.fitter && m.neighbour_reference && !calibrated.scale.empty();
   const std::span<const float> initial =
       m.smoother ? std::span<const float>(denoised.radiance) : std::span<const float>();
   using Clock = std::chrono::steady_clock;
@@ -287,6 +369,18 @@ StageSeconds ChannelStages::process(std::span<const std::uint32_t> counts, std::
       if (m.fitter) {
         t = Clock::now();
         m.fit_task(in, initial, fits, r0, n, thread);
+        mine.fit += since(t);
+      }
+    }
+    // The final solves at the neighbours' reference, once every row's fit is
+    // known (the loop above ends with a barrier).
+    if (refit) {
+      const auto refit_tasks = static_cast<std::int64_t>(tasks_of(end - first));
+#pragma omp for schedule(dynamic)
+      for (std::int64_t task = 0; task < refit_tasks; ++task) {
+        const std::size_t r0 = first + static_cast<std::size_t>(task) * kTaskRows;
+        const auto t = Clock::now();
+        m.refit_task(in, fits, geo, r0, std::min(kTaskRows, end - r0), thread);
         mine.fit += since(t);
       }
     }

@@ -65,7 +65,11 @@ int main(int argc, char** argv) {
     const exospec::pipeline::CalibratedRows cal{rad, var, quality, scale, offset};
     euv.calibrate(counts, exposure, temperature, cal);
     euv.denoise(cal, {den, den_var});
-    euv.fit(cal, den, {b, s, c, w, chi, status});
+    // (With the altitudes: the final solve takes its reference from the
+    // neighbouring spectra of the same limb scan, as run() does.)
+    std::vector<double> altitude(n);
+    in.read_altitude(0, altitude);
+    euv.fit(cal, den, {b, s, c, w, chi, status}, {altitude});
     const auto file = exospec::io::File::open(out);
     const auto from_run = file.read_all<double>("/fit/euv/brightness");
     std::size_t la = 0;

@@ -52,7 +52,12 @@ TEST(ChannelStages, InMemoryStagesEqualTheRunOutput) {
       std::vector<double> b(N * L), s(N * L), c(N * L), w(N * L);
       std::vector<float> chi(N * L);
       std::vector<std::uint8_t> status(N * L);
-      st.fit(cal, drad, {b, s, c, w, chi, status});
+      // (The altitudes: the fit's final solve takes its reference from the
+      // neighbouring spectra of each scan, found from them as run() does.)
+      std::vector<double> altitude(N);
+      in.read_altitude(0, altitude);
+      const pipeline::RowGeometry geometry{altitude};
+      st.fit(cal, drad, {b, s, c, w, chi, status}, geometry);
       const std::string g = "/" + ch;
       EXPECT_TRUE(same_bytes(rad, out.read_all<float>("/calibrated" + g + "/radiance"))) << ch << threads;
       EXPECT_TRUE(same_bytes(var, out.read_all<float>("/calibrated" + g + "/variance"))) << ch << threads;
@@ -67,7 +72,7 @@ TEST(ChannelStages, InMemoryStagesEqualTheRunOutput) {
       std::vector<std::uint8_t> q1(N * P), status1(N * L);
       std::vector<double> scale1(N * P), offset1(N * P), b1(N * L), s1(N * L), c1(N * L), w1(N * L);
       const auto secs = st.process(counts, exposure, temperature, {rad1, var1, q1, scale1, offset1},
-                                   {drad1, dvar1}, {b1, s1, c1, w1, chi1, status1});
+                                   {drad1, dvar1}, {b1, s1, c1, w1, chi1, status1}, geometry);
       EXPECT_TRUE(same_bytes(rad1, rad) && same_bytes(var1, var) && same_bytes(q1, q)) << ch << threads;
       EXPECT_TRUE(same_bytes(drad1, drad) && same_bytes(dvar1, dvar)) << ch << threads;
       EXPECT_TRUE(same_bytes(b1, b) && same_bytes(s1, s) && same_bytes(c1, c) && same_bytes(w1, w) &&

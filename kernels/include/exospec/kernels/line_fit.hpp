@@ -76,6 +76,18 @@ std::optional<WidthMode> parse_width_mode(std::string_view s) noexcept;
 const char* shift_mode_name(ShiftMode m) noexcept;
 const char* width_mode_name(WidthMode m) noexcept;
 
+// How refit() takes the variance of the final solve (docs/FIT.md, "What
+// brightness_sigma means"):
+//   kNeighbours  the expected counts of a reference model made from the
+//                neighbouring spectra of the same scan, this one left out
+//                (reference()), so that neither the weights nor the sigma
+//                contain this spectrum's own noise;
+//   kSelf        the fitted model's own expected counts (the Poisson refits
+//                of fit(); no refit()).
+enum class SigmaReference : std::uint8_t { kNeighbours, kSelf };
+std::optional<SigmaReference> parse_sigma_reference(std::string_view s) noexcept;
+const char* sigma_reference_name(SigmaReference r) noexcept;
+
 struct LineFitSettings {
   double fwhm_nm = 1.0;                // instrument line spread
   int background_order = 1;            // 0-2
@@ -89,6 +101,9 @@ struct LineFitSettings {
   double shift_min_snr = 20.0;         // tied: S/N at which a window measures the shift
   double max_shift_fwhm = 0.5;         // bound of |shift| in FWHM
   int max_iterations = 100;            // Levenberg-Marquardt iterations per window
+  // The final solve's variance (the stage's refit(); fit() does not use these).
+  SigmaReference sigma_reference = SigmaReference::kNeighbours;
+  int reference_half_width = 5;        // neighbouring spectra each side (reference())
 };
 
 // Status of a line's fit (/fit/<ch>/status).
@@ -106,7 +121,16 @@ struct LineFitResult {
   std::span<double> brightness, sigma, center_nm, fwhm_nm;
   std::span<float> chi2_reduced;
   std::span<std::uint8_t> status;
+  // Optional (empty: not written): every window's state, state_size()
+  // values, window after window: its linear parameters (the lines'
+  // brightness, then the background coefficients), its shift (nm), the
+  // shift's sigma (nm; NaN unless the window measured its own shift) and its
+  // FWHM (nm); all NaN where the window's fit failed. What reference()
+  // reads from the neighbouring spectra and refit() from the spectrum itself.
+  std::span<double> window_state = {};
 };
+
+
 
 class LineFitter {
  public:
@@ -126,6 +150,9 @@ class LineFitter {
   // The unit-brightness profile (R/nm per R) of line j over its window.
   std::span<const double> profile(std::size_t line) const noexcept;
 
+  // Values of LineFitResult::window_state.
+  std::size_t state_size() const noexcept { return state_size_; }
+
   // Per-thread scratch (make_workspace; move-only).
   struct Workspace {
     Workspace();
@@ -139,6 +166,41 @@ class LineFitter {
     std::unique_ptr<Solvers> solvers;  // Levenberg-Marquardt solvers per window
   };
   Workspace make_workspace() const;
+
+  // The reference state of spectrum `row` for refit(), from the states of the
+  // other spectra (states: rows x state_size(), as fit() wrote them): for
+  // each window, every linear parameter predicted at this spectrum's
+  // tangent altitude by an unweighted least-squares polynomial in altitude
+  // through the windows of the spectra within +-half_width rows of the same
+  // scan whose fit succeeded, this spectrum left out: quadratic with 5 or
+  // more of them (and 3 distinct altitudes), linear with 3-4 (2 distinct),
+  // their mean with 1-2 or when all share one altitude; NaN with none.
+  // altitude_km: one per row (empty: the row index stands for it); scan: the
+  // scan of each row (empty: one scan). The shift and FWHM entries of `out`
+  // are copied from the row itself. Allocates nothing.
+  void reference(std::span<const double> states, std::span<const double> altitude_km,
+                 std::span<const std::int64_t> scan, std::size_t row, int half_width,
+                 std::span<double> out) const noexcept;
+
+  // The final solve of one spectrum at a reference model (reference()):
+  // every window whose fit() succeeded and that has a reference is solved
+  // again at fit()'s shift and FWHM, by weighted linear least squares with
+  // the weights s^2 / mu of the reference model's expected counts mu (count
+  // model scale and offset, at least min_expected_counts; no prior counts).
+  // Weights that do not depend on this spectrum's counts make the
+  // brightness unbiased for a linear model and its sigma independent of its
+  // own fluctuation, so that inverse-variance weighted averages are
+  // unbiased. The sigma is the Fisher information at those weights, with the
+  // shift (and free width) among the parameters where the window measured its
+  // own shift. out holds fit()'s results for this spectrum; brightness,
+  // sigma and chi2_reduced are replaced, the rest kept; windows without a
+  // reference keep fit()'s values. Without a count model (scale empty) it
+  // changes nothing. Allocates nothing.
+  template <class T>
+  void refit(std::span<const T> radiance, std::span<const T> variance,
+             std::span<const std::uint8_t> quality, std::span<const double> scale,
+             std::span<const double> offset, std::span<const double> reference,
+             const LineFitResult& out, Workspace& work) const;
 
   // One spectrum (P values each). scale/offset: its count model (empty: no
   // variance refinement). denoised: the denoised radiance, for the
@@ -185,6 +247,7 @@ class LineFitter {
     std::vector<double> strongest_nm;
     std::vector<std::size_t> reach_begin, reach_end;
     int k = 0;                  // linear parameters (lines + background)
+    std::size_t state = 0;      // offset of its k + 3 values in LineFitResult::window_state
   };
   struct Solution;
   template <class T>
@@ -225,6 +288,7 @@ class LineFitter {
   LineFitSettings settings_;
   std::vector<Window> windows_;
   std::vector<std::size_t> line_window_, line_column_;
+  std::size_t state_size_ = 0;
 };
 
 }  // namespace exospec::kernels

@@ -22,6 +22,7 @@
 
 #include "exospec/kernels/calibrate.hpp"
 #include "exospec/kernels/line_fit.hpp"
+#include "exospec/kernels/scans.hpp"
 #include "exospec/pipeline/denoise.hpp"
 
 namespace exospec::pipeline {
@@ -44,6 +45,10 @@ struct RunConfig {
   std::vector<std::string> channels;  // empty: every channel of the input
   std::uint64_t block_rows = 1024;
   int deflate_level = 0;
+  // Limb scans (kernels/scans.hpp): the profile stage fits one profile per
+  // scan, and neighbouring spectra are taken within a scan only.
+  kernels::ScanMode scan_mode = kernels::ScanMode::kMonotonic;
+  std::int64_t scan_length = 50;  // kFixed
   kernels::CalibrateSettings calibrate;
   // Per channel ("euv", "fuv").
   std::map<std::string, DenoiseConfig, std::less<>> denoise;

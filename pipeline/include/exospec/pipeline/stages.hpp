@@ -64,6 +64,26 @@ struct FitRows {
   std::span<std::uint8_t> status;  // kernels::FitStatus
 };
 
+// Where each row was taken (optional). The fit's final solve takes its
+// reference from the neighbouring spectra of the same scan
+// (kernels::LineFitter::reference), fitted against these altitudes. Without
+// `scan`, the scans are found from the altitudes as the configuration's
+// [scans] says (kernels::find_scans over the rows given); with neither, the
+// rows are one scan and the row index stands for the altitude.
+struct RowGeometry {
+  std::span<const double> altitude_km = {};  // one per row, or empty
+  std::span<const std::int64_t> scan = {};   // the scan of each row (any numbering), or empty
+};
+// The rows whose results are wanted, [first, first + count) (count clipped to
+// the rows). The rows around them are context: what the stages that use
+// neighbouring spectra read. Their own results are computed as far as those
+// need them and are not final. `exospec run` passes each block with the
+// rows around it, so that a row's results do not depend on the block size.
+struct RowRange {
+  std::size_t first = 0;
+  std::size_t count = static_cast<std::size_t>(-1);
+};
+
 // Thread time per stage, summed over the threads (process()).
 struct StageSeconds {
   double calibrate = 0.0, denoise = 0.0, fit = 0.0;
@@ -97,8 +117,14 @@ class ChannelStages {
                  std::span<const double> temperature_c, const CalibratedRows& out);
   void denoise(const CalibratedInput& in, const DenoisedRows& out);
   // denoised: the denoised radiance (initial values of the nonlinear fit), or
-  // empty.
-  void fit(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out);
+  // empty. Every row is fitted (fit()); then, with a count model and
+  // `sigma_reference = "neighbours"`, the rows of `range` are solved once
+  // more at the reference of their neighbours (refit(), docs/FIT.md).
+  void fit(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out,
+           const RowGeometry& geometry = {}, const RowRange& range = {});
+  // Rows of context each side of a range that fit() reads (its reference's
+  // half width; 0 without the neighbours' reference).
+  std::size_t context_rows() const noexcept;
 
   // Every configured stage on the same rows in one pass, what `exospec run`
   // does: each parallel task of rows is calibrated, denoised and fitted
@@ -109,7 +135,8 @@ class ChannelStages {
   // Returns the time each stage took, summed over the threads.
   StageSeconds process(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
                        std::span<const double> temperature_c, const CalibratedRows& calibrated,
-                       const DenoisedRows& denoised, const FitRows& fits);
+                       const DenoisedRows& denoised, const FitRows& fits,
+                       const RowGeometry& geometry = {}, const RowRange& range = {});
 
  private:
   struct Impl;
