@@ -18,6 +18,7 @@
 #include "exospec/error.hpp"
 #include "exospec/pipeline/catalogue.hpp"
 #include "exospec/pipeline/info.hpp"
+#include "exospec/pipeline/profile.hpp"
 #include "exospec/pipeline/report.hpp"
 #include "exospec/pipeline/run.hpp"
 #include "exospec/pipeline/simulate.hpp"
@@ -199,6 +200,14 @@ nlohmann::json info_json(const FileInfo& info) {
   return j;
 }
 
+// The name of a profile status code (/profile/<ch>/status), as in the JSON report.
+const char* profile_status_name(std::size_t st) {
+  static constexpr const char* kNames[] = {"converged",         "not_detected",  "temperature_at_bound",
+                                           "too_few_spectra",   "no_altitude_range", "singular",
+                                           "unknown_mass"};
+  return st < std::size(kNames) ? kNames[st] : "other";
+}
+
 nlohmann::json run_report_json(const exospec::pipeline::RunSummary& s, const std::string& in,
                                const std::string& out) {
   static constexpr const char* kBits[] = {"bad_pixel",           "saturated",
@@ -228,6 +237,13 @@ nlohmann::json run_report_json(const exospec::pipeline::RunSummary& s, const std
   for (std::size_t st = 0; st < s.fit_status.size(); ++st)
     f[fit_status_name(st)] = s.fit_status[st];
   j["fit_status"] = f;
+  if (!s.profile_status.empty()) {
+    nlohmann::json p = nlohmann::json::object();
+    for (std::size_t st = 0; st < s.profile_status.size(); ++st) p[profile_status_name(st)] = s.profile_status[st];
+    j["scans"] = s.scans;
+    j["profile_status"] = p;
+    j["seconds"]["profile"] = s.profile_seconds;
+  }
   return j;
 }
 
@@ -271,6 +287,40 @@ void write_report(const std::string& path, const nlohmann::json& report) {
   }
 }
 
+void print_profile_statuses(const std::vector<std::uint64_t>& status) {
+  std::uint64_t total = 0;
+  for (auto c : status) total += c;
+  std::fprintf(stderr, "     profiles (scans x lines): %llu", static_cast<unsigned long long>(total));
+  for (std::size_t st = 0; st < status.size(); ++st) {
+    if (status[st]) {
+      std::fprintf(stderr, ", %s %llu", profile_status_name(st), static_cast<unsigned long long>(status[st]));
+    }
+  }
+  std::fprintf(stderr, "\n");
+}
+
+// The profile part of `exospec report`: each line's fitted T, B_s and B_bg
+// (medians over the converged scans, with the median sigma of one scan)
+// beside the truth.
+void print_profile_report(const std::vector<exospec::pipeline::ProfileReportRow>& rows,
+                          const std::vector<std::string>& wanted, bool truth) {
+  if (rows.empty()) return;
+  std::printf("\nlimb profiles: median over the converged scans (+- the median sigma of one scan)%s\n",
+              truth ? ", beside the truth" : "");
+  std::printf("%-4s %-14s %9s %24s%s %22s%s %22s%s\n", "ch", "line", "ok/scans", "T (K)", truth ? "     truth" : "",
+              "B_s (R)", truth ? "    truth" : "", "B_bg (R)", truth ? "    truth" : "");
+  for (const auto& r : rows) {
+    if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), r.line) == wanted.end()) continue;
+    std::printf("%-4s %-14s %4zu/%-4zu", r.channel.c_str(), r.line.c_str(), r.converged, r.scans);
+    for (const auto* v : {&r.temperature_K, &r.surface_brightness_R, &r.background_R}) {
+      const bool t = v == &r.temperature_K;
+      std::printf(t ? " %11.0f +- %9.0f" : " %9.2f +- %9.2f", v->median, v->typical_sigma);
+      if (truth) std::printf(t ? " %9.0f" : " %8.2f", v->truth);
+    }
+    std::printf("\n");
+  }
+}
+
 void print_run_summary(const exospec::pipeline::RunSummary& s, const std::string& out) {
   std::fprintf(stderr, "run: wrote %s: %llu spectra x", out.c_str(),
                static_cast<unsigned long long>(s.spectra));
@@ -294,6 +344,11 @@ void print_run_summary(const exospec::pipeline::RunSummary& s, const std::string
       }
     }
     std::fprintf(stderr, "\n");
+  }
+  if (!s.profile_status.empty()) {
+    std::fprintf(stderr, "     %llu limb scans, profile fits %.2f s\n", static_cast<unsigned long long>(s.scans),
+                 s.profile_seconds);
+    print_profile_statuses(s.profile_status);
   }
   std::fprintf(stderr, "     flagged pixels: bad %llu, saturated %llu, invalid exposure %llu, "
                "invalid temperature %llu, particle hit %llu\n",
@@ -372,12 +427,12 @@ int main(int argc, char** argv) {
   runc->add_option("input", run_in, "Input HDF5 file (never modified)")->required();
   runc->add_option("-o,--output", run_out, "Output HDF5 file")->required();
   auto* o_stages = runc->add_option("--stages", run_stages,
-                                    "Comma-separated stages, in pipeline order: calibrate,denoise,fit");
+                                    "Comma-separated stages, in pipeline order: calibrate,denoise,fit,profile");
   auto* o_run_channels = runc->add_option("--channels", run_channels, "Comma-separated: euv,fuv");
   std::string run_products;
   auto* o_products = runc->add_option(
       "--products", run_products,
-      "Groups to write, comma-separated: calibrated,denoised,fit (default: every stage run)");
+      "Groups to write, comma-separated: calibrated,denoised,fit,profile (default: every stage run)");
   runc->add_option("--config", run_config,
                    "TOML file overriding the defaults (exospec config --defaults run)")
       ->check(CLI::ExistingFile);
@@ -388,13 +443,29 @@ int main(int argc, char** argv) {
   runc->add_flag("-q,--quiet", run_quiet, "No progress or summary");
 
   // report
-  auto* rep = app.add_subcommand("report", "Fitted brightness against altitude (and the truth)");
+  auto* rep = app.add_subcommand("report", "Fitted brightness against altitude and limb profiles (and the truth)");
   std::string rep_file, rep_truth, rep_lines;
   std::size_t rep_bins = 5;
   rep->add_option("file", rep_file, "Output file of exospec run")->required();
   rep->add_option("--truth", rep_truth, "The simulated input file, for its /truth");
   rep->add_option("--bins", rep_bins, "Altitude bins")->check(CLI::Range(1, 1000));
   rep->add_option("--lines", rep_lines, "Comma-separated line names (default: all)");
+
+  // profile
+  auto* prof = app.add_subcommand(
+      "profile", "Fit limb profiles (surface brightness, temperature, background) to an output of run");
+  std::string prof_in, prof_out, prof_config, prof_channels;
+  int prof_threads = 0;
+  bool prof_force = false, prof_quiet = false;
+  prof->add_option("input", prof_in, "Output file of exospec run, with /fit (never modified)")->required();
+  prof->add_option("-o,--output", prof_out, "Output HDF5 file (/profile)")->required();
+  auto* o_prof_channels = prof->add_option("--channels", prof_channels, "Comma-separated: euv,fuv");
+  prof->add_option("--config", prof_config,
+                   "TOML file overriding the defaults ([scans] and [profile] of exospec config --defaults run)")
+      ->check(CLI::ExistingFile);
+  prof->add_option("--threads", prof_threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  prof->add_flag("-f,--force", prof_force, "Replace an existing output file");
+  prof->add_flag("-q,--quiet", prof_quiet, "No summary");
 
   // info
   auto* info = app.add_subcommand("info", "Summarise an exospec file");
@@ -476,8 +547,15 @@ int main(int argc, char** argv) {
           rep_bins);
       const auto wanted = split_names(rep_lines);
       const bool truth = !rep_truth.empty();  // a truth column only with --truth
-      std::printf("%-4s %-14s %17s %6s %22s%s\n", "ch", "line", "altitude (km)", "fits",
-                  "fitted (R)", truth ? "  truth (R)" : "");
+      const auto profiles = exospec::pipeline::profile_report(
+          rep_file, truth ? std::optional<std::filesystem::path>(rep_truth) : std::nullopt);
+      if (rows.empty() && profiles.empty()) {
+        throw exospec::FileError(rep_file, "/fit", "no fit or profile group (run the fit stage)");
+      }
+      if (!rows.empty()) {
+        std::printf("%-4s %-14s %17s %6s %22s%s\n", "ch", "line", "altitude (km)", "fits", "fitted (R)",
+                    truth ? "  truth (R)" : "");
+      }
       for (const auto& r : rows) {
         if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), r.line) == wanted.end()) {
           continue;
@@ -487,6 +565,22 @@ int main(int argc, char** argv) {
                     r.fitted_error);
         if (truth) std::printf(" %10.2f", r.truth_mean);
         std::printf("\n");
+      }
+      print_profile_report(profiles, wanted, truth);
+    } else if (*prof) {
+      auto config = exospec::pipeline::load_run_config(
+          prof_config.empty() ? std::nullopt : std::optional<std::filesystem::path>(prof_config));
+      if (*o_prof_channels) {
+        config.channels = split_list(prof_channels);
+        config.source = "--channels";
+      }
+      const auto s = exospec::pipeline::profile(config, prof_in, prof_out, prof_force, prof_threads);
+      if (!prof_quiet) {
+        std::fprintf(stderr, "profile: wrote %s: %llu scans of %llu spectra x", prof_out.c_str(),
+                     static_cast<unsigned long long>(s.scans), static_cast<unsigned long long>(s.spectra));
+        for (const auto& c : s.channels) std::fprintf(stderr, " %s", c.c_str());
+        std::fprintf(stderr, " in %.2f s\n", s.seconds);
+        print_profile_statuses(s.status);
       }
     } else if (*info) {
       const auto fi = exospec::pipeline::inspect(info_file);

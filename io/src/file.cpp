@@ -24,6 +24,8 @@ std::string_view dtype_name(DType t) noexcept {
       return "uint32";
     case DType::kI32:
       return "int32";
+    case DType::kI64:
+      return "int64";
     case DType::kF32:
       return "float32";
     case DType::kF64:
@@ -508,6 +510,7 @@ std::string File::attribute_type(std::string_view object, std::string_view name)
 EXOSPEC_INSTANTIATE_READ(std::uint8_t)
 EXOSPEC_INSTANTIATE_READ(std::uint32_t)
 EXOSPEC_INSTANTIATE_READ(std::int32_t)
+EXOSPEC_INSTANTIATE_READ(std::int64_t)
 EXOSPEC_INSTANTIATE_READ(float)
 EXOSPEC_INSTANTIATE_READ(double)
 #undef EXOSPEC_INSTANTIATE_READ
@@ -776,6 +779,7 @@ void FileWriter::commit() {
 EXOSPEC_INSTANTIATE_WRITE(std::uint8_t)
 EXOSPEC_INSTANTIATE_WRITE(std::uint32_t)
 EXOSPEC_INSTANTIATE_WRITE(std::int32_t)
+EXOSPEC_INSTANTIATE_WRITE(std::int64_t)
 EXOSPEC_INSTANTIATE_WRITE(float)
 EXOSPEC_INSTANTIATE_WRITE(double)
 #undef EXOSPEC_INSTANTIATE_WRITE

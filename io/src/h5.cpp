@@ -90,6 +90,8 @@ hid_t file_type(DType t) noexcept {
       return H5T_STD_U32LE;
     case DType::kI32:
       return H5T_STD_I32LE;
+    case DType::kI64:
+      return H5T_STD_I64LE;
     case DType::kF32:
       return H5T_IEEE_F32LE;
     case DType::kF64:
@@ -108,6 +110,8 @@ hid_t memory_type(DType t) noexcept {
       return H5T_NATIVE_UINT32;
     case DType::kI32:
       return H5T_NATIVE_INT32;
+    case DType::kI64:
+      return H5T_NATIVE_INT64;
     case DType::kF32:
       return H5T_NATIVE_FLOAT;
     case DType::kF64:
@@ -131,6 +135,7 @@ std::pair<bool, DType> classify(hid_t type, std::string* text) {
       if (!is_signed && size == 1) return {true, DType::kU8};
       if (!is_signed && size == 4) return {true, DType::kU32};
       if (is_signed && size == 4) return {true, DType::kI32};
+      if (is_signed && size == 8) return {true, DType::kI64};
       return {false, DType::kU8};
     }
     case H5T_FLOAT:

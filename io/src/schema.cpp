@@ -24,6 +24,10 @@ Dims dims_of(Extent e, const Sizes& s) {
       return {s.n, s.p};
     case Extent::kNxL:
       return {s.n, s.l};
+    case Extent::kS:
+      return {s.s};
+    case Extent::kSxL:
+      return {s.s, s.l};
   }
   return {};
 }
@@ -44,6 +48,10 @@ std::string_view extent_name(Extent e) noexcept {
       return "N x P";
     case Extent::kNxL:
       return "N x L";
+    case Extent::kS:
+      return "S";
+    case Extent::kSxL:
+      return "S x L";
   }
   return "?";
 }
@@ -106,6 +114,17 @@ std::vector<ObjectSpec> truth_objects(std::string_view ch) {
   };
 }
 
+std::vector<ObjectSpec> profile_truth_objects(std::string_view ch) {
+  const std::string g = truth_group(ch);
+  return {
+      {g + "/profile_surface_brightness_R", DType::kF64, Extent::kL, "R",
+       "exospheric brightness B_s of each line at a surface-grazing line of sight"},
+      {g + "/profile_temperature_K", DType::kF64, Extent::kL, "K",
+       "exospheric temperature T of the line's species"},
+      {g + "/profile_background_R", DType::kF64, Extent::kL, "R", "constant background B_bg of the line"},
+  };
+}
+
 }  // namespace exospec::io::schema
 
 namespace exospec::io::schema {
@@ -113,6 +132,7 @@ namespace exospec::io::schema {
 std::string calibrated_group(std::string_view ch) { return "/calibrated/" + std::string(ch); }
 std::string denoised_group(std::string_view ch) { return "/denoised/" + std::string(ch); }
 std::string fit_group(std::string_view ch) { return "/fit/" + std::string(ch); }
+std::string profile_group(std::string_view ch) { return "/profile/" + std::string(ch); }
 
 std::vector<ObjectSpec> calibrated_objects(std::string_view ch) {
   const std::string g = calibrated_group(ch);
@@ -152,6 +172,34 @@ std::vector<ObjectSpec> fit_objects(std::string_view ch) {
       {g + "/status", DType::kU8, Extent::kNxL, "1",
        "0 = converged; 1 maximum iterations, 2 stalled, 3 singular, 4 too few good pixels "
        "in the window, 5 invalid spectrum, 6 model not finite (values NaN unless 0 or 1)"},
+  };
+}
+
+std::vector<ObjectSpec> profile_objects(std::string_view ch) {
+  const std::string g = profile_group(ch);
+  return {
+      {g + "/line_name", DType::kString, Extent::kL, "", "lines profiled (same names as /fit)"},
+      {g + "/scan_first", DType::kI64, Extent::kS, "1", "index of the first spectrum of each scan"},
+      {g + "/scan_count", DType::kI64, Extent::kS, "1", "number of spectra in each scan"},
+      {g + "/surface_brightness_R", DType::kF64, Extent::kSxL, "R",
+       "fitted B_s: exospheric brightness at a surface-grazing line of sight"},
+      {g + "/surface_brightness_R_sigma", DType::kF64, Extent::kSxL, "R", "1-sigma uncertainty of B_s"},
+      {g + "/temperature_K", DType::kF64, Extent::kSxL, "K", "fitted exospheric temperature T"},
+      {g + "/temperature_K_sigma", DType::kF64, Extent::kSxL, "K", "1-sigma uncertainty of T"},
+      {g + "/background_R", DType::kF64, Extent::kSxL, "R", "fitted constant background B_bg"},
+      {g + "/background_R_sigma", DType::kF64, Extent::kSxL, "R", "1-sigma uncertainty of B_bg"},
+      {g + "/scale_height_km", DType::kF64, Extent::kSxL, "km", "k T / (m g(R)) at the surface"},
+      {g + "/scale_height_km_sigma", DType::kF64, Extent::kSxL, "km", "1-sigma uncertainty of the scale height"},
+      {g + "/chi2_reduced", DType::kF32, Extent::kSxL, "1", "reduced chi-square of the profile fit"},
+      {g + "/status", DType::kU8, Extent::kSxL, "1",
+       "0 = converged; 1 not detected (B_s below min_surface_snr sigma; values kept), 2 temperature at "
+       "a bound of the search range, 3 too few spectra, 4 no altitude range, 5 singular, 6 unknown "
+       "species mass (values NaN for 3, 4 and 6)"},
+      // (Additions of the project.)
+      {g + "/temperature_background_correlation", DType::kF64, Extent::kSxL, "1",
+       "correlation coefficient of T and B_bg in the fit"},
+      {g + "/spectra", DType::kI64, Extent::kSxL, "1", "spectra of the scan used in the fit"},
+      {g + "/mass_amu", DType::kF64, Extent::kL, "u", "species mass of each line (unified atomic mass units)"},
   };
 }
 

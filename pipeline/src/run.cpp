@@ -13,6 +13,7 @@
 #include <future>
 #include <iterator>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -25,6 +26,7 @@
 #include "exospec/io/schema.hpp"
 #include "exospec/kernels/calibrate.hpp"
 #include "exospec/kernels/spectrum_model.hpp"
+#include "exospec/pipeline/profile.hpp"
 #include "exospec/pipeline/stages.hpp"
 
 namespace exospec::pipeline {
@@ -40,6 +42,7 @@ double seconds_since(Clock::time_point t0) {
 // One channel's stages and its per-block buffers.
 struct ChannelWork {
   ChannelStages stages;  // (its channel() and pixels() name the channel)
+  std::optional<ChannelProfiles> profiles;  // the profile stage
   // Two sets of block buffers: the I/O thread reads the next block into one
   // and writes the previous one from it while the compute threads work on
   // the other.
@@ -218,7 +221,14 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   in.read_altitude(0, altitudes);
   const std::vector<kernels::Scan> scans = kernels::find_scans(altitudes, config.scan_mode, config.scan_length);
   std::size_t context = 0;
-  for (const auto& cw : work) context = std::max(context, cw.stages.context_rows());
+  for (auto& cw : work) {
+    context = std::max(context, cw.stages.context_rows());
+    if (config.has_stage(Stage::kProfile) && cw.stages.has_fit()) {
+      std::vector<std::string> names;
+      for (const auto& l : cw.stages.line_specs()) names.push_back(l.name);
+      cw.profiles.emplace(config, cw.stages.channel(), std::move(names), scans, nthreads);
+    }
+  }
   const std::size_t slot_rows = static_cast<std::size_t>(std::min<std::uint64_t>(block + 2 * context, N));
   for (auto& cw : work) {
     const std::size_t P = cw.stages.pixels();
@@ -376,6 +386,13 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
         if (summary.fit_status.size() <= st) summary.fit_status.resize(st + 1, 0);
         ++summary.fit_status[st];
       }
+      if (cw.profiles) {
+        // The profile stage: this block's fits, and every scan they complete.
+        cw.profiles->add(row0, std::span<const double>(altitudes).subspan(row0, own),
+                         std::span<const double>(sl.fit_b).subspan(off * L, own * L),
+                         std::span<const double>(sl.fit_s).subspan(off * L, own * L),
+                         std::span<const std::uint8_t>(sl.fit_status).subspan(off * L, own * L));
+      }
       kernels::quality::count_bits(
           std::span<const std::uint8_t>(sl.quality).subspan(off * P, own * P),
           std::span<std::uint64_t, 8>(summary.quality_bit_pixels.data(), 8));
@@ -445,6 +462,18 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     if (progress) progress(N, N);
   }
   auto t0 = Clock::now();
+  for (auto& cw : work) {
+    if (!cw.profiles) continue;
+    summary.profile_seconds += cw.profiles->seconds();
+    if (config.writes(Stage::kProfile)) write_profiles(w, *cw.profiles);
+    const std::size_t L = cw.profiles->line_names().size();
+    for (std::size_t i = 0; i < cw.profiles->scans().size() * L; ++i) {
+      const auto st = static_cast<std::size_t>(cw.profiles->result(i / L, i % L).status);
+      if (summary.profile_status.size() <= st) summary.profile_status.resize(st + 1, 0);
+      ++summary.profile_status[st];
+    }
+  }
+  summary.scans = scans.size();
   w.set_attribute("/", "input_sha256", input_hash.get());
   w.commit();
   if (!config.fftw_wisdom_file.empty() && config.has_stage(Stage::kDenoise)) {

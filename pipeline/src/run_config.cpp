@@ -11,7 +11,7 @@
 namespace exospec::pipeline {
 namespace {
 
-constexpr Stage kAllStages[] = {Stage::kCalibrate, Stage::kDenoise, Stage::kFit};
+constexpr Stage kAllStages[] = {Stage::kCalibrate, Stage::kDenoise, Stage::kFit, Stage::kProfile};
 constexpr std::string_view kBuiltIn = "<built-in data/run.toml>";
 
 using detail::toml_float;
@@ -33,6 +33,8 @@ std::string_view stage_name(Stage s) noexcept {
       return "denoise";
     case Stage::kFit:
       return "fit";
+    case Stage::kProfile:
+      return "profile";
   }
   return "?";
 }
@@ -45,6 +47,8 @@ std::string_view product_name(Stage s) noexcept {
       return "denoised";
     case Stage::kFit:
       return "fit";
+    case Stage::kProfile:
+      return "profile";
   }
   return "?";
 }
@@ -145,6 +149,14 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
   c.calibrate.max_detector_temperature_c =
       r.in_range("calibrate.max_detector_temperature_c", -273.15, 1e4);
   c.fftw_wisdom_file = r.string("run.fftw_wisdom_file");
+  c.profile.settings.min_temperature_K = r.in_range("profile.min_temperature_K", 1.0, 1e7);
+  c.profile.settings.max_temperature_K = r.in_range("profile.max_temperature_K", 1.0, 1e7);
+  c.profile.settings.min_spectra = static_cast<std::size_t>(r.integer_in("profile.min_spectra", 4, 1 << 30));
+  c.profile.settings.min_surface_snr = r.in_range("profile.min_surface_snr", 0.0, 1e6);
+  for (const auto& [name, value] : r.at("profile.mass_amu").as_table()) {
+    (void)value;
+    c.profile.mass_amu[name] = r.in_range("profile.mass_amu.\"" + name + "\"", 1e-3, 1e4);
+  }
   {
     const std::string mode = r.string("scans.mode");
     const auto m = kernels::parse_scan_mode(mode);
@@ -268,6 +280,12 @@ void RunConfig::validate() const {
   if (has_stage(Stage::kFit) && !has_stage(Stage::kCalibrate)) {
     fail("run.stages", "stage fit needs calibrate (stages: calibrate,denoise,fit)");
   }
+  if (has_stage(Stage::kProfile) && !has_stage(Stage::kFit)) {
+    fail("run.stages", "stage profile needs fit (stages: calibrate,denoise,fit,profile)");
+  }
+  if (!(profile.settings.min_temperature_K < profile.settings.max_temperature_K)) {
+    fail("profile.max_temperature_K", "must be above min_temperature_K");
+  }
   if (has_stage(Stage::kFit)) {
     for (auto ch : io::schema::kChannels) {
       if (fit.find(ch) == fit.end()) fail("fit." + std::string(ch), "missing");
@@ -298,6 +316,12 @@ std::string RunConfig::to_toml() const {
   s += "fftw_wisdom_file = " + toml_string(fftw_wisdom_file) + "\n";
   s += "\n[scans]\nmode = " + toml_string(kernels::scan_mode_name(scan_mode)) + "\n";
   s += "length = " + std::to_string(scan_length) + "\n";
+  s += "\n[profile]\nmin_temperature_K = " + toml_float(profile.settings.min_temperature_K) + "\n";
+  s += "max_temperature_K = " + toml_float(profile.settings.max_temperature_K) + "\n";
+  s += "min_spectra = " + std::to_string(profile.settings.min_spectra) + "\n";
+  s += "min_surface_snr = " + toml_float(profile.settings.min_surface_snr) + "\n";
+  s += "\n[profile.mass_amu]\n";
+  for (const auto& [name, m] : profile.mass_amu) s += toml_string(name) + " = " + toml_float(m) + "\n";
   s += "\n[calibrate]\n";
   s += "max_dead_time_correction = " + toml_float(calibrate.max_dead_time_correction) + "\n";
   s += "variance_half_width = " + std::to_string(calibrate.variance_half_width) + "\n";

@@ -12,6 +12,7 @@
 #include "exospec/io/contract_writer.hpp"
 #include "exospec/io/file.hpp"
 #include "exospec/io/schema.hpp"
+#include "exospec/kernels/ballistic.hpp"
 #include "exospec/kernels/random.hpp"
 
 namespace exospec::pipeline {
@@ -109,6 +110,7 @@ ChannelSimulator::ChannelSimulator(const SimulationConfig& config, std::string_v
     for (auto& c : shifted) c.wavelength_nm += model_.line_shift_nm;
     l.profile = kernels::make_line_profile(edges, shifted, model_.lsf_fwhm_nm);
     l.emission = emission.find(line.name)->second;
+    if (l.emission.mass_amu == 0.0) l.emission.mass_amu = kernels::exosphere::species_mass_amu(line.name).value_or(0.0);
     lines_.push_back(std::move(l));
   }
 }
@@ -122,6 +124,24 @@ std::vector<std::string> ChannelSimulator::line_names() const {
 std::vector<double> ChannelSimulator::line_wavelengths() const {
   std::vector<double> out;
   for (const auto& l : lines_) out.push_back(l.wavelength_nm);
+  return out;
+}
+
+std::vector<double> ChannelSimulator::line_surface_brightness() const {
+  std::vector<double> out;
+  for (const auto& l : lines_) out.push_back(l.emission.surface_brightness_R);
+  return out;
+}
+
+std::vector<double> ChannelSimulator::line_temperature() const {
+  std::vector<double> out;
+  for (const auto& l : lines_) out.push_back(l.emission.temperature_K);
+  return out;
+}
+
+std::vector<double> ChannelSimulator::line_background() const {
+  std::vector<double> out;
+  for (const auto& l : lines_) out.push_back(l.emission.background_R);
   return out;
 }
 
@@ -151,8 +171,12 @@ void ChannelSimulator::generate(std::uint64_t i, const Pointing& where, const Sp
   std::copy(continuum_.begin(), continuum_.end(), out.radiance.begin());
   for (std::size_t j = 0; j < lines_.size(); ++j) {
     const auto& e = lines_[j].emission;
-    const double b =
-        e.b0_R * std::exp(-where.tangent_altitude_km / e.scale_height_km) + e.background_R;
+    // (Below the surface, a line of sight meets the planet: the surface value.)
+    const double z = std::max(where.tangent_altitude_km, 0.0);
+    const double shape = e.surface_brightness_R > 0.0
+                             ? kernels::exosphere::column_ratio(z, e.mass_amu, e.temperature_K)
+                             : 0.0;
+    const double b = e.surface_brightness_R * shape + e.background_R;
     out.line_brightness[j] = b;
     kernels::add_line(lines_[j].profile, b, out.radiance);
   }
@@ -208,6 +232,7 @@ SimulationSummary simulate(const SimulationConfig& config, const LineCatalogue& 
     io::create_objects(w, io::schema::raw_objects(ch), sizes);
     io::create_objects(w, io::schema::calibration_objects(ch), sizes);
     io::create_objects(w, io::schema::truth_objects(ch), sizes);
+    io::create_objects(w, io::schema::profile_truth_objects(ch), sizes);
     const std::string cal = io::schema::calibration_group(ch);
     w.write<double>(cal + "/wavelength_coeffs", sim.wavelength_coeffs());
     w.write<double>(cal + "/dark_rate", sim.dark_rate());
@@ -221,6 +246,9 @@ SimulationSummary simulate(const SimulationConfig& config, const LineCatalogue& 
     w.write_strings(truth + "/line_name", sim.line_names());
     const auto wl = sim.line_wavelengths();
     w.write<double>(truth + "/line_wavelength_nm", wl);
+    w.write<double>(truth + "/profile_surface_brightness_R", sim.line_surface_brightness());
+    w.write<double>(truth + "/profile_temperature_K", sim.line_temperature());
+    w.write<double>(truth + "/profile_background_R", sim.line_background());
     const double fwhm = sim.model().lsf_fwhm_nm;
     w.write<double>(truth + "/lsf_fwhm_nm", std::span<const double>(&fwhm, 1));
   }

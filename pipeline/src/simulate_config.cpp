@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "embedded_data.hpp"
+#include "exospec/kernels/ballistic.hpp"
 #include "exospec/error.hpp"
 #include "exospec/pipeline/simulate.hpp"
 #include "exospec/time.hpp"
@@ -109,9 +110,10 @@ SimulationConfig load_simulation_config(const std::optional<std::filesystem::pat
       (void)value;
       const std::string p = "exosphere." + detail::join_key(ch, name);
       LineEmission e;
-      e.b0_R = r.number(p + ".b0_R");
-      e.scale_height_km = r.number(p + ".scale_height_km");
+      e.surface_brightness_R = r.number(p + ".surface_brightness_R");
+      e.temperature_K = r.number(p + ".temperature_K");
       e.background_R = r.number(p + ".background_R");
+      e.mass_amu = r.number(p + ".mass_amu");
       c.exosphere[ch].emplace(name, e);
     }
   }
@@ -193,12 +195,19 @@ void SimulationConfig::validate(const LineCatalogue& catalogue) const {
     for (const auto& line : catalogue.channel(ch)) {
       const std::string key = "exosphere." + detail::join_key(ch, line.name);
       if (ex == exosphere.end() || ex->second.find(line.name) == ex->second.end()) {
-        fail(key, "missing: every catalogue line needs b0_R, scale_height_km, background_R");
+        fail(key, "missing: every catalogue line needs surface_brightness_R, temperature_K, background_R, "
+                  "mass_amu");
       }
       const LineEmission& e = ex->second.find(line.name)->second;
-      if (!(e.b0_R >= 0.0)) fail(key + ".b0_R", "must be >= 0");
-      if (!(e.scale_height_km > 0.0)) fail(key + ".scale_height_km", "must be > 0");
+      if (!(e.surface_brightness_R >= 0.0)) fail(key + ".surface_brightness_R", "must be >= 0");
+      if (!(e.temperature_K >= 10.0 && e.temperature_K <= 1e7)) {
+        fail(key + ".temperature_K", "must be in [10, 1e7] K");
+      }
       if (!(e.background_R >= 0.0)) fail(key + ".background_R", "must be >= 0");
+      if (!(e.mass_amu >= 0.0 && e.mass_amu <= 1e4)) fail(key + ".mass_amu", "must be in [0, 1e4] (0: from the name)");
+      if (e.mass_amu == 0.0 && !kernels::exosphere::species_mass_amu(line.name)) {
+        fail(key + ".mass_amu", "the line's name names no known element: give its species mass");
+      }
     }
   }
 }
@@ -243,9 +252,10 @@ std::string SimulationConfig::to_toml() const {
   }
   for (const auto& [ch, lines] : exosphere) {
     for (const auto& [name, e] : lines) {
-      s << "\n[exosphere." << ch << "." << toml_string(name) << "]\nb0_R = " << toml_float(e.b0_R)
-        << "\nscale_height_km = " << toml_float(e.scale_height_km)
-        << "\nbackground_R = " << toml_float(e.background_R) << "\n";
+      s << "\n[exosphere." << ch << "." << toml_string(name)
+        << "]\nsurface_brightness_R = " << toml_float(e.surface_brightness_R)
+        << "\ntemperature_K = " << toml_float(e.temperature_K) << "\nbackground_R = " << toml_float(e.background_R)
+        << "\nmass_amu = " << toml_float(e.mass_amu) << "\n";
     }
   }
   return s.str();

@@ -119,6 +119,13 @@ void merge_at(Toml& base, const Toml& user, const std::string& source, const std
         throw ConfigError(source, path,
                           "must be a table, not " + std::string(type_name(value.type())));
       }
+      // A table that is empty in the defaults is open: its keys are the
+      // user's (e.g. [profile.mass_amu], by line name); their values are
+      // checked where they are read.
+      if (target.as_table().empty()) {
+        target = value;
+        continue;
+      }
       merge_at(target, value, source, path);
       continue;
     }

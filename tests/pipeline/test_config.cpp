@@ -41,7 +41,7 @@ TEST(SimulationConfig, DefaultsMatchTheShippedFile) {
   EXPECT_DOUBLE_EQ(c.instrument.at("fuv").sensitivity_peak, 0.3);
   EXPECT_DOUBLE_EQ(c.instrument.at("euv").dead_time_s, 0.5e-6);
   EXPECT_DOUBLE_EQ(c.start_time_j2000_s, 849355200.0);
-  EXPECT_DOUBLE_EQ(c.exosphere.at("euv").at("H I 121.567").scale_height_km, 1100.0);
+  EXPECT_DOUBLE_EQ(c.exosphere.at("euv").at("H I 121.567").temperature_K, 420.0);
   EXPECT_NO_THROW(c.validate(default_catalogue()));
 }
 
@@ -54,7 +54,7 @@ spectra = 77
 dead_time_s = 1e-6
 pixels = 512
 [exosphere.euv."H I 121.567"]
-b0_R = 3000
+surface_brightness_R = 3000
 )");
   const auto c = load_simulation_config(p);
   EXPECT_EQ(c.preset, Preset::kFlyby);
@@ -63,7 +63,7 @@ b0_R = 3000
   EXPECT_DOUBLE_EQ(c.instrument.at("fuv").dead_time_s, 1e-6);
   EXPECT_EQ(c.instrument.at("fuv").pixels, 512u);
   EXPECT_EQ(c.instrument.at("euv").pixels, 1024u);
-  EXPECT_DOUBLE_EQ(c.exosphere.at("euv").at("H I 121.567").b0_R, 3000.0);
+  EXPECT_DOUBLE_EQ(c.exosphere.at("euv").at("H I 121.567").surface_brightness_R, 3000.0);
   EXPECT_DOUBLE_EQ(c.exosphere.at("euv").at("H I 121.567").background_R, 600.0);
 }
 
@@ -72,7 +72,7 @@ TEST(SimulationConfig, ToTomlRoundTrips) {
   auto c = load_simulation_config();
   c.spectra = 12;
   c.instrument.at("euv").dead_time_s = 3.25e-6;
-  c.exosphere.at("fuv").at("Mg I 285.213").b0_R = 123.5;
+  c.exosphere.at("fuv").at("Mg I 285.213").surface_brightness_R = 123.5;
   const auto p = write(dir, c.to_toml());
   const auto back = load_simulation_config(p);
   EXPECT_EQ(back.to_toml(), c.to_toml());
@@ -88,7 +88,7 @@ TEST(SimulationConfig, UnknownKey) {
 
 TEST(SimulationConfig, UnknownLine) {
   const auto dir = test::scratch_dir("unknown_line");
-  expect_config_error(write(dir, "[exosphere.euv.\"Na I 589.0\"]\nb0_R = 1.0\n"),
+  expect_config_error(write(dir, "[exosphere.euv.\"Na I 589.0\"]\nsurface_brightness_R = 1.0\n"),
                       "exosphere.euv.\"Na I 589.0\"", "unknown key");
 }
 
@@ -108,8 +108,8 @@ TEST(SimulationConfig, BadValues) {
                       "simulate.channels", "unknown channel \"xuv\"");
   expect_config_error(write(dir, "[instrument.fuv]\nwavelength_max_nm = 100.0\n"),
                       "instrument.fuv.wavelength_max_nm", "must be > wavelength_min_nm");
-  expect_config_error(write(dir, "[exosphere.fuv.\"Mg I 285.213\"]\nscale_height_km = 0\n"),
-                      "exosphere.fuv.\"Mg I 285.213\".scale_height_km", "must be > 0");
+  expect_config_error(write(dir, "[exosphere.fuv.\"Mg I 285.213\"]\ntemperature_K = 0\n"),
+                      "exosphere.fuv.\"Mg I 285.213\".temperature_K", "must be in [10, 1e7] K");
 }
 
 TEST(SimulationConfig, SyntaxErrorIsOneLine) {

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "exospec/io/input_file.hpp"
+#include "exospec/kernels/ballistic.hpp"
 #include "exospec/pipeline/simulate.hpp"
 #include "test_support.hpp"
 
@@ -223,7 +224,7 @@ TEST(Simulate, SameSeedGivesIdenticalDatasetsForAnyThreadCountAndBlockSize) {
       ++compared;
     }
   }
-  EXPECT_EQ(compared, 2 * (3 + 5 + 6) + 2);
+  EXPECT_EQ(compared, 2 * (3 + 5 + 6 + 3) + 2);  // (truth: 6 datasets and the 3 of the profile)
   EXPECT_NE(fa.read_all<std::uint32_t>("/raw/euv/counts"),
             fc.read_all<std::uint32_t>("/raw/euv/counts"));
 }
@@ -261,8 +262,13 @@ TEST(Simulate, TruthFollowsTheExosphereAndGeometry) {
       for (std::size_t i = 0; i < z.size(); ++i) {
         for (std::size_t j = 0; j < names.size(); ++j) {
           const auto& e = ex.at(names[j]);
+          // (The column shape C(z; T) / C(0; T) is checked against its defining
+          // integrals in test_exosphere.)
+          const double mass = kernels::exosphere::species_mass_amu(names[j]).value();
           EXPECT_NEAR(b[i * names.size() + j],
-                      e.b0_R * std::exp(-z[i] / e.scale_height_km) + e.background_R, 1e-9);
+                      e.surface_brightness_R * kernels::exosphere::column_ratio(z[i], mass, e.temperature_K) +
+                          e.background_R,
+                      1e-9 * (e.surface_brightness_R + e.background_R));
         }
       }
     }

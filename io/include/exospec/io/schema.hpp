@@ -20,11 +20,12 @@ inline constexpr std::array<std::string_view, 2> kChannels = {"euv", "fuv"};
 bool is_channel(std::string_view name) noexcept;
 
 // Shape of an object in terms of N (spectra), P (pixels of the channel),
-// K (wavelength polynomial coefficients) and L (lines of the channel).
-enum class Extent : std::uint8_t { kScalar, kN, kP, kK, kL, kNxP, kNxL };
+// K (wavelength polynomial coefficients), L (lines of the channel) and S
+// (limb scans, the profile stage).
+enum class Extent : std::uint8_t { kScalar, kN, kP, kK, kL, kNxP, kNxL, kS, kSxL };
 
 struct Sizes {
-  std::uint64_t n = 0, p = 0, k = 0, l = 0;
+  std::uint64_t n = 0, p = 0, k = 0, l = 0, s = 0;
 };
 
 Dims dims_of(Extent e, const Sizes& s);
@@ -46,6 +47,9 @@ std::vector<ObjectSpec> raw_objects(std::string_view channel);
 std::vector<ObjectSpec> calibration_objects(std::string_view channel);
 std::vector<ObjectSpec> geometry_objects();
 std::vector<ObjectSpec> truth_objects(std::string_view channel);
+// The profile truth of /truth/<ch> (the simulator's altitude law; optional for
+// readers: a file whose lines follow another law leaves them out).
+std::vector<ObjectSpec> profile_truth_objects(std::string_view channel);
 
 // float64 attributes of /calibration/<ch>.
 inline constexpr std::array<std::string_view, 3> kCalibrationAttributes = {
@@ -59,8 +63,12 @@ std::string truth_group(std::string_view channel);
 std::vector<ObjectSpec> calibrated_objects(std::string_view channel);
 std::vector<ObjectSpec> denoised_objects(std::string_view channel);
 std::vector<ObjectSpec> fit_objects(std::string_view channel);
+// Level 3 (the profile stage): the contract's objects, then the project's
+// additions (temperature_background_correlation, spectra, mass_amu).
+std::vector<ObjectSpec> profile_objects(std::string_view channel);
 std::string calibrated_group(std::string_view channel);
 std::string denoised_group(std::string_view channel);
 std::string fit_group(std::string_view channel);
+std::string profile_group(std::string_view channel);
 
 }  // namespace exospec::io::schema

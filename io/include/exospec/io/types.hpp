@@ -6,9 +6,9 @@
 
 namespace exospec::io {
 
-enum class DType : std::uint8_t { kU8, kU32, kI32, kF32, kF64, kString };
+enum class DType : std::uint8_t { kU8, kU32, kI32, kI64, kF32, kF64, kString };
 
-// "uint8", "uint32", "int32", "float32", "float64", "string".
+// "uint8", "uint32", "int32", "int64", "float32", "float64", "string".
 std::string_view dtype_name(DType t) noexcept;
 
 template <class T>
@@ -24,6 +24,10 @@ struct DTypeOf<std::uint32_t> {
 template <>
 struct DTypeOf<std::int32_t> {
   static constexpr DType value = DType::kI32;
+};
+template <>
+struct DTypeOf<std::int64_t> {
+  static constexpr DType value = DType::kI64;
 };
 template <>
 struct DTypeOf<float> {

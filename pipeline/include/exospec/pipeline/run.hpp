@@ -22,12 +22,13 @@
 
 #include "exospec/kernels/calibrate.hpp"
 #include "exospec/kernels/line_fit.hpp"
+#include "exospec/kernels/profile.hpp"
 #include "exospec/kernels/scans.hpp"
 #include "exospec/pipeline/denoise.hpp"
 
 namespace exospec::pipeline {
 
-enum class Stage : std::uint8_t { kCalibrate, kDenoise, kFit };
+enum class Stage : std::uint8_t { kCalibrate, kDenoise, kFit, kProfile };
 std::string_view stage_name(Stage s) noexcept;
 // "calibrate" or a comma-separated list; throws ConfigError naming `where`.
 std::vector<Stage> parse_stages(std::string_view list, const std::string& where = "--stages");
@@ -54,6 +55,12 @@ struct RunConfig {
   std::map<std::string, DenoiseConfig, std::less<>> denoise;
   // Per channel: the line fit (its fwhm_nm comes from [instrument.<ch>]).
   std::map<std::string, kernels::LineFitSettings, std::less<>> fit;
+  // The profile stage (pipeline/profile.hpp): the fit's settings, and the
+  // species mass (amu) of lines whose name does not say it, by line name.
+  struct Profile {
+    kernels::ProfileSettings settings;
+    std::map<std::string, double, std::less<>> mass_amu;
+  } profile;
   // FFTW wisdom file for the Fourier methods (read if it exists; empty: none).
   std::string fftw_wisdom_file;
   std::string source = "configuration";  // where the values came from
@@ -84,6 +91,10 @@ struct RunSummary {
   double fit_seconds = 0.0;        // line fits
   // Fits per status code (index = kernels::FitStatus), over lines and spectra.
   std::vector<std::uint64_t> fit_status;
+  double profile_seconds = 0.0;    // profile fits (wall, on the compute threads)
+  std::uint64_t scans = 0;         // limb scans found in the file
+  // Profiles (scans x lines, over channels) per status code (kernels::ProfileStatus).
+  std::vector<std::uint64_t> profile_status;
   double write_seconds = 0.0;      // HDF5 writes
   double hash_seconds = 0.0;       // input SHA-256 (on a thread of its own, beside the run)
   // Pixels (over all channels) with each quality bit set; index = bit number.

@@ -5,7 +5,8 @@
 // Per channel and spectrum i (time t_i, tangent altitude z_i):
 //  1. radiance L_p (R/nm) = continuum(lambda_p) + sum_j B_j(z_i) * profile_jp,
 //     profile = pixel-integrated Gaussian line spread (unit area), B_j(z) =
-//     b0 exp(-z/H) + background, multiplets split by their fixed ratios;
+//     B_s C(z; T) / C(0; T) + B_bg (a ballistic exosphere, kernels/exosphere.hpp),
+//     multiplets split by their fixed ratios;
 //  2. true rate r_p = L_p sensitivity_p flat_p + dark_p (1 + coeff (T_i - T_ref));
 //     dead pixels (bad, dead) record nothing; hot pixels have a large dark rate;
 //  3. whole-detector non-paralyzable dead time: every rate scaled by
@@ -54,10 +55,14 @@ struct InstrumentModel {
   std::uint64_t particle_hit_counts_min = 0, particle_hit_counts_max = 0;
 };
 
+// A line's emission against tangent altitude z (kernels/exosphere.hpp,
+// docs/PROFILE.md): B(z) = B_s C(z; T) / C(0; T) + B_bg, C the line-of-sight
+// column of a ballistic exosphere of the species at temperature T.
 struct LineEmission {
-  double b0_R = 0.0;
-  double scale_height_km = 1.0;
-  double background_R = 0.0;
+  double surface_brightness_R = 0.0;  // B_s: at a surface-grazing line of sight
+  double temperature_K = 1000.0;      // T
+  double background_R = 0.0;          // B_bg (interplanetary emission)
+  double mass_amu = 0.0;              // species mass; 0: from the line's element
 };
 
 struct SimulationConfig {
@@ -119,6 +124,10 @@ class ChannelSimulator {
   const InstrumentModel& model() const noexcept { return model_; }
   std::vector<std::string> line_names() const;
   std::vector<double> line_wavelengths() const;
+  // The profile truth of every line: B_s (R), T (K), B_bg (R).
+  std::vector<double> line_surface_brightness() const;
+  std::vector<double> line_temperature() const;
+  std::vector<double> line_background() const;
 
   struct Spectrum {
     std::span<std::uint32_t> counts;      // P
@@ -142,7 +151,7 @@ class ChannelSimulator {
     std::string name;
     double wavelength_nm;
     kernels::LineProfile profile;
-    LineEmission emission;
+    LineEmission emission;  // (its mass resolved from the name where 0)
   };
   std::string channel_;
   std::uint64_t channel_id_;

@@ -1,0 +1,265 @@
+#include "exospec/kernels/ballistic.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <numbers>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace exospec::kernels::exosphere {
+namespace {
+
+constexpr double kTwoOverSqrtPi = 1.1283791670955126;  // 2 / sqrt(pi)
+constexpr double kHalfPi = 0.5 * std::numbers::pi;
+
+// The density of P(3/2, t): (2 / sqrt(pi)) sqrt(t) e^-t.
+double gamma_density(double t) noexcept { return kTwoOverSqrtPi * std::sqrt(t) * std::exp(-t); }
+
+// 8-point Gauss-Legendre nodes and weights on [-1, 1] (half of them).
+constexpr std::array<double, 4> kGlNode = {0.1834346424956498, 0.5255324099163290, 0.7966664774136267,
+                                           0.9602898564975363};
+constexpr std::array<double, 4> kGlWeight = {0.3626837833783620, 0.3137066458778873, 0.2223810344533745,
+                                             0.1012285362903763};
+
+// P(3/2, b) - P(3/2, a) for 0 < a <= b <= 2 a, given pa = P(3/2, a). Below 2 both come from the
+// series: with a / b = lambda_c / (lambda + lambda_c) the difference loses
+// log10(r / R) digits far from the planet, where the density is ~ (r/R)^-5/2
+// and its share of any column small. Above, a short interval is integrated
+// (8-point Gauss-Legendre), a long one taken as a difference of the
+// complements (no cancellation: Q(a) >> Q(b)).
+double gamma_p_difference(double a, double b, double pa) noexcept {
+  if (b < 2.0) return gamma_p_3_2(b) - pa;
+  if (b - a <= 1.0) {
+    // (The density is smooth on [a, b]: the callers have b <= 2 a.)
+    const double m = 0.5 * (a + b), h = 0.5 * (b - a);
+    double s = 0.0;
+    for (std::size_t i = 0; i < kGlNode.size(); ++i) {
+      s += kGlWeight[i] * (gamma_density(m - h * kGlNode[i]) + gamma_density(m + h * kGlNode[i]));
+    }
+    return h * s;
+  }
+  return gamma_q_3_2(a) - gamma_q_3_2(b);
+}
+
+// The exp-sinh rule for the column: nodes t_k = kTMin + k h.
+constexpr double kTMin = -4.5, kTMax = 3.5;
+
+// The rule's abscissae s_k / a = exp(pi/2 sinh t_k) and weights
+// h (pi/2) cosh t_k exp(pi/2 sinh t_k), for steps 1/16 (the accurate column,
+// error < 1e-13) and 1/8 (the table's nodes, < 1e-9; every other node).
+struct Rule {
+  static constexpr int kPerUnit = 16;
+  static constexpr int kNodes = static_cast<int>((kTMax - kTMin) * kPerUnit) + 1;
+  std::array<double, kNodes> s{}, w{};
+  Rule() {
+    for (int k = 0; k < kNodes; ++k) {
+      const double t = kTMin + static_cast<double>(k) / kPerUnit;
+      s[static_cast<std::size_t>(k)] = std::exp(kHalfPi * std::sinh(t));
+      w[static_cast<std::size_t>(k)] = s[static_cast<std::size_t>(k)] * kHalfPi * std::cosh(t) / kPerUnit;
+    }
+  }
+};
+const Rule& rule() {
+  static const Rule r;
+  return r;
+}
+
+// stride 1: step 1/16; stride 2: step 1/8.
+double column_with_stride(double xi, double lambda_c, int stride) noexcept {
+  const Rule& r = rule();
+  const double rt = 1.0 + xi;
+  const double a = rt * std::min(1.0, std::sqrt(2.0 * rt / lambda_c));
+  double sum = 0.0;
+  for (int k = 0; k < Rule::kNodes; k += stride) {
+    const auto i = static_cast<std::size_t>(k);
+    const double s = a * r.s[i];
+    sum += r.w[i] * density_ratio(std::hypot(rt, s), lambda_c);
+  }
+  return 2.0 * a * static_cast<double>(stride) * sum;
+}
+
+constexpr int kColumnStride = 1;  // the accurate column
+constexpr int kTableStride = 2;   // the table's nodes
+
+// The shared table of ln C(z)/C(0) over u = ln lambda_c (rows) and
+// t = ln(1 + x / kX0), x = xi (lambda_c + 1/lambda_c) (columns), with one
+// node beyond each end for the 4-point stencils.
+constexpr double kDu = 0.07, kDt = 0.05, kX0 = 1e-3, kXMax = 2e5, kLogFloor = -700.0;
+
+struct Table {
+  double u0 = 0.0;  // u of row 0 (one row below the range)
+  std::size_t rows = 0, cols = 0;
+  std::vector<double> v;  // rows x cols, row-major; column 0 is t = -kDt
+  Table() {
+    const double ulo = std::log(ColumnProfileTable::kLambdaMin), uhi = std::log(ColumnProfileTable::kLambdaMax);
+    rows = static_cast<std::size_t>(std::ceil((uhi - ulo) / kDu)) + 4;
+    u0 = ulo - kDu;
+    const double tmax = std::log1p(kXMax / kX0);
+    cols = static_cast<std::size_t>(std::ceil(tmax / kDt)) + 4;
+    v.resize(rows * cols);
+    for (std::size_t i = 0; i < rows; ++i) {
+      const double lc = std::exp(u0 + kDu * static_cast<double>(i));
+      const double scale = lc + 1.0 / lc;
+      const double c0 = column_with_stride(0.0, lc, kTableStride);
+      double* row = v.data() + i * cols;
+      for (std::size_t j = 1; j < cols; ++j) {
+        // (C falls with z: once at the floor, the rest of the row is too.)
+        if (j > 1 && row[j - 1] == kLogFloor) {
+          row[j] = kLogFloor;
+          continue;
+        }
+        const double x = kX0 * std::expm1(kDt * static_cast<double>(j - 1));
+        const double c = j == 1 ? c0 : column_with_stride(x / scale, lc, kTableStride);
+        row[j] = c > 0.0 ? std::max(std::log(c / c0), kLogFloor) : kLogFloor;
+      }
+      // t = -kDt: the cubic through the first four nodes, continued.
+      row[0] = 4.0 * row[1] - 6.0 * row[2] + 4.0 * row[3] - row[4];
+    }
+  }
+};
+
+const Table& table() {
+  static const Table t;  // (built once, on first use; thread-safe)
+  return t;
+}
+
+// Cubic Lagrange weights of the nodes -1, 0, 1, 2 at p in [0, 1].
+inline void lagrange4(double p, double* w) noexcept {
+  w[0] = -p * (p - 1.0) * (p - 2.0) / 6.0;
+  w[1] = (p + 1.0) * (p - 1.0) * (p - 2.0) / 2.0;
+  w[2] = -(p + 1.0) * p * (p - 2.0) / 2.0;
+  w[3] = (p + 1.0) * p * (p - 1.0) / 6.0;
+}
+
+}  // namespace
+
+double surface_lambda(double mass_amu, double temperature_K, const Body& body) noexcept {
+  return body.gm_m3_s2 * mass_amu * kAtomicMass / (kBoltzmann * temperature_K * body.radius_km * 1e3);
+}
+
+double scale_height_km(double mass_amu, double temperature_K, const Body& body) noexcept {
+  return body.radius_km / surface_lambda(mass_amu, temperature_K, body);
+}
+
+double gamma_p_3_2(double x) noexcept {
+  if (!(x > 0.0)) return 0.0;
+  if (x < 0.5) {
+    // gamma(3/2, x) = x^(3/2) e^-x sum_k x^k / ((3/2)(5/2)...(3/2 + k)),
+    // 14 terms to 1e-17 below x = 1/2.
+    static constexpr auto kInv = [] {
+      std::array<double, 14> c{};
+      for (std::size_t k = 0; k < c.size(); ++k) c[k] = 1.0 / (1.5 + static_cast<double>(k));
+      return c;
+    }();
+    double term = kInv[0], sum = term;
+    for (std::size_t k = 1; k < kInv.size(); ++k) {
+      term *= x * kInv[k];
+      sum += term;
+    }
+    return kTwoOverSqrtPi * x * std::sqrt(x) * std::exp(-x) * sum;
+  }
+  if (x < 2.0) {
+    // (Half a digit of cancellation at x = 1/2.)
+    const double r = std::sqrt(x);
+    return std::erf(r) - kTwoOverSqrtPi * r * std::exp(-x);
+  }
+  return 1.0 - gamma_q_3_2(x);
+}
+
+double gamma_q_3_2(double x) noexcept {
+  if (!(x > 0.0)) return 1.0;
+  if (x < 2.0) return 1.0 - gamma_p_3_2(x);
+  const double r = std::sqrt(x);
+  return std::erfc(r) + kTwoOverSqrtPi * r * std::exp(-x);
+}
+
+double ballistic_zeta(double lambda, double lambda_c) noexcept {
+  if (!(lambda > 0.0)) return 0.0;
+  const double u = std::min(lambda / lambda_c, 1.0);
+  const double psi = lambda * lambda / (lambda + lambda_c);
+  const double a = lambda * lambda_c / (lambda + lambda_c);  // lambda - psi, without cancellation
+  // zeta = [P(lambda) - P(a)] + (1 - sqrt(1 - u^2) e^-psi) P(a).
+  const double one_minus_q = -std::expm1(0.5 * std::log1p(-u * u) - psi);
+  const double pa = gamma_p_3_2(a);
+  return gamma_p_difference(a, lambda, pa) + one_minus_q * pa;
+}
+
+double density_ratio(double rho, double lambda_c) noexcept {
+  const double lambda = lambda_c / rho;
+  if (lambda_c - lambda > 745.0 && lambda_c > 1.0) return 0.0;  // (below the smallest double)
+  return std::exp(lambda - lambda_c) * ballistic_zeta(lambda, lambda_c) / gamma_p_3_2(lambda_c);
+}
+
+double column(double xi, double lambda_c) noexcept { return column_with_stride(xi, lambda_c, kColumnStride); }
+
+double column_ratio(double z_km, double mass_amu, double temperature_K, const Body& body) noexcept {
+  if (!(z_km > 0.0)) return 1.0;
+  const double lc = surface_lambda(mass_amu, temperature_K, body);
+  return column(z_km / body.radius_km, lc) / column(0.0, lc);
+}
+
+std::optional<double> species_mass_amu(std::string_view line_name) noexcept {
+  const std::string_view symbol = line_name.substr(0, line_name.find(' '));
+  struct Element {
+    std::string_view symbol;
+    double mass;
+  };
+  static constexpr Element kElements[] = {
+      {"H", 1.008},    {"He", 4.0026},  {"C", 12.011},  {"N", 14.007},  {"O", 15.999},
+      {"Ne", 20.180},  {"Na", 22.990},  {"Mg", 24.305}, {"Al", 26.982}, {"Si", 28.085},
+      {"S", 32.06},    {"Ar", 39.95},   {"K", 39.098},  {"Ca", 40.078}, {"Ti", 47.867},
+      {"Mn", 54.938},  {"Fe", 55.845}};
+  for (const auto& e : kElements) {
+    if (e.symbol == symbol) return e.mass;
+  }
+  return std::nullopt;
+}
+
+ColumnProfileTable::ColumnProfileTable(double mass_amu, double t_min_K, double t_max_K, const Body& body)
+    : mass_amu_(mass_amu),
+      lambda_per_kelvin_(surface_lambda(mass_amu, 1.0, body)),
+      radius_km_(body.radius_km) {
+  const double lo = lambda_per_kelvin_ / t_max_K, hi = lambda_per_kelvin_ / t_min_K;
+  if (!(t_min_K > 0.0) || !(t_max_K >= t_min_K) || !(lo >= kLambdaMin * (1.0 - 1e-12)) ||
+      !(hi <= kLambdaMax * (1.0 + 1e-12))) {
+    throw std::invalid_argument("temperatures " + std::to_string(t_min_K) + "-" + std::to_string(t_max_K) +
+                                " K of a " + std::to_string(mass_amu) +
+                                " amu species give a surface escape parameter outside [0.01, 1e4]");
+  }
+  (void)table();  // (built here, not in the first fit)
+}
+
+void ColumnProfileTable::ratio(double temperature_K, std::span<const double> z_km, std::span<double> out) const noexcept {
+  const Table& tb = table();
+  const double lc = lambda_per_kelvin_ / temperature_K;
+  const double scale = (lc + 1.0 / lc) / radius_km_;  // x per km
+  const double fu = (std::log(lc) - tb.u0) / kDu;
+  const auto iu = static_cast<std::size_t>(std::clamp(std::floor(fu), 1.0, static_cast<double>(tb.rows - 3)));
+  double wu[4];
+  lagrange4(fu - static_cast<double>(iu), wu);
+  const double* r0 = tb.v.data() + (iu - 1) * tb.cols;
+  const std::size_t last = tb.cols - 3;
+  for (std::size_t i = 0; i < z_km.size(); ++i) {
+    const double z = z_km[i];
+    if (!(z > 0.0)) {
+      out[i] = 1.0;
+      continue;
+    }
+    // (Column 0 is t = -kDt, so the node of t is j + 1.)
+    const double ft = std::log1p(z * scale / kX0) / kDt + 1.0;
+    const auto j = static_cast<std::size_t>(std::min(std::floor(ft), static_cast<double>(last)));
+    double wt[4];
+    lagrange4(std::min(ft - static_cast<double>(j), 1.0), wt);
+    double acc = 0.0;
+    for (int a = 0; a < 4; ++a) {
+      const double* row = r0 + static_cast<std::size_t>(a) * tb.cols + (j - 1);
+      acc += wu[a] * (wt[0] * row[0] + wt[1] * row[1] + wt[2] * row[2] + wt[3] * row[3]);
+    }
+    out[i] = std::exp(acc);
+  }
+}
+
+}  // namespace exospec::kernels::exosphere
