@@ -208,10 +208,11 @@ std::optional<double> species_mass_amu(std::string_view line_name) noexcept {
     double mass;
   };
   static constexpr Element kElements[] = {
-      {"H", 1.008},    {"He", 4.0026},  {"C", 12.011},  {"N", 14.007},  {"O", 15.999},
-      {"Ne", 20.180},  {"Na", 22.990},  {"Mg", 24.305}, {"Al", 26.982}, {"Si", 28.085},
-      {"S", 32.06},    {"Ar", 39.95},   {"K", 39.098},  {"Ca", 40.078}, {"Ti", 47.867},
-      {"Mn", 54.938},  {"Fe", 55.845}};
+      // (standard atomic weights, IUPAC 2013; conventional values for H, C, N, O, Mg, Si, S)
+      {"H", 1.008},       {"He", 4.002602},     {"C", 12.011},      {"N", 14.007},   {"O", 15.999},
+      {"Ne", 20.1797},    {"Na", 22.98976928},  {"Mg", 24.305},     {"Al", 26.9815385}, {"Si", 28.085},
+      {"S", 32.06},       {"Ar", 39.948},       {"K", 39.0983},     {"Ca", 40.078},  {"Ti", 47.867},
+      {"Mn", 54.938044},  {"Fe", 55.845}};
   for (const auto& e : kElements) {
     if (e.symbol == symbol) return e.mass;
   }

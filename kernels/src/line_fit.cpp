@@ -13,6 +13,12 @@
 namespace exospec::kernels {
 using namespace line_fit_detail;
 
+namespace {
+// The largest variance of reference()'s intercept, in units of one
+// neighbour's variance (a quadratic through +-5 spectra: 0.26).
+constexpr double kMaxReferenceVariance = 0.5;
+}  // namespace
+
 std::optional<ShiftMode> parse_shift_mode(std::string_view s) noexcept {
   if (s == "fixed") return ShiftMode::kFixed;
   if (s == "tied") return ShiftMode::kTied;
@@ -144,7 +150,15 @@ void LineFitter::reference(std::span<const double> states, std::span<const doubl
   if (S == 0) return;
   const std::size_t rows = states.size() / S;
   const auto hw = static_cast<std::size_t>(std::max(half_width, 0));
-  const std::size_t lo = row >= hw ? row - hw : 0, hi = std::min(rows - 1, row + hw);
+  // The 2 hw nearest spectra of the scan: hw each side, or more on one side
+  // where the scan (or the array) ends on the other.
+  auto same_scan = [&](std::size_t q) { return scan.empty() || scan[q] == scan[row]; };
+  std::size_t below = 0, above = 0;
+  while (below < 2 * hw && below < row && same_scan(row - below - 1)) ++below;
+  while (above < 2 * hw && row + above + 1 < rows && same_scan(row + above + 1)) ++above;
+  const std::size_t take_below = std::min(below, 2 * hw - std::min(above, hw));
+  const std::size_t take_above = std::min(above, 2 * hw - std::min(below, hw));
+  const std::size_t lo = row - take_below, hi = row + take_above;
   const bool by_altitude = !altitude_km.empty() && std::isfinite(altitude_km[row]);
   // The abscissa of neighbour q (NaN: not usable), and the scale that maps
   // the neighbourhood to [-1, 1] (for the conditioning of the fit).
@@ -156,7 +170,10 @@ void LineFitter::reference(std::span<const double> states, std::span<const doubl
     const auto k = static_cast<std::size_t>(w.k);
     double* o = out.data() + w.state;
     const double* own = states.data() + row * S + w.state;
+    // (The shift's sigma: NaN, the reference's shift is not measured in
+    // this spectrum.)
     for (std::size_t a = k; a < k + 3; ++a) o[a] = own[a];
+    o[k + 1] = kNaN;
     auto usable = [&](std::size_t q) {
       return q != row && (scan.empty() || scan[q] == scan[row]) && std::isfinite(states[q * S + w.state]) &&
              std::isfinite(offset_of(q));
@@ -169,47 +186,102 @@ void LineFitter::reference(std::span<const double> states, std::span<const doubl
       scale = std::max(scale, std::abs(offset_of(q)));
     }
     if (count == 0) {
-      for (std::size_t a = 0; a < k; ++a) o[a] = kNaN;
+      for (std::size_t a = 0; a < k + 3; ++a) o[a] = kNaN;
       continue;
     }
+    // The parameters predicted: the linear ones, the shift and the FWHM
+    // (indices of the window's state); a shift or width that every
+    // neighbour shares (fixed, or tied to one value) is copied exactly.
+    std::size_t param[kMaxParams + 2];
+    std::size_t np = 0;
+    for (std::size_t a = 0; a < k; ++a) param[np++] = a;
+    for (const std::size_t a : {k, k + 2}) {
+      bool shared = true;
+      for (std::size_t q = lo; q <= hi && shared; ++q) {
+        if (usable(q)) shared = states[q * S + w.state + a] == own[a];
+      }
+      if (!shared) param[np++] = a;
+    }
     const double inv_scale = scale > 0.0 ? 1.0 / scale : 0.0;
-    // Moments sum x^m (m <= 4) and sum x^m y_a (m <= 2) of the neighbours.
-    double mx[5] = {}, my[kMaxParams][3] = {};
+    // Moments sum x^m (m <= 4), sum x^m y_a (m <= 2) and sum y_a^2 of the
+    // neighbours.
+    double mx[5] = {}, my[kMaxParams + 2][3] = {}, yy[kMaxParams + 2] = {};
     for (std::size_t q = lo; q <= hi; ++q) {
       if (!usable(q)) continue;
       const double x = offset_of(q) * inv_scale, x2 = x * x;
       const double pw[5] = {1.0, x, x2, x2 * x, x2 * x2};
       for (int m = 0; m < 5; ++m) mx[m] += pw[m];
       const double* y = states.data() + q * S + w.state;
-      for (std::size_t a = 0; a < k; ++a) {
-        for (int m = 0; m < 3; ++m) my[a][m] += pw[m] * y[a];
+      for (std::size_t c = 0; c < np; ++c) {
+        const double v = y[param[c]];
+        for (int m = 0; m < 3; ++m) my[c][m] += pw[m] * v;
+        yy[c] += v * v;
       }
     }
-    // The intercept of the highest order the neighbours support: z = G^-1 e_0
-    // for the Gram matrix G of 1, x (, x^2), then a = z . (sum x^m y).
-    double z[3] = {1.0 / mx[0], 0.0, 0.0};
-    for (int order = count >= 5 ? 2 : count >= 3 ? 1 : 0; order > 0; --order) {
+    // The polynomial fits of order 0, 1, 2 that the neighbours support
+    // (distinct altitudes: a well-conditioned Gram matrix G of 1, x, x^2):
+    // per order, the Cholesky factor and the intercept's variance in units
+    // of one neighbour's, var = (G^-1)_00.
+    const int top = count >= 5 ? 2 : count >= 3 ? 1 : 0;
+    double factor[3][9];
+    double var[3] = {1.0 / mx[0], kNaN, kNaN};
+    bool have[3] = {true, false, false};
+    for (int order = 1; order <= top; ++order) {
       const int m = order + 1;
-      double G[9];
+      double* G = factor[order];
       for (int i = 0; i < m; ++i) {
         for (int j = 0; j < m; ++j) G[i * m + j] = mx[i + j];
       }
-      double e[3] = {1.0, 0.0, 0.0};
       const bool ok = m == 3 ? small_ldlt<3>(G, 3) : small_ldlt<2>(G, 2);
       // (Pivots above 1e-14 of the largest diagonal element are not enough
-      // here: distinct altitudes are needed, i.e. a well-conditioned G.)
+      // here: distinct altitudes are needed.)
       bool conditioned = ok;
       for (int i = 0; ok && i < m; ++i) conditioned &= 1.0 / G[i * m + i] > 1e-9 * mx[0];
-      if (!conditioned) continue;
+      if (!conditioned) break;
+      double e[3] = {1.0, 0.0, 0.0};
       if (m == 3) {
         small_ldlt_solve<3>(G, 3, e);
       } else {
         small_ldlt_solve<2>(G, 2, e);
       }
-      for (int i = 0; i < 3; ++i) z[i] = i < m ? e[i] : 0.0;
-      break;
+      have[order] = true;
+      var[order] = e[0];
     }
-    for (std::size_t a = 0; a < k; ++a) o[a] = z[0] * my[a][0] + z[1] * my[a][1] + z[2] * my[a][2];
+    const auto n = static_cast<double>(count);
+    for (std::size_t a = 0; a < np; ++a) {
+      // Intercept and residual sum of squares of each order's fit.
+      double intercept[3], rss[3];
+      intercept[0] = my[a][0] / n;
+      rss[0] = yy[a] - n * intercept[0] * intercept[0];
+      for (int order = 1; order <= 2; ++order) {
+        if (!have[order]) break;
+        const int m = order + 1;
+        double beta[3] = {my[a][0], my[a][1], my[a][2]};
+        if (m == 3) {
+          small_ldlt_solve<3>(factor[order], 3, beta);
+        } else {
+          small_ldlt_solve<2>(factor[order], 2, beta);
+        }
+        intercept[order] = beta[0];
+        rss[order] = yy[a];
+        for (int i = 0; i < m; ++i) rss[order] -= beta[i] * my[a][i];
+      }
+      // The highest order, unless its intercept is an extrapolation
+      // (variance above kMaxReferenceVariance; a scan's ends) that the
+      // neighbours do not show to be needed: then the next lower order,
+      // when the two intercepts differ by less than 2 standard errors of
+      // their difference, (var_o - var_{o-1}) s_o^2 for nested fits.
+      int order = 2;
+      while (order > 0 && !have[order]) --order;
+      while (order > 0 && var[order] > kMaxReferenceVariance) {
+        const double dof = n - static_cast<double>(order + 1);
+        const double s2 = dof > 0.0 ? std::max(rss[order], 0.0) / dof : std::numeric_limits<double>::infinity();
+        const double d = intercept[order] - intercept[order - 1];
+        if (d * d > 4.0 * (var[order] - var[order - 1]) * s2) break;
+        --order;
+      }
+      o[param[a]] = intercept[order];
+    }
   }
 }
 
@@ -219,7 +291,6 @@ void LineFitter::refit(std::span<const T> radiance, std::span<const T> variance,
                        std::span<const double> offset, std::span<const double> reference,
                        const LineFitResult& out, Workspace& work) const {
   if (scale.empty()) return;
-  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, kMaxParams + 2, kMaxParams + 2>;
   for (std::size_t wi = 0; wi < windows_.size(); ++wi) {
     const Window& w = windows_[wi];
     const std::size_t nl = w.lines.size(), n = w.size, k = static_cast<std::size_t>(w.k);
@@ -233,8 +304,12 @@ void LineFitter::refit(std::span<const T> radiance, std::span<const T> variance,
     bool have = true;
     for (std::size_t a = 0; a < k + 3; ++a) have &= a == k + 1 || std::isfinite(ref[a]);
     if (!have) continue;
-    const double shift = ref[k], shift_sigma = ref[k + 1], fwhm = ref[k + 2];
-    const bool measured = std::isfinite(shift_sigma);
+    // At the reference's shift and width: a brightness solved at this
+    // spectrum's own fitted shift (or width) is biased up, by the fit of the
+    // position to the noise; the neighbours' shift is independent of it and,
+    // for a smoothly varying shift, off by far less than its own sigma (a
+    // shift error enters the brightness only at second order).
+    const double shift = ref[k], fwhm = ref[k + 2];
     std::size_t good = 0;
     if (!prepare_weights(w, radiance, variance, quality, work, good)) continue;
     const double* A = shift == 0.0 && fwhm == settings_.fwhm_nm ? w.basis.data()
@@ -245,44 +320,6 @@ void LineFitter::refit(std::span<const T> radiance, std::span<const T> variance,
                   settings_.min_expected_counts, work.weight.data(), work.model.data());
     Solution& sol = work.solvers->solution[wi];
     if (!solve_linear(w, A, scale, offset, good, 0, work, sol)) continue;
-    if (measured) {
-      // The Fisher information over the linear parameters and the shift (and
-      // the width, where it is free) at these weights.
-      const bool free_width = settings_.width == WidthMode::kFree;
-      const std::size_t m = k + (free_width ? 2 : 1);
-      if (good <= m) continue;
-      double beta[kMaxParams];
-      for (std::size_t a = 0; a < k; ++a) beta[a] = sol.beta(static_cast<Eigen::Index>(a));
-      double* cols = work.columns.data();
-      window_profiles(wi, shift, fwhm, cols, beta, work.dshift.data(), work.dsigma.data(), work);
-      const double* background = w.basis.data() + nl * n;
-      auto column = [&](std::size_t a) -> const double* {
-        return a < nl ? cols + a * n : a < k ? background + (a - nl) * n : a == k ? work.dshift.data()
-                                                                                  : work.dsigma.data();
-      };
-      Mat F(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(m));
-      const double* wt = work.weight.data();
-      for (std::size_t a = 0; a < m; ++a) {
-        const double* ca = column(a);
-        for (std::size_t b = 0; b <= a; ++b) {
-          const double* cb = column(b);
-          double acc = 0.0;
-          for (std::size_t i = 0; i < n; ++i) acc += wt[i] * ca[i] * cb[i];
-          F(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b)) = acc;
-          F(static_cast<Eigen::Index>(b), static_cast<Eigen::Index>(a)) = acc;
-        }
-      }
-      Eigen::LDLT<Mat> ldlt(F);
-      if (ldlt.info() != Eigen::Success || !(ldlt.vectorD().minCoeff() > 1e-14 * ldlt.vectorD().maxCoeff())) {
-        continue;  // (fit()'s values stay)
-      }
-      const Mat cov = ldlt.solve(Mat::Identity(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(m)));
-      for (std::size_t a = 0; a < nl; ++a) {
-        const auto i = static_cast<Eigen::Index>(a);
-        sol.sigma(i) = std::sqrt(std::max(cov(i, i), 0.0));
-      }
-      sol.chi2_reduced *= static_cast<double>(good - k) / static_cast<double>(good - m);
-    }
     for (std::size_t c = 0; c < nl; ++c) {
       const std::size_t j = w.lines[c];
       const auto i = static_cast<Eigen::Index>(c);

@@ -14,6 +14,7 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr int kGrid = 33;            // trial temperatures of the first search (log-spaced)
 constexpr double kLogTolerance = 1e-7;  // Brent's tolerance in ln T
+constexpr int kWeightPasses = 2;       // fits at weights from the model (fit())
 constexpr double kDerivativeStep = 1e-3;  // central difference of the shape in ln T
 
 // The weighted linear fit of b ~ B_s g + B_bg (weights w) and its chi2.
@@ -52,7 +53,7 @@ Linear solve(std::size_t n, const double* g, const double* b, const double* w) {
 
 }  // namespace
 
-// The species' column shape C(z; T) / C(0; T) (exosphere.hpp's fast table).
+// The species' column shape C(z; T) / C(0; T) (ballistic.hpp's fast table).
 struct ProfileFitter::Table {
   exosphere::ColumnProfileTable columns;
   Table(double mass, double t_min, double t_max) : columns(mass, t_min, t_max) {}
@@ -77,7 +78,7 @@ ProfileFitter& ProfileFitter::operator=(ProfileFitter&&) noexcept = default;
 
 ProfileFitter::Workspace ProfileFitter::make_workspace(std::size_t n) const {
   Workspace w;
-  for (auto* v : {&w.z, &w.b, &w.w, &w.g, &w.g2}) v->resize(n);
+  for (auto* v : {&w.z, &w.b, &w.w, &w.s2, &w.g, &w.g2}) v->resize(n);
   return w;
 }
 
@@ -100,7 +101,7 @@ ProfileResult ProfileFitter::fit(std::span<const double> altitude_km, std::span<
   // The usable spectra.
   const std::size_t N = altitude_km.size();
   if (work.z.size() < N) {
-    for (auto* v : {&work.z, &work.b, &work.w, &work.g, &work.g2}) v->resize(N);  // (the caller sized it)
+    for (auto* v : {&work.z, &work.b, &work.w, &work.s2, &work.g, &work.g2}) v->resize(N);  // (the caller sized it)
   }
   std::size_t n = 0;
   double zmin = std::numeric_limits<double>::infinity(), zmax = -zmin;
@@ -134,69 +135,105 @@ ProfileResult ProfileFitter::fit(std::span<const double> altitude_km, std::span<
     table_->shape(std::exp(u), z, g);
     return solve(n, g.data(), work.b.data(), work.w.data()).chi2;
   };
-  // The best of a grid in ln T, then Brent's method in the bracket around it.
   const double u_lo = std::log(settings_.min_temperature_K), u_hi = std::log(settings_.max_temperature_K);
-  const double du = (u_hi - u_lo) / (kGrid - 1);
-  int best = 0;
-  double best_chi2 = std::numeric_limits<double>::infinity();
-  for (int k = 0; k < kGrid; ++k) {
-    const double c = chi2_at(u_lo + du * k);
-    if (c < best_chi2) {
-      best_chi2 = c;
-      best = k;
-    }
-  }
-  double a = u_lo + du * std::max(best - 1, 0), b = u_lo + du * std::min(best + 1, kGrid - 1);
-  // Brent's minimisation (golden sections with parabolic steps).
-  constexpr double kGolden = 0.3819660112501051;  // (3 - sqrt 5) / 2
-  double x = u_lo + du * best, wv = x, v = x, fx = best_chi2, fw = fx, fv = fx;
-  double d = 0.0, e = 0.0;
-  for (int it = 0; it < 100; ++it) {
-    const double m = 0.5 * (a + b);
-    const double tol1 = kLogTolerance * 0.5 + 1e-12 * std::abs(x), tol2 = 2.0 * tol1;
-    if (std::abs(x - m) <= tol2 - 0.5 * (b - a)) break;
-    bool golden = true;
-    if (std::abs(e) > tol1) {
-      // A parabola through x, w and v.
-      const double r1 = (x - wv) * (fx - fv), q1 = (x - v) * (fx - fw);
-      double p = (x - v) * q1 - (x - wv) * r1, q = 2.0 * (q1 - r1);
-      if (q > 0.0) p = -p;
-      q = std::abs(q);
-      const double e_prev = e;
-      e = d;
-      if (std::abs(p) < std::abs(0.5 * q * e_prev) && p > q * (a - x) && p < q * (b - x)) {
-        d = p / q;
-        const double uu = x + d;
-        if (uu - a < tol2 || b - uu < tol2) d = x < m ? tol1 : -tol1;
-        golden = false;
+  // The best of a grid in ln T, then Brent's method in the bracket around it.
+  auto minimise = [&]() {
+    const double du = (u_hi - u_lo) / (kGrid - 1);
+    int best = 0;
+    double best_chi2 = std::numeric_limits<double>::infinity();
+    for (int k = 0; k < kGrid; ++k) {
+      const double c = chi2_at(u_lo + du * k);
+      if (c < best_chi2) {
+        best_chi2 = c;
+        best = k;
       }
     }
-    if (golden) {
-      e = (x < m ? b : a) - x;
-      d = kGolden * e;
-    }
-    const double uu = std::abs(d) >= tol1 ? x + d : x + (d > 0.0 ? tol1 : -tol1);
-    const double fu = chi2_at(uu);
-    if (fu <= fx) {
-      (uu < x ? b : a) = x;
-      v = wv;
-      fv = fw;
-      wv = x;
-      fw = fx;
-      x = uu;
-      fx = fu;
-    } else {
-      (uu < x ? a : b) = uu;
-      if (fu <= fw || wv == x) {
+    double a = u_lo + du * std::max(best - 1, 0), b = u_lo + du * std::min(best + 1, kGrid - 1);
+    // Brent's minimisation (golden sections with parabolic steps).
+    constexpr double kGolden = 0.3819660112501051;  // (3 - sqrt 5) / 2
+    double x = u_lo + du * best, wv = x, v = x, fx = best_chi2, fw = fx, fv = fx;
+    double d = 0.0, e = 0.0;
+    for (int it = 0; it < 100; ++it) {
+      const double m = 0.5 * (a + b);
+      const double tol1 = kLogTolerance * 0.5 + 1e-12 * std::abs(x), tol2 = 2.0 * tol1;
+      if (std::abs(x - m) <= tol2 - 0.5 * (b - a)) break;
+      bool golden = true;
+      if (std::abs(e) > tol1) {
+        // A parabola through x, w and v.
+        const double r1 = (x - wv) * (fx - fv), q1 = (x - v) * (fx - fw);
+        double p = (x - v) * q1 - (x - wv) * r1, q = 2.0 * (q1 - r1);
+        if (q > 0.0) p = -p;
+        q = std::abs(q);
+        const double e_prev = e;
+        e = d;
+        if (std::abs(p) < std::abs(0.5 * q * e_prev) && p > q * (a - x) && p < q * (b - x)) {
+          d = p / q;
+          const double uu = x + d;
+          if (uu - a < tol2 || b - uu < tol2) d = x < m ? tol1 : -tol1;
+          golden = false;
+        }
+      }
+      if (golden) {
+        e = (x < m ? b : a) - x;
+        d = kGolden * e;
+      }
+      const double uu = std::abs(d) >= tol1 ? x + d : x + (d > 0.0 ? tol1 : -tol1);
+      const double fu = chi2_at(uu);
+      if (fu <= fx) {
+        (uu < x ? b : a) = x;
         v = wv;
         fv = fw;
-        wv = uu;
-        fw = fu;
-      } else if (fu <= fv || v == x || v == wv) {
-        v = uu;
-        fv = fu;
+        wv = x;
+        fw = fx;
+        x = uu;
+        fx = fu;
+      } else {
+        (uu < x ? a : b) = uu;
+        if (fu <= fw || wv == x) {
+          v = wv;
+          fv = fw;
+          wv = uu;
+          fw = fu;
+        } else if (fu <= fv || v == x || v == wv) {
+          v = uu;
+          fv = fu;
+        }
       }
     }
+    return x;
+  };
+  double x = minimise();
+  // The weights: the level-2 sigma of a spectrum is made from its
+  // neighbours' brightness (docs/FIT.md), so it carries their noise, and a
+  // fit weighted by it is biased (a spectrum that comes out high raises its
+  // neighbours' sigmas and so its own weight). The variance of a
+  // photon-counting brightness is linear in the brightness, so the weights
+  // are 1 / (a + b B(z_i)), a and b the least-squares line of sigma_i^2
+  // against the fitted model, and the fit is made again (twice): each
+  // spectrum's own noise then moves its weight by O(1/n).
+  for (std::size_t i = 0; i < n; ++i) work.s2[i] = 1.0 / work.w[i];
+  for (int pass = 0; pass < kWeightPasses; ++pass) {
+    table_->shape(std::exp(x), z, g);
+    const Linear m = solve(n, g.data(), work.b.data(), work.w.data());
+    if (m.degenerate) break;
+    double s1 = 0.0, sm = 0.0, smm = 0.0, sv = 0.0, smv = 0.0, vmin = std::numeric_limits<double>::infinity();
+    for (std::size_t i = 0; i < n; ++i) {
+      const double mi = m.bs * g[i] + m.bg, v = work.s2[i];
+      s1 += 1.0;
+      sm += mi;
+      smm += mi * mi;
+      sv += v;
+      smv += mi * v;
+      vmin = std::min(vmin, v);
+    }
+    const double det = s1 * smm - sm * sm;
+    double slope = det > 1e-12 * s1 * smm ? (s1 * smv - sm * sv) / det : 0.0;
+    if (!(slope >= 0.0)) slope = 0.0;  // (a variance does not fall with the brightness)
+    const double intercept = (sv - slope * sm) / s1;
+    for (std::size_t i = 0; i < n; ++i) {
+      work.w[i] = 1.0 / std::max(intercept + slope * (m.bs * g[i] + m.bg), vmin);
+    }
+    x = minimise();
   }
   const double t = std::exp(x);
   const bool at_bound = x - u_lo < 10.0 * kLogTolerance || u_hi - x < 10.0 * kLogTolerance;

@@ -154,7 +154,7 @@ bool ChannelStages::has_denoise() const noexcept { return impl_->smoother.has_va
 bool ChannelStages::has_fit() const noexcept { return impl_->fitter.has_value(); }
 bool ChannelStages::needs_count_model() const noexcept { return impl_->count_model; }
 std::size_t ChannelStages::context_rows() const noexcept {
-  return impl_->neighbour_reference ? static_cast<std::size_t>(impl_->reference_half_width) : 0;
+  return impl_->neighbour_reference ? 2 * static_cast<std::size_t>(impl_->reference_half_width) : 0;
 }
 std::size_t ChannelStages::lines() const noexcept { return impl_->fitter ? impl_->fitter->lines() : 0; }
 const std::vector<kernels::FitLineSpec>& ChannelStages::line_specs() const {

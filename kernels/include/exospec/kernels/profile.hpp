@@ -1,6 +1,6 @@
 #pragma once
 // Level 3: one limb scan's line brightness against tangent altitude, fitted
-// with the ballistic-exosphere profile (exosphere.hpp, docs/PROFILE.md):
+// with the ballistic-exosphere profile (ballistic.hpp, docs/PROFILE.md):
 //
 //   B(z) = B_s C(z; T) / C(0; T) + B_bg
 //
@@ -86,7 +86,7 @@ class ProfileFitter {
   const ProfileSettings& settings() const noexcept { return settings_; }
 
   struct Workspace {
-    std::vector<double> z, b, w, g, g2;
+    std::vector<double> z, b, w, s2, g, g2;
   };
   Workspace make_workspace(std::size_t max_spectra) const;
 

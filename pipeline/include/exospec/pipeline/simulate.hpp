@@ -5,7 +5,7 @@
 // Per channel and spectrum i (time t_i, tangent altitude z_i):
 //  1. radiance L_p (R/nm) = continuum(lambda_p) + sum_j B_j(z_i) * profile_jp,
 //     profile = pixel-integrated Gaussian line spread (unit area), B_j(z) =
-//     B_s C(z; T) / C(0; T) + B_bg (a ballistic exosphere, kernels/exosphere.hpp),
+//     B_s C(z; T) / C(0; T) + B_bg (a ballistic exosphere, kernels/ballistic.hpp),
 //     multiplets split by their fixed ratios;
 //  2. true rate r_p = L_p sensitivity_p flat_p + dark_p (1 + coeff (T_i - T_ref));
 //     dead pixels (bad, dead) record nothing; hot pixels have a large dark rate;
@@ -55,7 +55,7 @@ struct InstrumentModel {
   std::uint64_t particle_hit_counts_min = 0, particle_hit_counts_max = 0;
 };
 
-// A line's emission against tangent altitude z (kernels/exosphere.hpp,
+// A line's emission against tangent altitude z (kernels/ballistic.hpp,
 // docs/PROFILE.md): B(z) = B_s C(z; T) / C(0; T) + B_bg, C the line-of-sight
 // column of a ballistic exosphere of the species at temperature T.
 struct LineEmission {
@@ -164,6 +164,10 @@ class ChannelSimulator {
   std::vector<double> response_, dark_live_, continuum_;
   std::vector<std::uint8_t> dead_;
   std::vector<Line> lines_;
+  // Limb scans: the altitude of each position of a scan and C(z)/C(0) of every
+  // line there (positions x L); empty for a flyby.
+  std::vector<double> scan_altitude_, scan_shape_;
+  double shape(std::size_t line, double altitude_km) const;  // C(z; T)/C(0; T), 0 without B_s
 };
 
 struct SimulationSummary {
