@@ -169,15 +169,20 @@ class LineFitter {
 
   // The reference state of spectrum `row` for refit(), from the states of the
   // other spectra (states: rows x state_size(), as fit() wrote them): for
-  // each window, every linear parameter predicted at this spectrum's
-  // tangent altitude by an unweighted least-squares polynomial in altitude
-  // through the windows of the spectra within +-half_width rows of the same
-  // scan whose fit succeeded, this spectrum left out: quadratic with 5 or
-  // more of them (and 3 distinct altitudes), linear with 3-4 (2 distinct),
-  // their mean with 1-2 or when all share one altitude; NaN with none.
-  // altitude_km: one per row (empty: the row index stands for it); scan: the
-  // scan of each row (empty: one scan). The shift and FWHM entries of `out`
-  // are copied from the row itself. Allocates nothing.
+  // each window, every linear parameter, the shift and the FWHM predicted at
+  // this spectrum's tangent altitude by an unweighted least-squares
+  // polynomial in altitude through the windows of the 2 half_width nearest
+  // spectra of the same scan whose fit succeeded (half_width each side, more
+  // on one side where the scan ends on the other), this spectrum left out:
+  // quadratic with 5 or more of them (and 3 distinct altitudes), linear with
+  // 3-4, their mean with 1-2 or when all share one altitude; NaN with none.
+  // Where the intercept is an extrapolation whose variance exceeds half a
+  // neighbour's (a scan's ends), the order drops unless the neighbours show
+  // the higher order to be needed (the two intercepts differ by more than 2
+  // standard errors of their difference). A shift or FWHM that every
+  // neighbour shares is copied; the shift's sigma is NaN (not measured in
+  // this spectrum). altitude_km: one per row (empty: the row index stands
+  // for it); scan: the scan of each row (empty: one scan). Allocates nothing.
   void reference(std::span<const double> states, std::span<const double> altitude_km,
                  std::span<const std::int64_t> scan, std::size_t row, int half_width,
                  std::span<double> out) const noexcept;

@@ -8,7 +8,14 @@
 // (K) the temperature of the line's species (its mass fixed), B_bg (R) a
 // constant background (interplanetary emission). The data are the level-2
 // brightness B_i and sigma_i of the scan's spectra at altitudes z_i; the fit
-// minimises chi2 = sum_i (B_i - B(z_i))^2 / sigma_i^2.
+// minimises chi2 = sum_i w_i (B_i - B(z_i))^2, first with w_i = 1/sigma_i^2,
+// then twice with w_i = 1 / (a + b B(z_i)), a + b B the least-squares line
+// of sigma_i^2 against the fitted model: a level-2 sigma is made from the
+// neighbouring spectra's brightness (line_fit.hpp, reference()), so it
+// carries their noise, and weights that follow it bias B_s (by about +0.1
+// sigma on the default scan); a photon-counting variance is linear in the
+// brightness, and the line through all spectra moves with one spectrum's
+// noise by O(1/n) only.
 //
 // Method: B_s and B_bg enter linearly, so for each trial T they are the
 // weighted least-squares solution and chi2 is a function of T alone
