@@ -25,6 +25,7 @@ exec /usr/bin/python3 - "$@" <<'PY'
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -104,9 +105,18 @@ def sync():
     """The scratch tree: the tracked and new files of the work tree, copied
     by content (a file that did not change keeps its time stamp, one that did
     gets a new one, so the incremental build is right)."""
-    os.makedirs(SRC, exist_ok=True)
     files = run(["git", "-C", ROOT, "ls-files", "--cached", "--others", "--exclude-standard"], check=True).stdout
-    run(["rsync", "-rlp", "--checksum", "--files-from=-", ROOT + "/", SRC + "/"], input=files, check=True)
+    for rel in files.splitlines():
+        src, dst = os.path.join(ROOT, rel), os.path.join(SRC, rel)
+        if not os.path.isfile(src):
+            continue  # (deleted in the work tree, not yet in git)
+        data = open(src, "rb").read()
+        if os.path.isfile(dst) and open(dst, "rb").read() == data:
+            continue
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        with open(dst, "wb") as fh:
+            fh.write(data)
+        shutil.copymode(src, dst)
 
 
 def apply(fault):
