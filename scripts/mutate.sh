@@ -148,7 +148,7 @@ def build_and_test(log):
         fh.write(r.stdout + r.stderr)
     if r.returncode:
         return None, "build failed"
-    r = run(["ctest", "--test-dir", BUILD, "-j", JOBS, "--timeout", "600"] + shlex.split(os.environ["CTEST_ARGS"]))
+    r = run(["ctest", "--test-dir", BUILD, "-j", JOBS, "--timeout", "600", "--output-on-failure"] + shlex.split(os.environ["CTEST_ARGS"]))
     with open(log, "a") as fh:
         fh.write(r.stdout + r.stderr)
     failed = re.findall(r"^\s*\d+ - (\S+) \((?:Failed|Timeout|SEGFAULT|Subprocess aborted|Exception|Not Run)",
