@@ -119,8 +119,11 @@ LineFitter::LineFitter(std::span<const double> wavelength_coeffs, std::size_t pi
     const auto window_edges = std::span<const double>(edges).subspan(w.first, w.size + 1);
     for (std::size_t c = 0; c < g.size(); ++c) {
       if (w.size == 0) break;
-      const LineProfile prof =
-          make_line_profile(window_edges, lines_[g[c]].components, fwhm, 12.0);
+      // (The window's normalised fractions: a caller's 2:1 is 2/3:1/3, as in
+      // window_profiles, so that the fixed and the nonlinear paths agree.)
+      const auto comps = std::span<const LineComponent>(w.components)
+                             .subspan(w.component_begin[c], w.component_begin[c + 1] - w.component_begin[c]);
+      const LineProfile prof = make_line_profile(window_edges, comps, fwhm, 12.0);
       for (std::size_t i = 0; i < prof.values.size(); ++i) {
         const std::size_t row = prof.first + i;
         if (row < w.size) w.basis[c * w.size + row] = prof.values[i];

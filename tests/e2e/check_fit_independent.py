@@ -10,8 +10,8 @@ the pulls (fitted - true) / sigma and the fitted brightness against the
 generator's constant truth:
 
   pull sd, pull median, plain mean of the brightness   asserted (ASSERT below)
-  mean pull, inverse-variance weighted mean error      printed; asserted only
-                                                       where PENDING is enabled
+  mean pull, inverse-variance weighted mean error      asserted at 4 SE (PENDING,
+                                                       now enabled)
 and the line-spread convention through the bright line (H I 121.567, 300 R,
 S/N ~ 66): a second run with `width = "free"` in the EUV must fit a FWHM equal
 to the generator's 1.0 nm within 4 standard errors of the mean (~3e-4 nm),
@@ -108,10 +108,15 @@ ASSERT = {
 #                      weighted mean's standard error is 0.003-0.009 R for
 #                      those lines, so 0.01 R is only 1.1-3 SE; a bound of
 #                      4 SE (weighted_mean_se) is the statistically safe form.
+# Landed (sigma_reference = "neighbours", the default): the mean pull is
+# asserted at 4 standard errors (0.028, tighter than the 0.05 once planned;
+# measured |.| <= 0.018) and the weighted mean at 4 of its standard errors
+# (measured |.| <= 3.0 SE). The bound of 0.01 R stays printed only: it is
+# 1.1-3 standard errors, not a statistical bound.
 PENDING = {
-    "mean_pull": (False, 0.05),
+    "mean_pull": (True, K * SE_MEAN),
     "weighted_mean_R": (False, 0.01),
-    "weighted_mean_se": (False, K),
+    "weighted_mean_se": (True, K),
 }
 WEIGHTED_MEAN_LINES = (0.0, 1.0, 5.0)  # truths the weighted-mean checks apply to
 BRIGHT = ("euv", "H I 121.567")
@@ -168,13 +173,13 @@ with h5py.File(out, "r") as fo:
             w = 1.0 / (s * s)
             wmean, wse = (w * b).sum() / w.sum() - true_b, 1.0 / math.sqrt(w.sum())
             check("mean_pull", abs(mp) <= PENDING["mean_pull"][1],
-                  f"{label}: mean pull {mp:+.4f} (SE {SE_MEAN:.4f}), pending |.| <= {PENDING['mean_pull'][1]}")
+                  f"{label}: mean pull {mp:+.4f} (SE {SE_MEAN:.4f}), |.| <= {PENDING['mean_pull'][1]:.3f}")
             if true_b in WEIGHTED_MEAN_LINES:
                 check("weighted_mean_R", abs(wmean) <= PENDING["weighted_mean_R"][1],
                       f"{label}: weighted mean error {wmean:+.4f} R +- {wse:.4f} ({wmean / wse:+.1f} SE), "
                       f"pending |.| <= {PENDING['weighted_mean_R'][1]} R")
                 check("weighted_mean_se", abs(wmean) <= PENDING["weighted_mean_se"][1] * wse,
-                      f"{label}: weighted mean error {wmean / wse:+.1f} SE, pending |.| <= "
+                      f"{label}: weighted mean error {wmean / wse:+.1f} SE, |.| <= "
                       f"{PENDING['weighted_mean_se'][1]:.0f} SE")
             else:
                 print(f"info {label}: weighted mean error {wmean:+.4f} R +- {wse:.4f} ({wmean / wse:+.1f} SE)")

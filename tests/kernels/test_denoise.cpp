@@ -149,8 +149,14 @@ TEST(Despike, FindsSpikesOfOneToThreePixelsAndLeavesABrightLineAlone) {
       EXPECT_EQ(L[i], L0[i]);  // untouched pixels keep their radiance exactly
     }
   }
-  EXPECT_GE(static_cast<double>(found), 0.99 * static_cast<double>(hit_pixels));
-  EXPECT_LE(false_flags, rows * P / 10000);
+  // Rates from counts: the spikes are 8-19 sigma, so every one is expected
+  // to be found; a miss count m (expected 0) is held to 4 sqrt(max(m, 1)) = 4
+  // (Poisson), and the false flags (measured 3 of ~120,000 background pixels)
+  // to 3 + 4 sqrt(3) = 10.
+  std::printf("despike: %zu of %zu hit pixels found, %zu false flags, %zu on the line\n", found, hit_pixels,
+              false_flags, line_flags);
+  EXPECT_LE(hit_pixels - found, 4u);
+  EXPECT_LE(false_flags, 10u);
   EXPECT_EQ(line_flags, 0u);
 }
 

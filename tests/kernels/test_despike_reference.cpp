@@ -232,10 +232,10 @@ Reference reference_despike(const Detector& det, const Rows& rows) {
     for (std::size_t p = 0; p < kP; ++p) {
       if (usable[p] && z_of(p) > kThreshold) flagged[p] = true;
     }
-    // Growth: two rounds in pixel order (the comment above despike_row:
-    // "until nothing changes; hits are at most 3 pixels wide, so 2 rounds
-    // suffice"). A third round is evaluated without being applied, to count
-    // the rows where the two are not the same (printed; see the report).
+    // Growth: two rounds in pixel order (despike_row: "in at most 2 rounds
+    // ... the growth stops there by design"). A third round is evaluated
+    // without being applied, to count the rows where it would flag more
+    // (printed; docs/DENOISE.md).
     for (int round = 0; round < 3; ++round) {
       bool grew = false;
       for (std::size_t p = 0; p < kP; ++p) {

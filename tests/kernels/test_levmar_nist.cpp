@@ -269,7 +269,9 @@ TEST(LevenbergMarquardtNist, AllProblemsFromBothStarts) {
   for (const auto& u : unsolved) std::printf(" [not: %s]", u.c_str());
   std::printf("\n");
   EXPECT_EQ(pairs, 54);
-  EXPECT_GE(solved, 53);
+  EXPECT_EQ(solved, 53);
+  // docs/FIT.md: the one failure is BoxBOD from start 1.
+  EXPECT_EQ(unsolved, std::vector<std::string>{"BoxBOD/1"});
 }
 
 // The fast mode the fit stage uses (Cholesky of the normal equations, the

@@ -60,8 +60,9 @@ TEST(CalibrateStage, NoiseFreeExpectedCountsCalibrateBackToTheTruth) {
     std::printf("%s: %zu good pixels within 1e-9, largest dead-time correction %.4f\n",
                 ch.c_str(), checked, max_correction);
     EXPECT_GT(checked, config.spectra * (P - 12));
-    EXPECT_GT(max_correction, 1.02) << ch;  // the dead time matters
-    EXPECT_LT(max_correction, 1.25) << ch;
+    // docs/CALIBRATION.md quotes the largest corrections, 4.3 % (EUV) and
+    // 6.0 % (FUV), at this precision (the data are deterministic).
+    EXPECT_NEAR(max_correction, ch == "euv" ? 1.043 : 1.060, 5e-4) << ch;
   }
 }
 
