@@ -530,8 +530,10 @@ struct FileWriter::Impl {
   hid_t dataset(std::string_view name) { return datasets.get(file.get(), path, name); }
 
   void discard() noexcept {
-    datasets.clear();
+    // Redirect first: closing a dataset flushes its raw-data caches, and a
+    // close whose write fails leaks them inside HDF5.
     if (file && !committed) redirect_to_memory();
+    datasets.clear();
     file.reset();
     if (!tmp.empty() && !committed) {
       std::error_code ec;
@@ -762,8 +764,10 @@ DatasetInfo FileWriter::dataset_info(std::string_view dataset) const {
 
 void FileWriter::commit() {
   const Where w{impl_->path, ""};
-  impl_->datasets.clear();
+  // Flush while the datasets are open (it flushes their caches too), so that a
+  // write that fails here fails once; a failed dataset close leaks its caches.
   check(H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL), w, "cannot flush output file");
+  impl_->datasets.clear();
   if (impl_->file.close() < 0) h5::fail(w, "cannot close output file");
   std::error_code ec;
   std::filesystem::rename(impl_->tmp, impl_->path, ec);
