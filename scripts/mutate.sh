@@ -45,10 +45,10 @@ FAULTS = [
      "kernels/src/line_fit_linear.cpp",
      "= std::sqrt(inverse_diagonal<K>(L, K, static_cast<int>(a)));",
      "= 1.02 * std::sqrt(inverse_diagonal<K>(L, K, static_cast<int>(a)));", 1),
-    ("final solve (neighbours' reference), measured shift: brightness sigma x 1.04",
+    ("final solve at the neighbours' shift: reported brightness sigma x 1.04",
      "kernels/src/line_fit.cpp",
-     "sol.sigma(i) = std::sqrt(std::max(cov(i, i), 0.0));",
-     "sol.sigma(i) = 1.04 * std::sqrt(std::max(cov(i, i), 0.0));", 1),
+     "out.sigma[j] = sol.sigma(i);",
+     "out.sigma[j] = 1.04 * sol.sigma(i);", 1),
     ("calibrate: sensitivity x 1.03",
      "kernels/src/calibrate.cpp",
      "const double r = cal.sensitivity[p] * cal.flat[p];",
@@ -163,6 +163,12 @@ def short(names, shown=6):
 
 picked = [int(a) for a in sys.argv[1:]] or list(range(1, len(FAULTS) + 1))
 sync()
+for i in picked:  # (every fault's text checked before the first hour is spent)
+    name, path, old, _, count = FAULTS[i - 1]
+    found = open(os.path.join(SRC, path)).read().count(old)
+    if found != count:
+        sys.exit(f"mutate.sh: fault {i} '{name}': {path} has {found} matches of its text, not {count}: "
+                 "the source changed; update the fault")
 t0 = time.time()
 logs = os.path.join(DIR, "logs")
 os.makedirs(logs, exist_ok=True)
