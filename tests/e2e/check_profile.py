@@ -117,6 +117,7 @@ print("(in brackets: the same fit of the true brightness plus Gaussian noise of 
 print("| ch | line | B_s, T, B_bg (truth) | S/N of B_s, T | statuses | B_s pull median, sd | T pull median, sd |"
       " B_bg pull median, sd | corr(T, B_bg) written, of the values |")
 print("|---|---|---|---|---|---|---|---|---|")
+tested_lines = {}
 for ch in ("euv", "fuv"):
     g, t = fo[f"profile/{ch}"], fi[f"truth/{ch}"]
     names = [n.decode() if isinstance(n, bytes) else n for n in g["line_name"][:]]
@@ -134,6 +135,7 @@ for ch in ("euv", "fuv"):
         tv = g["temperature_K"][:, j][ok]
         t_snr = np.median(tv / g["temperature_K_sigma"][:, j][ok]) if ok.any() else 0.0
         tested = snr >= 5 and t_snr >= 5
+        tested_lines[(ch, name)] = tested
         gst = fg[f"profile/{ch}/status"][:, j]
         gok = (gst <= 1) & np.isfinite(fg[f"profile/{ch}/temperature_K_sigma"][:, j])
         cells = []
@@ -170,6 +172,43 @@ for ch in ("euv", "fuv"):
             # Below S/N 5 a scan is reported, with a status: mostly not detected.
             check(sum(counts.values()) == SCANS and counts.get("converged", 0) < SCANS,
                   f"{ch} {name} (S/N {snr:.1f}): every scan has a status, {counts}")
+
+# ----------------------------------------------------- exospec report's table
+# `exospec report --truth` prints, per line, the medians over the converged
+# scans (status 0) of T, B_s and B_bg with the median sigma of one scan, beside
+# the truth: each figure against numpy on the same file (to its printed
+# precision), and for the lines tested above each median within
+# 0.1 sigma + 4 standard errors of the median of the truth.
+r = subprocess.run([exe, "report", out, "--truth", inp, "--bins", "1"], capture_output=True, text=True, check=True)
+table = r.stdout.split("limb profiles:")[1].splitlines()[2:]
+seen = 0
+for row in table:
+    tok = row.split()
+    if len(tok) < 15:
+        continue
+    ch, name, nums = tok[0], " ".join(tok[1:-13]), tok[-13:]
+    g, t = fo[f"profile/{ch}"], fi[f"truth/{ch}"]
+    names = [n.decode() if isinstance(n, bytes) else n for n in g["line_name"][:]]
+    j = names.index(name)
+    conv = g["status"][:, j] == 0
+    ok_scans = f"{int(conv.sum())}/{len(conv)}"
+    check(nums[0] == ok_scans, f"report {ch} {name}: converged/scans {nums[0]}, numpy {ok_scans}")
+    seen += 1
+    for k, (q, tq, dec) in enumerate((("temperature_K", "profile_temperature_K", 0),
+                                      ("surface_brightness_R", "profile_surface_brightness_R", 2),
+                                      ("background_R", "profile_background_R", 2))):
+        med, sig, tru = float(nums[1 + 4 * k]), float(nums[3 + 4 * k]), float(nums[4 + 4 * k])
+        half = 0.5 * 10.0 ** -dec + 1e-9
+        if conv.any():
+            want_med, want_sig = np.median(g[q][:, j][conv]), np.median(g[q + "_sigma"][:, j][conv])
+            check(abs(med - want_med) <= half and abs(sig - want_sig) <= half,
+                  f"report {ch} {name} {q}: {med} +- {sig}, numpy {want_med:.4f} +- {want_sig:.4f}")
+        check(abs(tru - t[tq][j]) <= half, f"report {ch} {name} {q}: truth {tru}, file {t[tq][j]}")
+        if tested_lines.get((ch, name)):
+            n = int(conv.sum())
+            tol = (0.1 + 4 * 1.2533 / np.sqrt(n)) * sig + half
+            check(abs(med - tru) <= tol, f"report {ch} {name} {q}: median {med} against truth {tru} (<= {tol:.3g})")
+check(seen == len(tested_lines), f"report: {seen} profile rows, {len(tested_lines)} lines in /profile")
 
 if failures:
     print(f"{len(failures)} failure(s)")
