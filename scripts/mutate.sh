@@ -119,15 +119,22 @@ def sync():
         shutil.copymode(src, dst)
 
 
-def apply(fault):
-    name, path, old, new, count = fault
-    full = os.path.join(SRC, path)
-    text = open(full).read()
+def source_of(i):
+    """Fault i's file in the scratch tree, after checking that its text
+    matches as often as the fault says."""
+    name, path, old, _, count = FAULTS[i - 1]
+    text = open(os.path.join(SRC, path)).read()
     found = text.count(old)
     if found != count:
-        sys.exit(f"mutate.sh: fault '{name}': {path} has {found} matches of its text, not {count}: "
+        sys.exit(f"mutate.sh: fault {i} '{name}': {path} has {found} matches of its text, not {count}: "
                  "the source changed; update the fault")
-    with open(full, "w") as fh:
+    return text
+
+
+def apply(i):
+    _, path, old, new, _ = FAULTS[i - 1]
+    text = source_of(i)
+    with open(os.path.join(SRC, path), "w") as fh:
         fh.write(text.replace(old, new))
 
 
@@ -164,11 +171,7 @@ def short(names, shown=6):
 picked = [int(a) for a in sys.argv[1:]] or list(range(1, len(FAULTS) + 1))
 sync()
 for i in picked:  # (every fault's text checked before the first hour is spent)
-    name, path, old, _, count = FAULTS[i - 1]
-    found = open(os.path.join(SRC, path)).read().count(old)
-    if found != count:
-        sys.exit(f"mutate.sh: fault {i} '{name}': {path} has {found} matches of its text, not {count}: "
-                 "the source changed; update the fault")
+    source_of(i)
 t0 = time.time()
 logs = os.path.join(DIR, "logs")
 os.makedirs(logs, exist_ok=True)
@@ -180,7 +183,7 @@ rows = []
 for i in picked:
     fault = FAULTS[i - 1]
     t = time.time()
-    apply(fault)
+    apply(i)
     try:
         failed, summary = build_and_test(os.path.join(logs, f"fault{i:02d}.log"))
     finally:

@@ -10,7 +10,8 @@ the variance is the calibrate kernel's formula (floor 0.1 counts, dead time
 included) and the pull (radiance - truth) / sqrt(variance) is taken over good
 pixels without particle hits, 5 pixels in from each detector edge (the narrow
 estimate below does not handle the edges). A prototype for the design, not
-the pipeline's code: the radiance is the stored one (after despike).
+the pipeline's code: the radiance is the stored one (after despike), the
+scans are those of the output's /profile group.
 """
 import sys
 
@@ -18,17 +19,13 @@ import h5py
 import numpy as np
 
 
-def scans_of(alt):
-    """Maximal runs of consecutive spectra whose altitude moves one way."""
-    d = np.sign(np.diff(alt))
-    scan = np.zeros(len(alt), int)
-    cur, dirn = 0, 0
-    for i in range(1, len(alt)):
-        if dirn == 0:
-            dirn = d[i - 1]
-        elif d[i - 1] != dirn and d[i - 1] != 0:
-            cur, dirn = cur + 1, 0
-        scan[i] = cur
+def scans_of(fout, rows):
+    """Each spectrum's scan, as the run's profile stage found it
+    (/profile/<ch>/scan_first and scan_count: the pipeline's own scans)."""
+    ch = next(c for c in ("euv", "fuv") if f"profile/{c}/scan_first" in fout)
+    scan = np.full(rows, -1)
+    for s, (first, count) in enumerate(zip(fout[f"profile/{ch}/scan_first"][:], fout[f"profile/{ch}/scan_count"][:])):
+        scan[first:first + count] = s
     return scan
 
 
@@ -57,7 +54,9 @@ def loo_quadratic_weights(h):
 
 def main(raw_path, out_path):
     fin, fout = h5py.File(raw_path, "r"), h5py.File(out_path, "r")
-    scan = scans_of(fin["/geometry/tangent_altitude_km"][:])
+    if "profile" not in fout:
+        sys.exit(f"variance_estimators.py: {out_path}: no /profile group (run with the default products)")
+    scan = scans_of(fout, len(fin["/geometry/tangent_altitude_km"]))
     print("| estimate of Lhat | channel | mean | sd |\n|---|---|---|---|")
     for ch in ("euv", "fuv"):
         cal = fin[f"/calibration/{ch}"]

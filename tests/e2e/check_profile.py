@@ -135,7 +135,7 @@ for ch in ("euv", "fuv"):
         tv = g["temperature_K"][:, j][ok]
         t_snr = np.median(tv / g["temperature_K_sigma"][:, j][ok]) if ok.any() else 0.0
         tested = snr >= 5 and t_snr >= 5
-        tested_lines[(ch, name)] = tested
+        tested_lines[(ch, name)] = (j, tested)
         gst = fg[f"profile/{ch}/status"][:, j]
         gok = (gst <= 1) & np.isfinite(fg[f"profile/{ch}/temperature_K_sigma"][:, j])
         cells = []
@@ -188,8 +188,7 @@ for row in table:
         continue
     ch, name, nums = tok[0], " ".join(tok[1:-13]), tok[-13:]
     g, t = fo[f"profile/{ch}"], fi[f"truth/{ch}"]
-    names = [n.decode() if isinstance(n, bytes) else n for n in g["line_name"][:]]
-    j = names.index(name)
+    j, tested = tested_lines[(ch, name)]
     conv = g["status"][:, j] == 0
     ok_scans = f"{int(conv.sum())}/{len(conv)}"
     check(nums[0] == ok_scans, f"report {ch} {name}: converged/scans {nums[0]}, numpy {ok_scans}")
@@ -204,7 +203,7 @@ for row in table:
             check(abs(med - want_med) <= half and abs(sig - want_sig) <= half,
                   f"report {ch} {name} {q}: {med} +- {sig}, numpy {want_med:.4f} +- {want_sig:.4f}")
         check(abs(tru - t[tq][j]) <= half, f"report {ch} {name} {q}: truth {tru}, file {t[tq][j]}")
-        if tested_lines.get((ch, name)):
+        if tested:
             n = int(conv.sum())
             tol = (0.1 + 4 * 1.2533 / np.sqrt(n)) * sig + half
             check(abs(med - tru) <= tol, f"report {ch} {name} {q}: median {med} against truth {tru} (<= {tol:.3g})")
