@@ -9,9 +9,12 @@ For each estimate Lhat of a pixel's radiance that leaves the pixel itself out,
 the variance is the calibrate kernel's formula (floor 0.1 counts, dead time
 included) and the pull (radiance - truth) / sqrt(variance) is taken over good
 pixels without particle hits, 5 pixels in from each detector edge (the narrow
-estimate below does not handle the edges). A prototype for the design, not
-the pipeline's code: the radiance is the stored one (after despike), the
-scans are those of the output's /profile group.
+estimate below does not handle the edges). It was the prototype of the
+design that the calibrate kernel now implements (the row "the wide mean, or
+the pooled quadratic ..." is the kernel's estimate, in numpy, with the
+stored radiance after despike and the scans of the output's /profile group);
+it also prints the run's stored variance beside it, and that variance's
+pulls by true expected counts.
 """
 import sys
 
@@ -58,6 +61,7 @@ def main(raw_path, out_path):
         sys.exit(f"variance_estimators.py: {out_path}: no /profile group (run with the default products)")
     scan = scans_of(fout, len(fin["/geometry/tangent_altitude_km"]))
     print("| estimate of Lhat | channel | mean | sd |\n|---|---|---|---|")
+    bands = []
     for ch in ("euv", "fuv"):
         cal = fin[f"/calibration/{ch}"]
         S = cal["sensitivity"][:] * cal["flat"][:]
@@ -102,7 +106,7 @@ def main(raw_path, out_path):
         mu_w = np.maximum((np.maximum(W, 0) + ds * D / S) * S * tg, 0.1)
         sd_n = np.sqrt(np.sum(loo_quadratic_weights(4) ** 2) / 5 * mu_w) / (S * tg)
         rows = [
-            ("leave-one-out quadratic, +-4 pixels (today)", N1),
+            ("leave-one-out quadratic, +-4 pixels (before issue 21)", N1),
             ("leave-one-out mean, +-10 pixels", wide(10, 0)),
             ("leave-one-out mean, +-10 pixels x +-2 spectra", W),
             ("quadratic, +-4 pixels, on the +-2 spectra's mean", N5),
@@ -113,6 +117,24 @@ def main(raw_path, out_path):
         for name, lhat in rows:
             z = ((L - truth) / np.sqrt(variance(lhat)))[good]
             print(f"| {name} | {ch.upper()} | {z.mean():+.4f} | {z.std():.3f} |")
+        stored = fout[f"/calibrated/{ch}/variance"][:].astype(float)
+        z = ((L - truth) / np.sqrt(stored))[good]
+        print(f"| the run's stored variance | {ch.upper()} | {z.mean():+.4f} | {z.std():.3f} |")
+        bands.append((ch, ((L - truth) / np.sqrt(stored)), mu_true(truth, ds, D, S, tg), good))
+    print("\nThe stored variance's pulls by true expected counts (all good pixels without hits):\n")
+    edges = [0, 0.5, 2, 10, 100, 1e3, np.inf]
+    print("| channel | " + " | ".join(f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:])) + " |")
+    print("|---|" + "---|" * (len(edges) - 1))
+    for ch, z, mu, good in bands:
+        cells = []
+        for a, b in zip(edges[:-1], edges[1:]):
+            sel = good & (mu >= a) & (mu < b)
+            cells.append(f"{z[sel].mean():+.3f} / {z[sel].std():.3f} ({sel.sum()})" if sel.sum() > 100 else "-")
+        print(f"| {ch.upper()} | " + " | ".join(cells) + " |")
+
+
+def mu_true(truth, ds, D, S, tg):
+    return (np.maximum(truth, 0) + ds * D / S) * S * tg
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
       temp_coeff_(cal.dark_temperature_coeff) {
   const std::size_t P = pixels_;
   assert(cal.flat.size() == P && cal.dark_rate.size() == P && cal.bad_pixel.size() == P);
-  assert(settings.variance_half_width >= 1);
+  assert(settings.variance_half_width >= 1 && settings.variance_wide_half_width >= 1 &&
+         settings.variance_spectra >= 0 && settings.variance_structure_sigma >= 0.0);
   // A detector narrower than one window: the window shrinks to the detector.
   settings_.variance_half_width =
       static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(settings.variance_half_width),
@@ -137,6 +138,19 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
   for (std::size_t p = 0; p < P; ++p) {
     if (!usable_[p]) bad_list_.push_back(static_cast<std::uint32_t>(p));
   }
+  first_usable_ = static_cast<std::size_t>(std::find(usable_.begin(), usable_.end(), 1) - usable_.begin());
+  // The usable pixels of each pixel's wide window [p - hw, p + hw] (truncated).
+  {
+    const auto hw = static_cast<std::size_t>(settings_.variance_wide_half_width);
+    wide_usable_.assign(P, 0);
+    std::uint32_t n = 0;
+    for (std::size_t q = 0; q < std::min(P, hw + 1); ++q) n += usable_[q];
+    for (std::size_t p = 0; p < P; ++p) {
+      wide_usable_[p] = n;
+      if (p + hw + 1 < P) n += usable_[p + hw + 1];
+      if (p >= hw) n -= usable_[p - hw];
+    }
+  }
   const auto h = static_cast<std::size_t>(settings_.variance_half_width);
   // Regular weights: the full window, centre excluded.
   {
@@ -149,6 +163,9 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
     for (std::size_t k = 0, j = 0; k <= 2 * h; ++k) {
       if (k != h) t64.regular[k] = w[j++];
     }
+    double w2 = 0.0;
+    for (const double v : w) w2 += v * v;
+    t64.regular_w2.assign(1, w2);
   }
   if (P >= 2 * h + 1) {
     interior_begin_ = h;
@@ -180,7 +197,12 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
     irregular_lo_.push_back(static_cast<std::uint32_t>(win.lo));
     const std::size_t base = t64.irregular.size();
     t64.irregular.resize(base + 2 * h + 1, 0.0);
-    for (std::size_t k = 0; k < xs.size(); ++k) t64.irregular[base + idx[k]] = w[k];
+    double w2 = 0.0;
+    for (std::size_t k = 0; k < xs.size(); ++k) {
+      t64.irregular[base + idx[k]] = w[k];
+      w2 += w[k] * w[k];
+    }
+    t64.irregular_w2.push_back(w2);
   }
   // A window narrower than 2h + 1 (P < 2h + 1) is padded with zero weights.
   auto to_float = [](const std::vector<double>& v) {
@@ -189,7 +211,8 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
     return f;
   };
   tables_f32_ = {to_float(t64.response), to_float(t64.inv_response), to_float(t64.dark_radiance),
-                 to_float(t64.regular), to_float(t64.irregular)};
+                 to_float(t64.regular),  to_float(t64.irregular),    to_float(t64.regular_w2),
+                 to_float(t64.irregular_w2)};
 }
 
 namespace {
@@ -208,6 +231,8 @@ struct RowTables {
   const std::uint32_t* irregular_lo;
   const T* irregular;  // 2h + 1 weights per irregular pixel
   std::size_t irregular_count;
+  T regular_w2;           // sum of the squared regular weights
+  const T* irregular_w2;  // and of each irregular pixel's
 };
 
 // The variance of one pixel from its smoothed radiance, in T (see the header).
@@ -232,25 +257,41 @@ struct VarianceTerms {
   }
 };
 
-// Smoothing and variance of the interior pixels in one pass; H > 0 is the half
-// width known at compile time (the taps unroll and p vectorises), H = 0 reads it
-// from the tables.
+// The estimate of a pixel's radiance behind its variance (see the header):
+// the pooled quadratic n where it differs from the wide mean w by more than
+// the structure threshold (c2_over_m = c^2 / m, w2 its weights' sum of
+// squares), the wide mean elsewhere.
+template <class T>
+inline T choose_estimate(const VarianceTerms<T>& vt, T n, T w, T w2_c2_over_m, T dark, T resp) noexcept {
+  const T ws = w > T(0) ? w : T(0);
+  const T k = resp * vt.tg;
+  const T mu0 = (ws + vt.ds * dark) * k;
+  const T mu_w = mu0 > vt.min_counts ? mu0 : vt.min_counts;
+  const T d = (n - w) * k;
+  return d * d > w2_c2_over_m * mu_w ? n : w;
+}
+
+// The pooled quadratic of the interior pixels on the rows' mean radiance cm,
+// the choice against the wide mean W and the variance, in one pass; H > 0 is
+// the half width known at compile time (the taps unroll and p vectorises),
+// H = 0 reads it from the tables.
 template <int H, class T>
-inline void interior_variance(const RowTables<T>& tb, const VarianceTerms<T>& vt,
-                              const T* __restrict L, T* __restrict V) noexcept {
+inline void interior_variance(const RowTables<T>& tb, const VarianceTerms<T>& vt, T c2_over_m,
+                              const T* __restrict cm, const T* __restrict W, T* __restrict V) noexcept {
   const std::size_t h = H > 0 ? static_cast<std::size_t>(H) : tb.half_width;
   const T* __restrict w = tb.regular;
   const T* __restrict inv_resp = tb.inv_response;
   const T* __restrict resp = tb.response;
   const T* __restrict dark = tb.dark_radiance;
+  const T w2c = tb.regular_w2 * c2_over_m;
   for (std::size_t p = tb.interior_begin; p < tb.interior_end; ++p) {
     T acc = T(0);
     if constexpr (H > 0) {
-      for (int k = 0; k < 2 * H + 1; ++k) acc += w[k] * L[p + static_cast<std::size_t>(k) - h];
+      for (int k = 0; k < 2 * H + 1; ++k) acc += w[k] * cm[p + static_cast<std::size_t>(k) - h];
     } else {
-      for (std::size_t k = 0; k <= 2 * h; ++k) acc += w[k] * L[p + k - h];
+      for (std::size_t k = 0; k <= 2 * h; ++k) acc += w[k] * cm[p + k - h];
     }
-    V[p] = vt(acc, dark[p], resp[p], inv_resp[p]);
+    V[p] = vt(choose_estimate(vt, acc, W[p], w2c, dark[p], resp[p]), dark[p], resp[p], inv_resp[p]);
   }
 }
 
@@ -273,26 +314,35 @@ inline void radiance_kernel(const RowTables<T>& tb, const SpectrumTerms& s,
 
 template <class T>
 inline void variance_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts,
-                            const T* __restrict L, T* __restrict V) noexcept {
+                            T c2_over_m, const T* __restrict cm, const T* __restrict W,
+                            T* __restrict V) noexcept {
   const T* __restrict inv_resp = tb.inv_response;
   const T* __restrict dark = tb.dark_radiance;
   const VarianceTerms<T> vt(s, min_counts);
   if (tb.half_width == 4) {
-    interior_variance<4>(tb, vt, L, V);
+    interior_variance<4>(tb, vt, c2_over_m, cm, W, V);
   } else {
-    interior_variance<0>(tb, vt, L, V);
+    interior_variance<0>(tb, vt, c2_over_m, cm, W, V);
   }
   // The pixels near edges and bad pixels, with their own weights.
   const std::size_t width = 2 * tb.half_width + 1;
   const T* __restrict resp = tb.response;
   for (std::size_t i = 0; i < tb.irregular_count; ++i) {
     const T* __restrict w = tb.irregular + i * width;
-    const T* __restrict src = L + tb.irregular_lo[i];
+    const T* __restrict src = cm + tb.irregular_lo[i];
     T acc = T(0);
     for (std::size_t k = 0; k < width; ++k) acc += w[k] * src[k];
     const std::uint32_t p = tb.irregular_pixel[i];
-    V[p] = vt(acc, dark[p], resp[p], inv_resp[p]);
+    const T est = choose_estimate(vt, acc, W[p], tb.irregular_w2[i] * c2_over_m, dark[p], resp[p]);
+    V[p] = vt(est, dark[p], resp[p], inv_resp[p]);
   }
+}
+
+// Adds a row to the column sums (vectorised; unusable pixels are fixed by
+// the caller).
+template <class T>
+inline void add_row(std::size_t P, const T* __restrict L, T* __restrict sum) noexcept {
+  for (std::size_t p = 0; p < P; ++p) sum[p] += L[p];
 }
 
 // Particle hits (spikes of 1-3 pixels) in one row, after the radiance and
@@ -470,12 +520,20 @@ EXOSPEC_RADIANCE_KERNEL(double, float, radiance_f64_f32)
 EXOSPEC_RADIANCE_KERNEL(double, double, radiance_f64_f64)
 #undef EXOSPEC_RADIANCE_KERNEL
 EXOSPEC_CLONES void variance_dispatch(const RowTables<float>& tb, const SpectrumTerms& s,
-                                      double min_counts, const float* L, float* V) noexcept {
-  variance_kernel<float>(tb, s, min_counts, L, V);
+                                      double min_counts, float c2_over_m, const float* cm,
+                                      const float* W, float* V) noexcept {
+  variance_kernel<float>(tb, s, min_counts, c2_over_m, cm, W, V);
 }
 EXOSPEC_CLONES void variance_dispatch(const RowTables<double>& tb, const SpectrumTerms& s,
-                                      double min_counts, const double* L, double* V) noexcept {
-  variance_kernel<double>(tb, s, min_counts, L, V);
+                                      double min_counts, double c2_over_m, const double* cm,
+                                      const double* W, double* V) noexcept {
+  variance_kernel<double>(tb, s, min_counts, c2_over_m, cm, W, V);
+}
+EXOSPEC_CLONES void add_row_dispatch(std::size_t P, const float* L, float* sum) noexcept {
+  add_row(P, L, sum);
+}
+EXOSPEC_CLONES void add_row_dispatch(std::size_t P, const double* L, double* sum) noexcept {
+  add_row(P, L, sum);
 }
 EXOSPEC_CLONES double sum_dispatch(const std::uint32_t* c, std::size_t n) noexcept {
   return row_total(c, n);
@@ -484,55 +542,136 @@ EXOSPEC_CLONES double sum_dispatch(const double* c, std::size_t n) noexcept {
   return row_total(c, n);
 }
 
+// The fast path's view of a Calibrator's tables, in T.
+template <class T, class Tables>
+RowTables<T> row_tables(const Tables& t, const std::vector<std::uint8_t>& bad, std::size_t pixels,
+                        int half_width, std::size_t interior_begin, std::size_t interior_end,
+                        const std::vector<std::uint32_t>& irregular_pixel,
+                        const std::vector<std::uint32_t>& irregular_lo) noexcept {
+  return RowTables<T>{t.inv_response.data(),
+                      t.response.data(),
+                      t.dark_radiance.data(),
+                      bad.data(),
+                      t.regular.data(),
+                      pixels,
+                      static_cast<std::size_t>(half_width),
+                      interior_begin,
+                      interior_end,
+                      irregular_pixel.data(),
+                      irregular_lo.data(),
+                      t.irregular.data(),
+                      irregular_pixel.size(),
+                      t.regular_w2.empty() ? T(0) : t.regular_w2[0],
+                      t.irregular_w2.data()};
+}
+
 }  // namespace
 
 template <class Count, class Real>
 void Calibrator::run(std::span<const Count> counts, std::span<const double> exposure_s,
                      std::span<const double> temperature_c, std::span<Real> radiance,
-                     std::span<Real> variance, std::span<std::uint8_t> quality) const noexcept {
+                     std::span<Real> variance, std::span<std::uint8_t> quality) const {
+  std::vector<Real> scratch;
+  this->radiance<Count, Real>(counts, exposure_s, temperature_c, radiance, quality);
+  this->variance<Count, Real>(counts, exposure_s, temperature_c, radiance, quality, {}, 0,
+                              exposure_s.size(), variance, scratch);
+}
+
+template <class Count, class Real>
+void Calibrator::radiance(std::span<const Count> counts, std::span<const double> exposure_s,
+                          std::span<const double> temperature_c, std::span<Real> radiance,
+                          std::span<std::uint8_t> quality) const noexcept {
   const std::size_t P = pixels_, rows = exposure_s.size();
   assert(counts.size() == rows * P && temperature_c.size() == rows);
-  assert(radiance.size() == rows * P && variance.size() == rows * P && quality.size() == rows * P);
+  assert(radiance.size() == rows * P && quality.size() == rows * P);
   constexpr Real kNaN = std::numeric_limits<Real>::quiet_NaN();
-  const auto& t = tables<Real>();
-  const RowTables<Real> tb{t.inv_response.data(),
-                           t.response.data(),
-                           t.dark_radiance.data(),
-                           bad_.data(),
-                           t.regular.data(),
-                           P,
-                           static_cast<std::size_t>(settings_.variance_half_width),
-                           interior_begin_,
-                           interior_end_,
-                           irregular_pixel_.data(),
-                           irregular_lo_.data(),
-                           t.irregular.data(),
-                           irregular_pixel_.size()};
+  const RowTables<Real> tb = row_tables<Real>(tables<Real>(), bad_, pixels_, settings_.variance_half_width,
+                                              interior_begin_, interior_end_, irregular_pixel_,
+                                              irregular_lo_);
   for (std::size_t r = 0; r < rows; ++r) {
     const Count* c = counts.data() + r * P;
     Real* L = radiance.data() + r * P;
-    Real* V = variance.data() + r * P;
     std::uint8_t* Q = quality.data() + r * P;
     const SpectrumTerms s = spectrum_terms(sum_dispatch(c, P), exposure_s[r], temperature_c[r],
                                            dead_time_s_, t_ref_, temp_coeff_, settings_);
     if (!s.values) {
       for (std::size_t p = 0; p < P; ++p) Q[p] = static_cast<std::uint8_t>(bad_[p] | s.flags);
       std::fill(L, L + P, kNaN);
-      std::fill(V, V + P, kNaN);
       continue;
     }
     radiance_dispatch(tb, s, c, L, Q);
-    std::size_t replaced = 0;
     if (settings_.despike.enabled) {
-      replaced = despike_row<Count, Real>(tb, s, settings_.min_expected_counts, settings_.despike,
-                                          usable_.data(), c, L, Q);
+      despike_row<Count, Real>(tb, s, settings_.min_expected_counts, settings_.despike,
+                               usable_.data(), c, L, Q);
     }
-    variance_dispatch(tb, s, settings_.min_expected_counts, L, V);
-    if (replaced > 0) replaced_variance(P, usable_.data(), Q, V);
-    for (const std::uint32_t p : bad_list_) {
-      L[p] = kNaN;
-      V[p] = kNaN;
+    for (const std::uint32_t p : bad_list_) L[p] = kNaN;
+  }
+}
+
+template <class Count, class Real>
+void Calibrator::variance(std::span<const Count> counts, std::span<const double> exposure_s,
+                          std::span<const double> temperature_c, std::span<const Real> radiance,
+                          std::span<const std::uint8_t> quality, std::span<const std::int64_t> scan,
+                          std::size_t first, std::size_t count, std::span<Real> variance,
+                          std::vector<Real>& scratch) const {
+  const std::size_t P = pixels_, rows = exposure_s.size();
+  assert(counts.size() == rows * P && temperature_c.size() == rows);
+  assert(radiance.size() == rows * P && variance.size() == rows * P && quality.size() == rows * P);
+  assert(scan.empty() || scan.size() == rows);
+  assert(first + count <= rows);
+  constexpr Real kNaN = std::numeric_limits<Real>::quiet_NaN();
+  if (scratch.size() < 2 * P) scratch.resize(2 * P);
+  Real* cm = scratch.data();
+  Real* W = cm + P;
+  const RowTables<Real> tb = row_tables<Real>(tables<Real>(), bad_, pixels_, settings_.variance_half_width,
+                                              interior_begin_, interior_end_, irregular_pixel_,
+                                              irregular_lo_);
+  const auto hs = static_cast<std::size_t>(settings_.variance_spectra);
+  const auto hw = static_cast<std::size_t>(settings_.variance_wide_half_width);
+  const double c = settings_.variance_structure_sigma;
+  // A row's radiance is finite at its first usable pixel iff it has values.
+  auto valid = [&](std::size_t q) {
+    return first_usable_ < P && std::isfinite(static_cast<double>(radiance[q * P + first_usable_]));
+  };
+  for (std::size_t r = first; r < first + count; ++r) {
+    const Count* cr = counts.data() + r * P;
+    const Real* L = radiance.data() + r * P;
+    const std::uint8_t* Q = quality.data() + r * P;
+    Real* V = variance.data() + r * P;
+    const SpectrumTerms s = spectrum_terms(sum_dispatch(cr, P), exposure_s[r], temperature_c[r],
+                                           dead_time_s_, t_ref_, temp_coeff_, settings_);
+    if (!s.values) {
+      std::fill(V, V + P, kNaN);
+      continue;
     }
+    // Column sums over the valid rows of the scan within +-hs (this one too).
+    std::fill(cm, cm + P, Real(0));
+    std::size_t m = 0;
+    for (std::size_t q = r >= hs ? r - hs : 0; q <= std::min(rows - 1, r + hs); ++q) {
+      if (!scan.empty() && scan[q] != scan[r]) continue;
+      if (q != r && !valid(q)) continue;
+      add_row_dispatch(P, radiance.data() + q * P, cm);
+      ++m;
+    }
+    for (const std::uint32_t p : bad_list_) cm[p] = Real(0);
+    // The wide mean, by a running sum over the pixels (in double).
+    double sum = 0.0;
+    for (std::size_t q = 0; q < std::min(P, hw + 1); ++q) sum += static_cast<double>(cm[q]);
+    for (std::size_t p = 0; p < P; ++p) {
+      const double n = static_cast<double>(m) * wide_usable_[p] - (usable_[p] ? 1.0 : 0.0);
+      const double own = usable_[p] ? static_cast<double>(L[p]) : 0.0;
+      W[p] = static_cast<Real>(n > 0.0 ? (sum - own) / n : 0.0);
+      if (p + hw + 1 < P) sum += static_cast<double>(cm[p + hw + 1]);
+      if (p >= hw) sum -= static_cast<double>(cm[p - hw]);
+    }
+    const Real inv_m = static_cast<Real>(1.0 / static_cast<double>(m));
+    for (std::size_t p = 0; p < P; ++p) cm[p] *= inv_m;
+    variance_dispatch(tb, s, settings_.min_expected_counts,
+                      static_cast<Real>(c * c / static_cast<double>(m)), cm, W, V);
+    bool replaced = false;
+    for (std::size_t p = 0; p < P && !replaced; ++p) replaced = (Q[p] & quality::kParticleHit) != 0;
+    if (replaced) replaced_variance(P, usable_.data(), Q, V);
+    for (const std::uint32_t p : bad_list_) V[p] = kNaN;
   }
 }
 
@@ -561,9 +700,12 @@ void Calibrator::run_reference(std::span<const Count> counts, std::span<const do
                                std::span<const double> temperature_c, std::span<Real> radiance,
                                std::span<Real> variance, std::span<std::uint8_t> quality) const {
   const std::size_t P = pixels_, rows = exposure_s.size();
-  const std::size_t h = static_cast<std::size_t>(settings_.variance_half_width);
+  const auto h = static_cast<std::ptrdiff_t>(settings_.variance_half_width);
+  const auto hw = static_cast<std::ptrdiff_t>(settings_.variance_wide_half_width);
+  const auto hs = static_cast<std::ptrdiff_t>(settings_.variance_spectra);
   constexpr Real kNaN = std::numeric_limits<Real>::quiet_NaN();
   const auto& tb = tables_f64_;
+  std::vector<SpectrumTerms> terms(rows);
   for (std::size_t r = 0; r < rows; ++r) {
     const std::size_t o = r * P;
     double total = 0.0;
@@ -571,6 +713,7 @@ void Calibrator::run_reference(std::span<const Count> counts, std::span<const do
     const double t = exposure_s[r], temp = temperature_c[r];
     const SpectrumTerms s =
         spectrum_terms(total, t, temp, dead_time_s_, t_ref_, temp_coeff_, settings_);
+    terms[r] = s;
     for (std::size_t p = 0; p < P; ++p) {
       quality[o + p] = static_cast<std::uint8_t>((usable_[p] ? 0 : quality::kBadPixel) | s.flags);
       if (!s.values || !usable_[p]) {
@@ -582,37 +725,74 @@ void Calibrator::run_reference(std::span<const Count> counts, std::span<const do
       radiance[o + p] = static_cast<Real>(
           (rate - s.dark_scale * tb.dark_radiance[p] * tb.response[p]) / tb.response[p]);
     }
-    for (std::size_t p = 0; p < P; ++p) {
-      if (!s.values || !usable_[p]) {
-        variance[o + p] = kNaN;
+  }
+  const auto rad = [&](std::ptrdiff_t q, std::ptrdiff_t p) {
+    return static_cast<double>(radiance[static_cast<std::size_t>(q) * P + static_cast<std::size_t>(p)]);
+  };
+  const auto P_ = static_cast<std::ptrdiff_t>(P);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const SpectrumTerms& s = terms[r];
+    // The neighbouring rows: valid, within +-hs (all rows are one scan here).
+    std::vector<std::ptrdiff_t> near;
+    for (std::ptrdiff_t q = static_cast<std::ptrdiff_t>(r) - hs; q <= static_cast<std::ptrdiff_t>(r) + hs; ++q) {
+      if (q >= 0 && q < static_cast<std::ptrdiff_t>(rows) && terms[static_cast<std::size_t>(q)].values) near.push_back(q);
+    }
+    const auto m = static_cast<double>(near.size());
+    for (std::size_t pu = 0; pu < P; ++pu) {
+      const std::size_t o = r * P;
+      if (!s.values || !usable_[pu]) {
+        variance[o + pu] = kNaN;
         continue;
       }
-      // Least-squares polynomial through the usable neighbours, by normal equations.
-      const Window win = window_of(p, P, h);
+      const auto p = static_cast<std::ptrdiff_t>(pu);
+      // The wide mean: every usable (row, pixel) of the neighbourhood but this one.
+      double wsum = 0.0;
+      std::size_t wn = 0;
+      for (const std::ptrdiff_t q : near) {
+        for (std::ptrdiff_t x = std::max<std::ptrdiff_t>(0, p - hw); x <= std::min(P_ - 1, p + hw); ++x) {
+          if (!usable_[static_cast<std::size_t>(x)] || (q == static_cast<std::ptrdiff_t>(r) && x == p)) continue;
+          wsum += rad(q, x);
+          ++wn;
+        }
+      }
+      const double wide = wn > 0 ? wsum / static_cast<double>(wn) : 0.0;
+      // The pooled quadratic: least squares through the rows' mean radiance
+      // of the usable neighbours, by normal equations; the squared norm of its
+      // weights at x = 0 is [(A^T A)^-1]_00.
+      const Window win = window_of(pu, P, static_cast<std::size_t>(h));
       std::size_t n = 0;
-      for (std::size_t q = win.lo; q <= win.hi; ++q) n += (q != p && usable_[q]) ? 1 : 0;
-      double smoothed = 0.0;
+      for (std::size_t q = win.lo; q <= win.hi; ++q) n += (q != pu && usable_[q]) ? 1 : 0;
+      double pooled = 0.0, w2 = 0.0;
       if (n > 0) {
         const int order = fit_order(n);
         Eigen::Matrix3d ata = Eigen::Matrix3d::Zero();
         Eigen::Vector3d aty = Eigen::Vector3d::Zero();
         for (std::size_t q = win.lo; q <= win.hi; ++q) {
-          if (q == p || !usable_[q]) continue;
-          const double x = static_cast<double>(q) - static_cast<double>(p);
-          const double y = static_cast<double>(radiance[o + q]);
+          if (q == pu || !usable_[q]) continue;
+          const double x = static_cast<double>(q) - static_cast<double>(pu);
+          double y = 0.0;
+          for (const std::ptrdiff_t row : near) y += rad(row, static_cast<std::ptrdiff_t>(q));
+          y /= m;
           const double pw[3] = {1.0, x, x * x};
           for (int i = 0; i <= order; ++i) {
             aty(i) += pw[i] * y;
             for (int j = 0; j <= order; ++j) ata(i, j) += pw[i] * pw[j];
           }
         }
-        const auto m = order + 1;
-        const Eigen::VectorXd coef =
-            ata.topLeftCorner(m, m).ldlt().solve(aty.head(m)).eval();
-        smoothed = coef(0);
+        const auto k = order + 1;
+        const Eigen::MatrixXd inv = ata.topLeftCorner(k, k).inverse();
+        pooled = (inv * aty.head(k))(0);
+        w2 = inv(0, 0);
       }
-      variance[o + p] = static_cast<Real>(pixel_variance(
-          smoothed, tb.dark_radiance[p], tb.response[p], tb.inv_response[p], s,
+      // N where it differs from W by more than c sd_N, sd_N from W's counts.
+      const double resp = tb.response[pu], kk = resp * s.tg;
+      const double mu_w = std::max((std::max(wide, 0.0) + s.dark_scale * tb.dark_radiance[pu]) * kk,
+                                   settings_.min_expected_counts);
+      const double sd_n = std::sqrt(w2 * mu_w / m) / kk;
+      const double est =
+          std::abs(pooled - wide) > settings_.variance_structure_sigma * sd_n ? pooled : wide;
+      variance[o + pu] = static_cast<Real>(pixel_variance(
+          est, tb.dark_radiance[pu], tb.response[pu], tb.inv_response[pu], s,
           settings_.min_expected_counts));
     }
   }
@@ -621,7 +801,14 @@ void Calibrator::run_reference(std::span<const Count> counts, std::span<const do
 #define EXOSPEC_CALIBRATE_INSTANTIATE(Count, Real)                                             \
   template void Calibrator::run<Count, Real>(                                                \
       std::span<const Count>, std::span<const double>, std::span<const double>,              \
-      std::span<Real>, std::span<Real>, std::span<std::uint8_t>) const noexcept;             \
+      std::span<Real>, std::span<Real>, std::span<std::uint8_t>) const;                      \
+  template void Calibrator::radiance<Count, Real>(                                           \
+      std::span<const Count>, std::span<const double>, std::span<const double>,              \
+      std::span<Real>, std::span<std::uint8_t>) const noexcept;                              \
+  template void Calibrator::variance<Count, Real>(                                           \
+      std::span<const Count>, std::span<const double>, std::span<const double>,              \
+      std::span<const Real>, std::span<const std::uint8_t>, std::span<const std::int64_t>,   \
+      std::size_t, std::size_t, std::span<Real>, std::vector<Real>&) const;                  \
   template void Calibrator::run_reference<Count, Real>(                                      \
       std::span<const Count>, std::span<const double>, std::span<const double>,              \
       std::span<Real>, std::span<Real>, std::span<std::uint8_t>) const;

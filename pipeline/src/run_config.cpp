@@ -143,6 +143,10 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
       r.in_range("calibrate.max_dead_time_correction", 1.0, 1e6);
   c.calibrate.variance_half_width =
       static_cast<int>(r.integer_in("calibrate.variance_half_width", 2, 64));
+  c.calibrate.variance_wide_half_width =
+      static_cast<int>(r.integer_in("calibrate.variance_wide_half_width", 1, 1024));
+  c.calibrate.variance_spectra = static_cast<int>(r.integer_in("calibrate.variance_spectra", 0, 64));
+  c.calibrate.variance_structure_sigma = r.in_range("calibrate.variance_structure_sigma", 0.0, 1e6);
   c.calibrate.min_expected_counts = r.in_range("calibrate.min_expected_counts", 1e-6, 1e6);
   c.calibrate.min_detector_temperature_c =
       r.in_range("calibrate.min_detector_temperature_c", -273.15, 1e4);
@@ -243,6 +247,11 @@ void RunConfig::validate() const {
     fail("calibrate.max_dead_time_correction", "must be at least 1");
   }
   if (calibrate.variance_half_width < 2) fail("calibrate.variance_half_width", "must be >= 2");
+  if (calibrate.variance_wide_half_width < 1) fail("calibrate.variance_wide_half_width", "must be >= 1");
+  if (calibrate.variance_spectra < 0) fail("calibrate.variance_spectra", "must be >= 0");
+  if (!(calibrate.variance_structure_sigma >= 0.0) || !std::isfinite(calibrate.variance_structure_sigma)) {
+    fail("calibrate.variance_structure_sigma", "must be >= 0");
+  }
   if (!(calibrate.min_expected_counts > 0.0) || !std::isfinite(calibrate.min_expected_counts)) {
     fail("calibrate.min_expected_counts", "must be positive");
   }
@@ -325,6 +334,9 @@ std::string RunConfig::to_toml() const {
   s += "\n[calibrate]\n";
   s += "max_dead_time_correction = " + toml_float(calibrate.max_dead_time_correction) + "\n";
   s += "variance_half_width = " + std::to_string(calibrate.variance_half_width) + "\n";
+  s += "variance_wide_half_width = " + std::to_string(calibrate.variance_wide_half_width) + "\n";
+  s += "variance_spectra = " + std::to_string(calibrate.variance_spectra) + "\n";
+  s += "variance_structure_sigma = " + toml_float(calibrate.variance_structure_sigma) + "\n";
   s += "min_expected_counts = " + toml_float(calibrate.min_expected_counts) + "\n";
   s += "min_detector_temperature_c = " + toml_float(calibrate.min_detector_temperature_c) + "\n";
   s += "max_detector_temperature_c = " + toml_float(calibrate.max_detector_temperature_c) + "\n";

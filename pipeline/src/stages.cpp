@@ -75,9 +75,16 @@ struct ChannelStages::Impl {
     return {g.altitude_km, scan_ids};
   }
 
-  void calibrate_task(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
-                      std::span<const double> temperature_c, const CalibratedRows& out, std::size_t r0,
-                      std::size_t n);
+  std::vector<std::vector<float>> calibrate_scratch;  // per thread: the variance pass's
+  // The calibrate stage's two passes: radiance and quality (with despike) of
+  // rows [r0, r0 + n), then their variance and count model, which read the
+  // radiance of the neighbouring rows of their scan (all rows' radiance first).
+  void radiance_task(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                     std::span<const double> temperature_c, const CalibratedRows& out, std::size_t r0,
+                     std::size_t n);
+  void variance_task(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                     std::span<const double> temperature_c, const CalibratedRows& out,
+                     std::span<const std::int64_t> scan, std::size_t r0, std::size_t n, int thread);
   void denoise_task(const CalibratedInput& in, const DenoisedRows& out, std::size_t r0, std::size_t n,
                     int thread);
   void fit_task(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out,
@@ -103,6 +110,7 @@ struct ChannelStages::Impl {
                    calibrate_settings(config, name)) {
     scan_mode = config.scan_mode;
     scan_length = config.scan_length;
+    calibrate_scratch.resize(static_cast<std::size_t>(threads));
     if (config.has_stage(Stage::kDenoise)) {
       try {
         const auto& c = calibration.wavelength_coeffs;
@@ -154,7 +162,11 @@ bool ChannelStages::has_denoise() const noexcept { return impl_->smoother.has_va
 bool ChannelStages::has_fit() const noexcept { return impl_->fitter.has_value(); }
 bool ChannelStages::needs_count_model() const noexcept { return impl_->count_model; }
 std::size_t ChannelStages::context_rows() const noexcept {
-  return impl_->neighbour_reference ? 2 * static_cast<std::size_t>(impl_->reference_half_width) : 0;
+  // A row's variance reads the radiance of its neighbouring spectra; the
+  // neighbours' reference reads the first fits of rows up to 2 half widths
+  // away, and so their variance.
+  const auto spectra = static_cast<std::size_t>(impl_->calibrator.settings().variance_spectra);
+  return spectra + (impl_->neighbour_reference ? 2 * static_cast<std::size_t>(impl_->reference_half_width) : 0);
 }
 std::size_t ChannelStages::lines() const noexcept { return impl_->fitter ? impl_->fitter->lines() : 0; }
 const std::vector<kernels::FitLineSpec>& ChannelStages::line_specs() const {
@@ -202,13 +214,22 @@ void check_fit_rows(const FitRows& out, std::size_t rows, std::size_t L) {
 
 // One task's rows [r0, r0 + n) of each stage. `thread` picks the per-thread
 // scratch space (the OpenMP thread number in the loop that calls them).
-void ChannelStages::Impl::calibrate_task(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
-                                         std::span<const double> temperature_c, const CalibratedRows& out,
-                                         std::size_t r0, std::size_t n) {
+void ChannelStages::Impl::radiance_task(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                                        std::span<const double> temperature_c, const CalibratedRows& out,
+                                        std::size_t r0, std::size_t n) {
   const std::size_t P = pixels;
-  calibrator.run<std::uint32_t, float>(counts.subspan(r0 * P, n * P), exposure_s.subspan(r0, n),
-                                       temperature_c.subspan(r0, n), out.radiance.subspan(r0 * P, n * P),
-                                       out.variance.subspan(r0 * P, n * P), out.quality.subspan(r0 * P, n * P));
+  calibrator.radiance<std::uint32_t, float>(counts.subspan(r0 * P, n * P), exposure_s.subspan(r0, n),
+                                            temperature_c.subspan(r0, n), out.radiance.subspan(r0 * P, n * P),
+                                            out.quality.subspan(r0 * P, n * P));
+}
+
+void ChannelStages::Impl::variance_task(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                                        std::span<const double> temperature_c, const CalibratedRows& out,
+                                        std::span<const std::int64_t> scan, std::size_t r0, std::size_t n,
+                                        int thread) {
+  const std::size_t P = pixels;
+  calibrator.variance<std::uint32_t, float>(counts, exposure_s, temperature_c, out.radiance, out.quality, scan, r0,
+                                            n, out.variance, calibrate_scratch[static_cast<std::size_t>(thread)]);
   if (!out.scale.empty()) {
     // Counts = radiance x scale + offset, per row.
     for (std::size_t r = r0; r < r0 + n; ++r) {
@@ -269,14 +290,26 @@ void ChannelStages::Impl::refit_task(const CalibratedInput& in, const FitRows& o
 }
 
 void ChannelStages::calibrate(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
-                              std::span<const double> temperature_c, const CalibratedRows& out) {
+                              std::span<const double> temperature_c, const CalibratedRows& out,
+                              const RowGeometry& geometry) {
   Impl& m = *impl_;
   const std::size_t rows = calibrate_rows(counts, exposure_s, temperature_c, out, m.pixels);
+  check_geometry(geometry, rows);
+  const RowGeometry geo = m.with_scans(geometry);
   const auto tasks = static_cast<std::int64_t>(tasks_of(rows));
-#pragma omp parallel for num_threads(m.threads) schedule(dynamic)
-  for (std::int64_t task = 0; task < tasks; ++task) {
-    const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
-    m.calibrate_task(counts, exposure_s, temperature_c, out, r0, std::min(kTaskRows, rows - r0));
+#pragma omp parallel num_threads(m.threads)
+  {
+#pragma omp for schedule(dynamic)
+    for (std::int64_t task = 0; task < tasks; ++task) {
+      const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
+      m.radiance_task(counts, exposure_s, temperature_c, out, r0, std::min(kTaskRows, rows - r0));
+    }
+#pragma omp for schedule(dynamic)
+    for (std::int64_t task = 0; task < tasks; ++task) {
+      const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
+      m.variance_task(counts, exposure_s, temperature_c, out, geo.scan, r0, std::min(kTaskRows, rows - r0),
+                      omp_get_thread_num());
+    }
   }
 }
 
@@ -354,12 +387,21 @@ StageSeconds ChannelStages::process(std::span<const std::uint32_t> counts, std::
   {
     StageSeconds mine;
     const int thread = omp_get_thread_num();
+    // Every row's radiance before any row's variance (the loop ends with a
+    // barrier): the variance reads the neighbouring rows'.
+#pragma omp for schedule(dynamic)
+    for (std::int64_t task = 0; task < tasks; ++task) {
+      const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
+      const auto t = Clock::now();
+      m.radiance_task(counts, exposure_s, temperature_c, calibrated, r0, std::min(kTaskRows, rows - r0));
+      mine.calibrate += since(t);
+    }
 #pragma omp for schedule(dynamic)
     for (std::int64_t task = 0; task < tasks; ++task) {
       const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
       const std::size_t n = std::min(kTaskRows, rows - r0);
       auto t = Clock::now();
-      m.calibrate_task(counts, exposure_s, temperature_c, calibrated, r0, n);
+      m.variance_task(counts, exposure_s, temperature_c, calibrated, geo.scan, r0, n, thread);
       mine.calibrate += since(t);
       if (m.smoother) {
         t = Clock::now();

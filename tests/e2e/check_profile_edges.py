@@ -12,6 +12,8 @@ import sys
 import h5py
 import numpy as np
 
+from scan_rule import monotonic_scans
+
 exe, work = sys.argv[1], sys.argv[2]
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
@@ -39,23 +41,6 @@ def toml(name, text):
 
 def names(g):
     return [n.decode() if isinstance(n, bytes) else n for n in g["line_name"][:]]
-
-
-def monotonic_scans(z):
-    """The documented rule, written here: maximal runs of consecutive spectra whose
-    altitude changes in one direction (equal steps continue a run)."""
-    scans, first, direction = [], 0, 0
-    for i in range(1, len(z)):
-        step = np.sign(z[i] - z[i - 1])
-        if step == 0:
-            continue
-        if direction == 0:
-            direction = step
-        elif step != direction:
-            scans.append((first, i - first))
-            first, direction = i, 0
-    scans.append((first, len(z) - first))
-    return scans
 
 
 # 1. A flyby: the altitude falls to closest approach and rises again.

@@ -97,6 +97,8 @@ TEST(Calibrate, NoiseFreeQuadraticRadianceGivesTheAnalyticVariance) {
   // recovers each pixel's expectation exactly, so the variance must equal the
   // delta-method variance computed here from the true expectations, with the
   // Jacobian dL_p/dc_q taken by finite differences of the kernel itself.
+  // (Structure threshold 0: the quadratic everywhere; the wide mean would
+  // smear the curvature. One spectrum: no neighbours to pool.)
   const std::size_t P = 60;
   Detector d = make_detector(P, 3, 2e-5);
   const double t = 8.0, temp = 4.0, ds = 1.0 + 0.03 * temp;
@@ -112,7 +114,9 @@ TEST(Calibrate, NoiseFreeQuadraticRadianceGivesTheAnalyticVariance) {
   for (std::size_t p = 0; p < P; ++p) mu[p] = rate[p] * t * factor;
   ASSERT_GT(1.0 / factor, 1.02);  // a dead-time correction of a few per cent
 
-  const Calibrator cal(d.view(), {});
+  CalibrateSettings settings;
+  settings.variance_structure_sigma = 0.0;
+  const Calibrator cal(d.view(), settings);
   std::vector<double> L(P), V(P);
   std::vector<std::uint8_t> Q(P);
   const std::vector<double> exposure = {t}, temperature = {temp};
@@ -163,9 +167,21 @@ TEST(Calibrate, FastPathMatchesTheScalarReference) {
   temperature[6] = kNaN;
   for (std::size_t p = 0; p < P; ++p) counts[7 * P + p] = 5000;  // dead-time limit exceeded
 
-  for (int half_width : {4, 3, 6}) {
+  // The defaults, other half widths, no neighbouring spectra, a narrow wide
+  // mean, the quadratic everywhere, and the wide mean almost everywhere.
+  struct Case {
+    int half_width, wide, spectra;
+    double structure;
+  };
+  for (const Case k : {Case{4, 10, 2, 3.0}, Case{3, 10, 2, 3.0}, Case{6, 10, 2, 3.0}, Case{4, 10, 0, 3.0},
+                       Case{4, 3, 3, 3.0}, Case{4, 10, 2, 0.0}, Case{4, 25, 1, 50.0}}) {
+    SCOPED_TRACE(testing::Message() << "half width " << k.half_width << ", wide " << k.wide << ", spectra "
+                                    << k.spectra << ", structure " << k.structure);
     CalibrateSettings settings;
-    settings.variance_half_width = half_width;
+    settings.variance_half_width = k.half_width;
+    settings.variance_wide_half_width = k.wide;
+    settings.variance_spectra = k.spectra;
+    settings.variance_structure_sigma = k.structure;
     const Calibrator cal(d.view(), settings);
     std::vector<double> L(rows * P), V(rows * P), Lr(rows * P), Vr(rows * P);
     std::vector<std::uint8_t> Q(rows * P), Qr(rows * P);
@@ -195,6 +211,52 @@ TEST(Calibrate, FastPathMatchesTheScalarReference) {
       EXPECT_NEAR(Vf[i], Vr[i], 1e-4 * Vr[i]) << i;
     }
   }
+}
+
+TEST(Calibrate, VariancePoolsOnlyTheSpectraOfTheSameScan) {
+  // Rows of three scans (numbered out of order, one of a single spectrum):
+  // variance() with the scans, row by row and in uneven ranges, equals run()
+  // on each scan alone; and it differs from treating them as one scan.
+  const std::size_t P = 120, rows = 17;
+  Detector d = make_detector(P, 8, 1e-6);
+  d.bad[30] = 1;
+  auto rng = Rng::stream(21);
+  std::vector<std::uint32_t> counts(rows * P);
+  std::vector<double> exposure(rows, 4.0), temperature(rows, 2.0);
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t p = 0; p < P; ++p) {
+      counts[r * P + p] = static_cast<std::uint32_t>(rng.poisson(0.5 + 3.0 * static_cast<double>(r % 5)));
+    }
+  }
+  const std::vector<std::int64_t> scan = {7, 7, 7, 7, 7, 7, 2, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9};
+  const Calibrator cal(d.view(), {});
+  std::vector<float> L(rows * P), V(rows * P, -1.0f), Vone(rows * P);
+  std::vector<std::uint8_t> Q(rows * P);
+  std::vector<float> scratch;
+  cal.radiance<std::uint32_t, float>(counts, exposure, temperature, L, Q);
+  for (const auto [first, count] : {std::pair<std::size_t, std::size_t>{0, 5}, {5, 1}, {6, 4}, {10, 7}}) {
+    cal.variance<std::uint32_t, float>(counts, exposure, temperature, L, Q, scan, first, count, V, scratch);
+  }
+  cal.variance<std::uint32_t, float>(counts, exposure, temperature, L, Q, {}, 0, rows, Vone, scratch);
+  std::size_t differ = 0;
+  for (const auto [first, count] : {std::pair<std::size_t, std::size_t>{0, 6}, {6, 1}, {7, 10}}) {
+    const auto sub = [&](auto& v) { return std::span(v).subspan(first * P, count * P); };
+    std::vector<float> Ls(count * P), Vs(count * P);
+    std::vector<std::uint8_t> Qs(count * P);
+    cal.run<std::uint32_t, float>(std::span<const std::uint32_t>(counts).subspan(first * P, count * P),
+                                  std::span<const double>(exposure).subspan(first, count),
+                                  std::span<const double>(temperature).subspan(first, count), Ls, Vs, Qs);
+    const auto Vsub = sub(V), Vo = sub(Vone);
+    for (std::size_t i = 0; i < count * P; ++i) {
+      if (std::isnan(Vs[i])) {
+        ASSERT_TRUE(std::isnan(Vsub[i])) << first << " " << i;
+        continue;
+      }
+      ASSERT_EQ(Vsub[i], Vs[i]) << "scan from row " << first << ", element " << i;
+      differ += Vo[i] != Vs[i];
+    }
+  }
+  EXPECT_GT(differ, P);  // the scans matter
 }
 
 TEST(Calibrate, QualityFlagsAndIsolationOfBadSpectra) {

@@ -124,6 +124,21 @@ TEST(CalibrateStage, PullsAreStandardInTheFaintRegime) {
   }
 }
 
+TEST(CalibrateStage, PullsAreStandardOnTheDefaultLimbScan) {
+  // The README's dataset (1000 spectra, seed 1), where most pixels hold 0-2
+  // counts: the neighbours' estimate of the expected counts is noisy there,
+  // which a +-4-pixel quadratic alone left at sd 1.16 (EUV) and 1.21 (FUV).
+  const auto config = pipeline::load_simulation_config();
+  ASSERT_EQ(config.spectra, 1000u);
+  ASSERT_EQ(config.seed, 1u);
+  for (const auto& p : pulls_for(config, "default_scan")) {
+    EXPECT_LE(p.median_counts, 2);
+    EXPECT_NEAR(p.mean, 0.0, 0.02) << "n " << p.n;
+    EXPECT_GE(p.sd, 0.97);
+    EXPECT_LE(p.sd, 1.03);
+  }
+}
+
 TEST(CalibrateStage, PullsAreStandardInTheBrightRegimeWithDeadTime) {
   auto config = test::small_config(150, 32);
   config.instrument["euv"].continuum = 1500.0;  // thousands of counts per pixel mid-band

@@ -46,17 +46,18 @@ TEST(ChannelStages, InMemoryStagesEqualTheRunOutput) {
       std::vector<std::uint8_t> q(N * P);
       std::vector<double> scale(N * P), offset(N * P);
       ASSERT_TRUE(st.needs_count_model());
+      // (The altitudes: the calibrated variance pools the neighbouring
+      // spectra of each scan, and the fit's final solve takes its reference
+      // from them, the scans found from the altitudes as run() does.)
+      std::vector<double> altitude(N);
+      in.read_altitude(0, altitude);
+      const pipeline::RowGeometry geometry{altitude};
       const pipeline::CalibratedRows cal{rad, var, q, scale, offset};
-      st.calibrate(counts, exposure, temperature, cal);
+      st.calibrate(counts, exposure, temperature, cal, geometry);
       st.denoise(cal, {drad, dvar});
       std::vector<double> b(N * L), s(N * L), c(N * L), w(N * L);
       std::vector<float> chi(N * L);
       std::vector<std::uint8_t> status(N * L);
-      // (The altitudes: the fit's final solve takes its reference from the
-      // neighbouring spectra of each scan, found from them as run() does.)
-      std::vector<double> altitude(N);
-      in.read_altitude(0, altitude);
-      const pipeline::RowGeometry geometry{altitude};
       st.fit(cal, drad, {b, s, c, w, chi, status}, geometry);
       const std::string g = "/" + ch;
       EXPECT_TRUE(same_bytes(rad, out.read_all<float>("/calibrated" + g + "/radiance"))) << ch << threads;

@@ -20,17 +20,28 @@
 // variance that rises and falls with the pixel's own fluctuation gives
 // downward-fluctuating pixels too much weight, biasing pulls and fits). Instead
 //   mu_p = (max(Lhat_p, 0) + s D_p / (S_p F_p)) (S_p F_p) t g,
-// floored at `min_expected_counts`, where Lhat_p is a leave-one-out local
-// quadratic fit of the radiance of the usable pixels within
-// +-`variance_half_width` pixels of p, p itself excluded (the window is shifted
-// inwards at the detector edges; fewer than 5 usable neighbours lower the
-// order). mu_p is then independent of c_p, so (c_p - mu_p) / sqrt(mu_p) has mean
-// zero exactly and unit variance up to the relative noise of mu_p (about
-// 0.34 / mu_p in variance for the default half width 4, i.e. under 1 % of the
-// standard deviation from about 20 counts up), and the quadratic follows a
-// Gaussian line spread of sigma >= 4 pixels to ~1 % at the peak. The variance
-// is the delta-method diagonal, including the dead-time factor's dependence on
-// every count (beta = tau / (t g), M = sum_q mu_q estimated by sum_q c_q):
+// floored at `min_expected_counts`, where Lhat_p is an estimate of the
+// radiance at p from its neighbours only, in pixels and in spectra. The
+// neighbouring spectra are the valid rows within +-`variance_spectra` of the
+// row in the same scan (the row itself included; m of them); then
+//   W_p  the wide mean: the mean radiance over those rows and the usable
+//        pixels within +-`variance_wide_half_width` of p (truncated at the
+//        edges), leaving out the pixel itself (p of this row);
+//   N_p  the pooled quadratic: the leave-one-out local quadratic fit, over the
+//        usable pixels within +-`variance_half_width` of p, p excluded (the
+//        window shifted inwards at the edges; fewer than 5 usable neighbours
+//        lower the order), of the m rows' mean radiance per pixel; its noise
+//        is sd_N^2 = sum_k w_k^2 mu_W / (m (S_p F_p t g)^2), with w the fit's
+//        weights and mu_W the expected counts of W.
+//   Lhat_p = N_p where |N_p - W_p| > `variance_structure_sigma` sd_N (a line
+//        or an edge the wide mean would smear), W_p elsewhere.
+// Both estimates leave c_p out, so (c_p - mu_p) / sqrt(mu_p) has mean zero
+// exactly; the wide mean's own noise is small enough that the pull sd is
+// within ~1 % of 1 down to a fraction of a count per pixel (docs/
+// CALIBRATION.md), where the narrow quadratic alone gave 1.16-1.21. The
+// variance is the delta-method diagonal, including the dead-time factor's
+// dependence on every count (beta = tau / (t g), M = sum_q mu_q estimated by
+// sum_q c_q):
 //   var_p = (1 / (t g S_p F_p))^2 mu_p [(1 + beta mu_p)^2 + beta^2 mu_p (M - mu_p)].
 // The off-diagonal part (all pixels share g) is not stored; it is below 1e-4
 // of a pixel's variance at Phebus rates (docs/CALIBRATION.md).
@@ -83,7 +94,10 @@ struct DespikeSettings {
 
 struct CalibrateSettings {
   double max_dead_time_correction = 1.25;  // 1/g above this flags the spectrum saturated
-  int variance_half_width = 4;  // pixels each side of the variance smoother (<= (P - 1) / 2)
+  int variance_half_width = 4;  // pixels each side of the pooled quadratic (<= (P - 1) / 2)
+  int variance_wide_half_width = 10;  // pixels each side of the wide mean
+  int variance_spectra = 2;           // neighbouring spectra each side (same scan)
+  double variance_structure_sigma = 3.0;  // |N - W| beyond this many sd_N: structure, use N
   double min_expected_counts = 0.1;        // floor of mu_p (counts)
   // Detector temperatures outside these limits (degC) are telemetry errors:
   // the spectrum is flagged kInvalidTemperature, as it is when the linear dark
@@ -103,14 +117,36 @@ class Calibrator {
   std::size_t pixels() const noexcept { return pixels_; }
   const CalibrateSettings& settings() const noexcept { return settings_; }
 
-  // Calibrates rows = exposure_s.size() spectra. counts, radiance, variance and
-  // quality are row-major rows x P; temperature_c has one value per row. No
-  // aliasing between inputs and outputs. Count is std::uint32_t (telemetry) or
-  // double (expected counts); Real is float (the file) or double.
+  // Calibrates rows = exposure_s.size() spectra, all of one scan (consecutive
+  // rows are neighbours): radiance() then variance() on every row. counts,
+  // radiance, variance and quality are row-major rows x P; temperature_c has
+  // one value per row. No aliasing between inputs and outputs. Count is
+  // std::uint32_t (telemetry) or double (expected counts); Real is float (the
+  // file) or double. Allocates one scratch row.
   template <class Count, class Real>
   void run(std::span<const Count> counts, std::span<const double> exposure_s,
            std::span<const double> temperature_c, std::span<Real> radiance,
-           std::span<Real> variance, std::span<std::uint8_t> quality) const noexcept;
+           std::span<Real> variance, std::span<std::uint8_t> quality) const;
+
+  // The two passes of run(), for callers that split rows among threads: the
+  // radiance and quality of every row (with particle hits removed when
+  // despike is enabled) must be known before the variance of any row that
+  // has it among its neighbours. radiance() works row by row.
+  template <class Count, class Real>
+  void radiance(std::span<const Count> counts, std::span<const double> exposure_s,
+                std::span<const double> temperature_c, std::span<Real> radiance,
+                std::span<std::uint8_t> quality) const noexcept;
+  // The variance of rows [first, first + count) of all rows given (counts,
+  // radiance and quality as radiance() left them, rows x P; variance rows x P,
+  // only those rows written). scan: each row's scan (any numbering), or empty
+  // for one scan. scratch is resized to 2 P on first use (then allocates
+  // nothing: one per thread).
+  template <class Count, class Real>
+  void variance(std::span<const Count> counts, std::span<const double> exposure_s,
+                std::span<const double> temperature_c, std::span<const Real> radiance,
+                std::span<const std::uint8_t> quality, std::span<const std::int64_t> scan,
+                std::size_t first, std::size_t count, std::span<Real> variance,
+                std::vector<Real>& scratch) const;
 
   // The count model of one spectrum: expected counts = radiance x scale_p +
   // offset_p (scale = S F t g, offset = s D t g; 0 on unusable pixels), from
@@ -121,8 +157,8 @@ class Calibrator {
                    std::span<double> offset) const noexcept;
 
   // Plain scalar reference of run(): the same definition computed directly
-  // (a normal-equation fit per pixel instead of precomputed weights). Slow;
-  // for tests.
+  // (direct sums over each pixel's neighbourhood and a normal-equation fit per
+  // pixel instead of running sums and precomputed weights). Slow; for tests.
   template <class Count, class Real>
   void run_reference(std::span<const Count> counts, std::span<const double> exposure_s,
                      std::span<const double> temperature_c, std::span<Real> radiance,
@@ -140,13 +176,16 @@ class Calibrator {
   // Tables::irregular).
   std::vector<std::uint32_t> irregular_pixel_, irregular_lo_;
   std::vector<std::uint32_t> bad_list_;  // unusable pixels
+  std::vector<std::uint32_t> wide_usable_;  // usable pixels within the wide window of each pixel
+  std::size_t first_usable_ = 0;            // (P if none): a row's radiance there is finite iff it is valid
   // Per-pixel tables and smoother weights, in double (also the reference's)
   // and in float (the fast path's compute type for float output):
   // response S F and 1 / (S F) (0 where unusable), dark radiance D / (S F),
-  // the regular window's 2h + 1 weights (centre 0) and the irregular pixels'.
+  // the regular window's 2h + 1 weights (centre 0) and the irregular pixels',
+  // and the sum of squares of each set of weights (regular_w2 has one entry).
   template <class T>
   struct Tables {
-    std::vector<T> response, inv_response, dark_radiance, regular, irregular;
+    std::vector<T> response, inv_response, dark_radiance, regular, irregular, regular_w2, irregular_w2;
   };
   Tables<float> tables_f32_;
   Tables<double> tables_f64_;

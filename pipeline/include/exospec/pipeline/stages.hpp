@@ -113,8 +113,13 @@ class ChannelStages {
   const std::vector<kernels::FitLineSpec>& line_specs() const;
 
   // Counts (rows x P), exposure (s) and detector temperature (degC) per row.
+  // A row's variance pools the radiance of its neighbouring spectra of the
+  // same scan (kernels::Calibrator::variance); the scans come from
+  // `geometry` as for fit() (with neither altitudes nor scans, the rows are
+  // one scan).
   void calibrate(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
-                 std::span<const double> temperature_c, const CalibratedRows& out);
+                 std::span<const double> temperature_c, const CalibratedRows& out,
+                 const RowGeometry& geometry = {});
   void denoise(const CalibratedInput& in, const DenoisedRows& out);
   // denoised: the denoised radiance (initial values of the nonlinear fit), or
   // empty. Every row is fitted (fit()); then, with a count model and
@@ -122,8 +127,9 @@ class ChannelStages {
   // more at the reference of their neighbours (refit(), docs/FIT.md).
   void fit(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out,
            const RowGeometry& geometry = {}, const RowRange& range = {});
-  // Rows of context each side of a range that fit() reads (its reference's
-  // half width; 0 without the neighbours' reference).
+  // Rows of context each side of a range that calibrate() and fit() read
+  // (the variance's neighbouring spectra, plus twice the fit reference's half
+  // width with the neighbours' reference).
   std::size_t context_rows() const noexcept;
 
   // Every configured stage on the same rows in one pass, what `exospec run`
