@@ -2,6 +2,7 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cmath>
 #include <cstring>
@@ -111,7 +112,8 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
   const std::size_t P = pixels_;
   assert(cal.flat.size() == P && cal.dark_rate.size() == P && cal.bad_pixel.size() == P);
   assert(settings.variance_half_width >= 1 && settings.variance_wide_half_width >= 1 &&
-         settings.variance_spectra >= 0 && settings.variance_structure_sigma >= 0.0);
+         settings.variance_spectra >= 0 && settings.variance_spectra <= kMaxVarianceSpectra &&
+         settings.variance_structure_sigma >= 0.0);
   // A detector narrower than one window: the window shrinks to the detector.
   settings_.variance_half_width =
       static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(settings.variance_half_width),
@@ -149,6 +151,16 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
       wide_usable_[p] = n;
       if (p + hw + 1 < P) n += usable_[p + hw + 1];
       if (p >= hw) n -= usable_[p - hw];
+    }
+    // 1 / (the wide mean's count) for m = 1 .. 2 variance_spectra + 1 spectra
+    // pooled: m U_p, less the pixel itself if usable (0 if none are left).
+    const auto ms = 2 * static_cast<std::size_t>(settings_.variance_spectra) + 1;
+    tables_f64_.inv_wide.assign(ms * P, 0.0);
+    for (std::size_t m = 1; m <= ms; ++m) {
+      for (std::size_t p = 0; p < P; ++p) {
+        const double count = static_cast<double>(m * wide_usable_[p]) - (usable_[p] ? 1.0 : 0.0);
+        tables_f64_.inv_wide[(m - 1) * P + p] = count > 0.0 ? 1.0 / count : 0.0;
+      }
     }
   }
   const auto h = static_cast<std::size_t>(settings_.variance_half_width);
@@ -212,7 +224,7 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
   };
   tables_f32_ = {to_float(t64.response), to_float(t64.inv_response), to_float(t64.dark_radiance),
                  to_float(t64.regular),  to_float(t64.irregular),    to_float(t64.regular_w2),
-                 to_float(t64.irregular_w2)};
+                 to_float(t64.irregular_w2), to_float(t64.inv_wide)};
 }
 
 namespace {
@@ -262,7 +274,7 @@ struct VarianceTerms {
 // the structure threshold (c2_over_m = c^2 / m, w2 its weights' sum of
 // squares), the wide mean elsewhere.
 template <class T>
-inline T choose_estimate(const VarianceTerms<T>& vt, T n, T w, T w2_c2_over_m, T dark, T resp) noexcept {
+[[gnu::always_inline]] inline T choose_estimate(const VarianceTerms<T>& vt, T n, T w, T w2_c2_over_m, T dark, T resp) noexcept {
   const T ws = w > T(0) ? w : T(0);
   const T k = resp * vt.tg;
   const T mu0 = (ws + vt.ds * dark) * k;
@@ -276,7 +288,7 @@ inline T choose_estimate(const VarianceTerms<T>& vt, T n, T w, T w2_c2_over_m, T
 // the half width known at compile time (the taps unroll and p vectorises),
 // H = 0 reads it from the tables.
 template <int H, class T>
-inline void interior_variance(const RowTables<T>& tb, const VarianceTerms<T>& vt, T c2_over_m,
+[[gnu::always_inline]] inline void interior_variance(const RowTables<T>& tb, const VarianceTerms<T>& vt, T c2_over_m,
                               const T* __restrict cm, const T* __restrict W, T* __restrict V) noexcept {
   const std::size_t h = H > 0 ? static_cast<std::size_t>(H) : tb.half_width;
   const T* __restrict w = tb.regular;
@@ -313,7 +325,7 @@ inline void radiance_kernel(const RowTables<T>& tb, const SpectrumTerms& s,
 }
 
 template <class T>
-inline void variance_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts,
+[[gnu::always_inline]] inline void variance_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts,
                             T c2_over_m, const T* __restrict cm, const T* __restrict W,
                             T* __restrict V) noexcept {
   const T* __restrict inv_resp = tb.inv_response;
@@ -338,11 +350,62 @@ inline void variance_kernel(const RowTables<T>& tb, const SpectrumTerms& s, doub
   }
 }
 
-// Adds a row to the column sums (vectorised; unusable pixels are fixed by
-// the caller).
+// The column sums of m rows, in the rows' order (vectorised; unusable pixels
+// are fixed by the caller). Five rows, the default, in one pass.
 template <class T>
-inline void add_row(std::size_t P, const T* __restrict L, T* __restrict sum) noexcept {
-  for (std::size_t p = 0; p < P; ++p) sum[p] += L[p];
+[[gnu::always_inline]] inline void sum_rows(std::size_t P, const T* const* rows, std::size_t m,
+                                            T* __restrict sum) noexcept {
+  if (m == 5) {
+    const T *__restrict a = rows[0], *__restrict b = rows[1], *__restrict c = rows[2],
+                        *__restrict d = rows[3], *__restrict e = rows[4];
+    for (std::size_t p = 0; p < P; ++p) sum[p] = (((a[p] + b[p]) + c[p]) + d[p]) + e[p];
+    return;
+  }
+  for (std::size_t p = 0; p < P; ++p) sum[p] = rows[0][p];
+  for (std::size_t j = 1; j < m; ++j) {
+    const T* __restrict L = rows[j];
+    for (std::size_t p = 0; p < P; ++p) sum[p] += L[p];
+  }
+}
+
+// The wide mean of every pixel: W_p = (sum of the column sums cs over
+// [p - hw, p + hw], truncated at the edges, less this row's own L_p) times
+// inv_n_p (1 / the count of values). Shifted adds, not a running sum: the
+// interior vectorises over p (HW > 0: the half width at compile time).
+template <int HW, class T>
+[[gnu::always_inline]] inline void wide_mean(std::size_t P, std::size_t hw_run, const T* __restrict cs, const T* __restrict L,
+                      const T* __restrict inv_n, T* __restrict W) noexcept {
+  const std::size_t hw = HW > 0 ? static_cast<std::size_t>(HW) : hw_run;
+  const std::size_t lo = std::min(hw, P), hi = P > hw ? std::max(P - hw, lo) : lo;
+  if constexpr (HW == 10) {
+    // 21 = 3 x 7, the 7 as 2 + 2 + 2 + 1: four passes instead of 21 (t2,
+    // t4 and t7 in W's scratch after it: 3 P more). Sums starting at q.
+    T* __restrict t2 = W + P;
+    T* __restrict t4 = t2 + P;
+    T* __restrict t7 = t4 + P;
+    for (std::size_t q = 0; q + 1 < P; ++q) t2[q] = cs[q] + cs[q + 1];
+    for (std::size_t q = 0; q + 3 < P; ++q) t4[q] = t2[q] + t2[q + 2];
+    for (std::size_t q = 0; q + 6 < P; ++q) t7[q] = t4[q] + t2[q + 4] + cs[q + 6];
+    for (std::size_t p = lo; p < hi; ++p) {
+      W[p] = ((t7[p - 10] + t7[p - 3] + t7[p + 4]) - L[p]) * inv_n[p];
+    }
+  } else {
+    // One pass per tap (k outermost: each pass vectorises; the same order of
+    // the sum for every pixel).
+    for (std::size_t p = lo; p < hi; ++p) W[p] = T(0);
+    for (std::size_t k = 0; k <= 2 * hw; ++k) {
+      const T* __restrict src = cs + k - hw;
+      for (std::size_t p = lo; p < hi; ++p) W[p] += src[p];
+    }
+    for (std::size_t p = lo; p < hi; ++p) W[p] = (W[p] - L[p]) * inv_n[p];
+  }
+  auto edge = [&](std::size_t p) {
+    T acc = T(0);
+    for (std::size_t q = p > hw ? p - hw : 0; q <= std::min(P - 1, p + hw); ++q) acc += cs[q];
+    W[p] = (acc - L[p]) * inv_n[p];
+  };
+  for (std::size_t p = 0; p < lo; ++p) edge(p);
+  for (std::size_t p = hi; p < P; ++p) edge(p);
 }
 
 // Particle hits (spikes of 1-3 pixels) in one row, after the radiance and
@@ -529,12 +592,26 @@ EXOSPEC_CLONES void variance_dispatch(const RowTables<double>& tb, const Spectru
                                       const double* W, double* V) noexcept {
   variance_kernel<double>(tb, s, min_counts, c2_over_m, cm, W, V);
 }
-EXOSPEC_CLONES void add_row_dispatch(std::size_t P, const float* L, float* sum) noexcept {
-  add_row(P, L, sum);
+EXOSPEC_CLONES void sum_rows_dispatch(std::size_t P, const float* const* rows, std::size_t m,
+                                      float* sum) noexcept {
+  sum_rows(P, rows, m, sum);
 }
-EXOSPEC_CLONES void add_row_dispatch(std::size_t P, const double* L, double* sum) noexcept {
-  add_row(P, L, sum);
+EXOSPEC_CLONES void sum_rows_dispatch(std::size_t P, const double* const* rows, std::size_t m,
+                                      double* sum) noexcept {
+  sum_rows(P, rows, m, sum);
 }
+#define EXOSPEC_WIDE_MEAN(T)                                                                     \
+  EXOSPEC_CLONES void wide_mean_dispatch(std::size_t P, std::size_t hw, const T* cs, const T* L,  \
+                                         const T* inv_n, T* W) noexcept {                         \
+    if (hw == 10) {                                                                              \
+      wide_mean<10, T>(P, hw, cs, L, inv_n, W);                                                  \
+    } else {                                                                                     \
+      wide_mean<0, T>(P, hw, cs, L, inv_n, W);                                                   \
+    }                                                                                            \
+  }
+EXOSPEC_WIDE_MEAN(float)
+EXOSPEC_WIDE_MEAN(double)
+#undef EXOSPEC_WIDE_MEAN
 EXOSPEC_CLONES double sum_dispatch(const std::uint32_t* c, std::size_t n) noexcept {
   return row_total(c, n);
 }
@@ -620,7 +697,7 @@ void Calibrator::variance(std::span<const Count> counts, std::span<const double>
   assert(scan.empty() || scan.size() == rows);
   assert(first + count <= rows);
   constexpr Real kNaN = std::numeric_limits<Real>::quiet_NaN();
-  if (scratch.size() < 2 * P) scratch.resize(2 * P);
+  if (scratch.size() < 5 * P) scratch.resize(5 * P);
   Real* cm = scratch.data();
   Real* W = cm + P;
   const RowTables<Real> tb = row_tables<Real>(tables<Real>(), bad_, pixels_, settings_.variance_half_width,
@@ -645,32 +722,24 @@ void Calibrator::variance(std::span<const Count> counts, std::span<const double>
       continue;
     }
     // Column sums over the valid rows of the scan within +-hs (this one too).
-    std::fill(cm, cm + P, Real(0));
+    std::array<const Real*, 2 * kMaxVarianceSpectra + 1> pooled;
     std::size_t m = 0;
     for (std::size_t q = r >= hs ? r - hs : 0; q <= std::min(rows - 1, r + hs); ++q) {
       if (!scan.empty() && scan[q] != scan[r]) continue;
       if (q != r && !valid(q)) continue;
-      add_row_dispatch(P, radiance.data() + q * P, cm);
-      ++m;
+      pooled[m++] = radiance.data() + q * P;
     }
+    sum_rows_dispatch(P, pooled.data(), m, cm);
     for (const std::uint32_t p : bad_list_) cm[p] = Real(0);
-    // The wide mean, by a running sum over the pixels (in double).
-    double sum = 0.0;
-    for (std::size_t q = 0; q < std::min(P, hw + 1); ++q) sum += static_cast<double>(cm[q]);
-    for (std::size_t p = 0; p < P; ++p) {
-      const double n = static_cast<double>(m) * wide_usable_[p] - (usable_[p] ? 1.0 : 0.0);
-      const double own = usable_[p] ? static_cast<double>(L[p]) : 0.0;
-      W[p] = static_cast<Real>(n > 0.0 ? (sum - own) / n : 0.0);
-      if (p + hw + 1 < P) sum += static_cast<double>(cm[p + hw + 1]);
-      if (p >= hw) sum -= static_cast<double>(cm[p - hw]);
-    }
+    // The wide mean (bad pixels get NaN from their own L; never used).
+    wide_mean_dispatch(P, hw, cm, L, tables<Real>().inv_wide.data() + (m - 1) * P, W);
     const Real inv_m = static_cast<Real>(1.0 / static_cast<double>(m));
     for (std::size_t p = 0; p < P; ++p) cm[p] *= inv_m;
     variance_dispatch(tb, s, settings_.min_expected_counts,
                       static_cast<Real>(c * c / static_cast<double>(m)), cm, W, V);
-    bool replaced = false;
-    for (std::size_t p = 0; p < P && !replaced; ++p) replaced = (Q[p] & quality::kParticleHit) != 0;
-    if (replaced) replaced_variance(P, usable_.data(), Q, V);
+    std::uint8_t any = 0;
+    for (std::size_t p = 0; p < P; ++p) any |= Q[p];
+    if (any & quality::kParticleHit) replaced_variance(P, usable_.data(), Q, V);
     for (const std::uint32_t p : bad_list_) V[p] = kNaN;
   }
 }

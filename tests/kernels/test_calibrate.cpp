@@ -234,12 +234,12 @@ TEST(Calibrate, VariancePoolsOnlyTheSpectraOfTheSameScan) {
   std::vector<std::uint8_t> Q(rows * P);
   std::vector<float> scratch;
   cal.radiance<std::uint32_t, float>(counts, exposure, temperature, L, Q);
-  for (const auto [first, count] : {std::pair<std::size_t, std::size_t>{0, 5}, {5, 1}, {6, 4}, {10, 7}}) {
+  for (const auto& [first, count] : {std::pair<std::size_t, std::size_t>{0, 5}, {5, 1}, {6, 4}, {10, 7}}) {
     cal.variance<std::uint32_t, float>(counts, exposure, temperature, L, Q, scan, first, count, V, scratch);
   }
   cal.variance<std::uint32_t, float>(counts, exposure, temperature, L, Q, {}, 0, rows, Vone, scratch);
   std::size_t differ = 0;
-  for (const auto [first, count] : {std::pair<std::size_t, std::size_t>{0, 6}, {6, 1}, {7, 10}}) {
+  for (const auto& [first, count] : {std::pair<std::size_t, std::size_t>{0, 6}, {6, 1}, {7, 10}}) {
     const auto sub = [&](auto& v) { return std::span(v).subspan(first * P, count * P); };
     std::vector<float> Ls(count * P), Vs(count * P);
     std::vector<std::uint8_t> Qs(count * P);

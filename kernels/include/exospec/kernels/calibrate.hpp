@@ -92,11 +92,13 @@ struct DespikeSettings {
   double line_tolerance = 0.2;  // share of a line's height the reference may miss
 };
 
+inline constexpr int kMaxVarianceSpectra = 64;  // the most variance_spectra allowed
+
 struct CalibrateSettings {
   double max_dead_time_correction = 1.25;  // 1/g above this flags the spectrum saturated
   int variance_half_width = 4;  // pixels each side of the pooled quadratic (<= (P - 1) / 2)
   int variance_wide_half_width = 10;  // pixels each side of the wide mean
-  int variance_spectra = 2;           // neighbouring spectra each side (same scan)
+  int variance_spectra = 2;           // neighbouring spectra each side (same scan), <= kMaxVarianceSpectra
   double variance_structure_sigma = 3.0;  // |N - W| beyond this many sd_N: structure, use N
   double min_expected_counts = 0.1;        // floor of mu_p (counts)
   // Detector temperatures outside these limits (degC) are telemetry errors:
@@ -139,7 +141,7 @@ class Calibrator {
   // The variance of rows [first, first + count) of all rows given (counts,
   // radiance and quality as radiance() left them, rows x P; variance rows x P,
   // only those rows written). scan: each row's scan (any numbering), or empty
-  // for one scan. scratch is resized to 2 P on first use (then allocates
+  // for one scan. scratch is resized to 5 P on first use (then allocates
   // nothing: one per thread).
   template <class Count, class Real>
   void variance(std::span<const Count> counts, std::span<const double> exposure_s,
@@ -182,10 +184,13 @@ class Calibrator {
   // and in float (the fast path's compute type for float output):
   // response S F and 1 / (S F) (0 where unusable), dark radiance D / (S F),
   // the regular window's 2h + 1 weights (centre 0) and the irregular pixels',
-  // and the sum of squares of each set of weights (regular_w2 has one entry).
+  // the sum of squares of each set of weights (regular_w2 has one entry), and
+  // 1 / the wide mean's count of values per pixel, for each number m of
+  // spectra pooled (row m - 1 of (2 variance_spectra + 1) x P).
   template <class T>
   struct Tables {
-    std::vector<T> response, inv_response, dark_radiance, regular, irregular, regular_w2, irregular_w2;
+    std::vector<T> response, inv_response, dark_radiance, regular, irregular, regular_w2, irregular_w2,
+        inv_wide;
   };
   Tables<float> tables_f32_;
   Tables<double> tables_f64_;
