@@ -1,11 +1,14 @@
 #include "exospec/kernels/ballistic.hpp"
 
+#include "ballistic_table.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
 #include <numbers>
 #include <stdexcept>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -92,37 +95,24 @@ constexpr double kDu = 0.07, kDt = 0.05, kX0 = 1e-3, kXMax = 2e5, kLogFloor = -7
 struct Table {
   double u0 = 0.0;  // u of row 0 (one row below the range)
   std::size_t rows = 0, cols = 0;
-  std::vector<double> v;  // rows x cols, row-major; column 0 is t = -kDt
+  std::span<const double> v;  // rows x cols, row-major; column 0 is t = -kDt
+  std::vector<double> computed;  // (only without the embedded values)
   Table() {
-    const double ulo = std::log(ColumnProfileTable::kLambdaMin), uhi = std::log(ColumnProfileTable::kLambdaMax);
-    rows = static_cast<std::size_t>(std::ceil((uhi - ulo) / kDu)) + 4;
-    u0 = ulo - kDu;
-    const double tmax = std::log1p(kXMax / kX0);
-    cols = static_cast<std::size_t>(std::ceil(tmax / kDt)) + 4;
-    v.resize(rows * cols);
-    for (std::size_t i = 0; i < rows; ++i) {
-      const double lc = std::exp(u0 + kDu * static_cast<double>(i));
-      const double scale = lc + 1.0 / lc;
-      const double c0 = column_with_stride(0.0, lc, kTableStride);
-      double* row = v.data() + i * cols;
-      for (std::size_t j = 1; j < cols; ++j) {
-        // (C falls with z: once at the floor, the rest of the row is too.)
-        if (j > 1 && row[j - 1] == kLogFloor) {
-          row[j] = kLogFloor;
-          continue;
-        }
-        const double x = kX0 * std::expm1(kDt * static_cast<double>(j - 1));
-        const double c = j == 1 ? c0 : column_with_stride(x / scale, lc, kTableStride);
-        row[j] = c > 0.0 ? std::max(std::log(c / c0), kLogFloor) : kLogFloor;
-      }
-      // t = -kDt: the cubic through the first four nodes, continued.
-      row[0] = 4.0 * row[1] - 6.0 * row[2] + 4.0 * row[3] - row[4];
+    const detail::ColumnTableShape shape = detail::column_table_shape();
+    u0 = shape.u0;
+    rows = shape.rows;
+    cols = shape.cols;
+    v = detail::embedded_column_table();
+    if (v.size() != rows * cols) {
+      computed.resize(rows * cols);
+      detail::compute_column_table(computed);
+      v = computed;
     }
   }
 };
 
 const Table& table() {
-  static const Table t;  // (built once, on first use; thread-safe)
+  static const Table t;  // (on first use; thread-safe)
   return t;
 }
 
@@ -135,6 +125,51 @@ inline void lagrange4(double p, double* w) noexcept {
 }
 
 }  // namespace
+
+namespace detail {
+
+ColumnTableShape column_table_shape() noexcept {
+  const double ulo = std::log(ColumnProfileTable::kLambdaMin), uhi = std::log(ColumnProfileTable::kLambdaMax);
+  const double tmax = std::log1p(kXMax / kX0);
+  return {ulo - kDu, static_cast<std::size_t>(std::ceil((uhi - ulo) / kDu)) + 4,
+          static_cast<std::size_t>(std::ceil(tmax / kDt)) + 4};
+}
+
+void compute_column_table(std::span<double> out) {
+  const ColumnTableShape shape = column_table_shape();
+  if (out.size() != shape.rows * shape.cols) throw std::invalid_argument("compute_column_table: rows x cols");
+  for (std::size_t i = 0; i < shape.rows; ++i) {
+    const double lc = std::exp(shape.u0 + kDu * static_cast<double>(i));
+    const double scale = lc + 1.0 / lc;
+    const double c0 = column_with_stride(0.0, lc, kTableStride);
+    double* row = out.data() + i * shape.cols;
+    for (std::size_t j = 1; j < shape.cols; ++j) {
+      // (C falls with z: once at the floor, the rest of the row is too.)
+      if (j > 1 && row[j - 1] == kLogFloor) {
+        row[j] = kLogFloor;
+        continue;
+      }
+      const double x = kX0 * std::expm1(kDt * static_cast<double>(j - 1));
+      const double c = j == 1 ? c0 : column_with_stride(x / scale, lc, kTableStride);
+      row[j] = c > 0.0 ? std::max(std::log(c / c0), kLogFloor) : kLogFloor;
+    }
+    // t = -kDt: the cubic through the first four nodes, continued.
+    row[0] = 4.0 * row[1] - 6.0 * row[2] + 4.0 * row[3] - row[4];
+  }
+}
+
+#ifndef EXOSPEC_COLUMN_TABLE_GENERATOR
+// column_table_data.cpp, written at build time by kernels/tools/make_column_table.
+extern const std::size_t kEmbeddedColumnTableSize;
+extern const double kEmbeddedColumnTable[];
+std::span<const double> embedded_column_table() noexcept {
+  return {kEmbeddedColumnTable, kEmbeddedColumnTableSize};
+}
+#else
+std::span<const double> embedded_column_table() noexcept { return {}; }
+#endif
+
+}  // namespace detail
 
 double surface_lambda(double mass_amu, double temperature_K, const Body& body) noexcept {
   return body.gm_m3_s2 * mass_amu * kAtomicMass / (kBoltzmann * temperature_K * body.radius_km * 1e3);

@@ -92,6 +92,24 @@ void AdaptiveSmoother::run(std::span<const T> radiance, std::span<const T> varia
                            std::span<const std::uint8_t> quality, std::span<T> out,
                            std::span<T> out_variance, Workspace<T>& work,
                            std::span<std::uint8_t> chosen) const noexcept {
+  const PixelRange all{0, pixels_};
+  run_impl<T>(radiance, variance, quality, std::span<const PixelRange>(&all, 1), true, out, out_variance, work,
+              chosen);
+}
+
+template <class T>
+void AdaptiveSmoother::run_ranges(std::span<const T> radiance, std::span<const T> variance,
+                                  std::span<const std::uint8_t> quality, std::span<const PixelRange> ranges,
+                                  std::span<T> out, std::span<T> out_variance, Workspace<T>& work,
+                                  std::span<std::uint8_t> chosen) const noexcept {
+  run_impl<T>(radiance, variance, quality, ranges, false, out, out_variance, work, chosen);
+}
+
+template <class T>
+void AdaptiveSmoother::run_impl(std::span<const T> radiance, std::span<const T> variance,
+                                std::span<const std::uint8_t> quality, std::span<const PixelRange> ranges,
+                                bool whole, std::span<T> out, std::span<T> out_variance, Workspace<T>& work,
+                                std::span<std::uint8_t> chosen) const noexcept {
   const std::size_t P = pixels_, K = filters_.size();
   assert(P > 0 && radiance.size() % P == 0);
   const std::size_t rows = radiance.size() / P;
@@ -105,6 +123,11 @@ void AdaptiveSmoother::run(std::span<const T> radiance, std::span<const T> varia
     auto yv = out_variance.subspan(o, P);
     std::copy_n(radiance.begin() + static_cast<std::ptrdiff_t>(o), P, work.value.begin());
     std::copy_n(variance.begin() + static_cast<std::ptrdiff_t>(o), P, work.variance.begin());
+    if (!whole) {
+      std::fill(y.begin(), y.end(), kNaN);
+      std::fill(yv.begin(), yv.end(), kNaN);
+      if (!chosen.empty()) std::fill_n(chosen.begin() + static_cast<std::ptrdiff_t>(o), P, 0);
+    }
     if (!fill_flagged<T>(work.value, work.variance, q, kFill)) {
       std::fill(y.begin(), y.end(), kNaN);
       std::fill(yv.begin(), yv.end(), kNaN);
@@ -114,35 +137,52 @@ void AdaptiveSmoother::run(std::span<const T> radiance, std::span<const T> varia
     for (std::size_t k = 0; k < K; ++k) {
       auto est = std::span<T>(work.estimate).subspan(k * P, P);
       auto sig = std::span<T>(work.sigma).subspan(k * P, P);
-      filters_[k].apply<T>(work.value, est);
-      filters_[k].apply_variance<T>(work.variance, sig);
-    }
-    for (std::size_t p = 0; p < P; ++p) {
-      // Window 0 (the narrowest) always; then grow while the intervals meet.
-      T best = work.estimate[p], best_var = work.sigma[p];
-      T sd = std::sqrt(std::max(best_var, T(0)));
-      T lo = best - gamma * sd, hi = best + gamma * sd;
-      std::uint8_t used = 0;
-      for (std::size_t k = 1; k < K; ++k) {
-        const T e = work.estimate[k * P + p], v = work.sigma[k * P + p];
-        const T s = std::sqrt(std::max(v, T(0)));
-        lo = std::max(lo, e - gamma * s);
-        hi = std::min(hi, e + gamma * s);
-        if (lo > hi) break;
-        best = e;
-        best_var = v;
-        used = static_cast<std::uint8_t>(k);
+      if (whole) {
+        filters_[k].apply<T>(work.value, est);
+        filters_[k].apply_variance<T>(work.variance, sig);
+      } else {
+        for (const PixelRange& pr : ranges) {
+          filters_[k].apply_range<T>(work.value, est, pr.begin, pr.end);
+          filters_[k].apply_variance_range<T>(work.variance, sig, pr.begin, pr.end);
+        }
       }
-      const bool unusable = (q[p] & quality::kUnusable) != 0;
-      y[p] = unusable ? kNaN : best;
-      yv[p] = unusable ? kNaN : best_var;
-      if (!chosen.empty()) chosen[o + p] = used;
+    }
+    for (const PixelRange& pr : ranges) {
+      for (std::size_t p = pr.begin; p < pr.end; ++p) {
+        // Window 0 (the narrowest) always; then grow while the intervals meet.
+        T best = work.estimate[p], best_var = work.sigma[p];
+        T sd = std::sqrt(std::max(best_var, T(0)));
+        T lo = best - gamma * sd, hi = best + gamma * sd;
+        std::uint8_t used = 0;
+        for (std::size_t k = 1; k < K; ++k) {
+          const T e = work.estimate[k * P + p], v = work.sigma[k * P + p];
+          const T s = std::sqrt(std::max(v, T(0)));
+          lo = std::max(lo, e - gamma * s);
+          hi = std::min(hi, e + gamma * s);
+          if (lo > hi) break;
+          best = e;
+          best_var = v;
+          used = static_cast<std::uint8_t>(k);
+        }
+        const bool unusable = (q[p] & quality::kUnusable) != 0;
+        y[p] = unusable ? kNaN : best;
+        yv[p] = unusable ? kNaN : best_var;
+        if (!chosen.empty()) chosen[o + p] = used;
+      }
     }
   }
 }
 
 template AdaptiveSmoother::Workspace<float> AdaptiveSmoother::make_workspace<float>() const;
 template AdaptiveSmoother::Workspace<double> AdaptiveSmoother::make_workspace<double>() const;
+template void AdaptiveSmoother::run_ranges<float>(std::span<const float>, std::span<const float>,
+                                                  std::span<const std::uint8_t>, std::span<const PixelRange>,
+                                                  std::span<float>, std::span<float>, Workspace<float>&,
+                                                  std::span<std::uint8_t>) const noexcept;
+template void AdaptiveSmoother::run_ranges<double>(std::span<const double>, std::span<const double>,
+                                                   std::span<const std::uint8_t>, std::span<const PixelRange>,
+                                                   std::span<double>, std::span<double>, Workspace<double>&,
+                                                   std::span<std::uint8_t>) const noexcept;
 template void AdaptiveSmoother::run<float>(std::span<const float>, std::span<const float>,
                                            std::span<const std::uint8_t>, std::span<float>,
                                            std::span<float>, Workspace<float>&,

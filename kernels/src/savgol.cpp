@@ -8,16 +8,33 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace exospec::kernels {
 namespace {
 
 // Interior samples: y_j = sum_i c_i x_{j - h + i}, in blocks of 64 outputs
 // kept in registers while the taps stream past (vectorises over j).
+constexpr std::size_t kBlock = 64;
+
+// The outputs that the interior kernel computes together with [lo, hi)
+// when it runs over [begin, end): whole blocks on the grid of `begin` (a
+// block and the scalar tail may round differently, so a part of the row is
+// computed on the same grid as the whole row to give the same bits).
+inline std::pair<std::size_t, std::size_t> block_cover(std::size_t begin, std::size_t end, std::size_t lo,
+                                                        std::size_t hi) noexcept {
+  lo = std::max(lo, begin);
+  hi = std::min(hi, end);
+  if (lo >= hi) return {0, 0};
+  const std::size_t full_end = begin + (end - begin) / kBlock * kBlock;  // the tail starts here
+  const std::size_t b = lo < full_end ? begin + (lo - begin) / kBlock * kBlock : lo;
+  const std::size_t e = hi <= full_end ? begin + (hi - begin + kBlock - 1) / kBlock * kBlock : hi;
+  return {b, e};
+}
+
 template <class T>
 inline void interior_kernel(const T* __restrict x, T* __restrict y, const T* __restrict c,
                             std::size_t width, std::size_t begin, std::size_t end) noexcept {
-  constexpr std::size_t kBlock = 64;
   const std::size_t h = width / 2;
   std::size_t j = begin;
   for (; j + kBlock <= end; j += kBlock) {
@@ -218,6 +235,40 @@ void SavgolFilter::apply_variance(std::span<const T> var, std::span<T> out) cons
 }
 
 template <class T>
+void SavgolFilter::apply_range(std::span<const T> x, std::span<T> y, std::size_t lo,
+                               std::size_t hi) const noexcept {
+  assert(x.size() == n_ && y.size() == n_ && lo <= hi && hi <= n_);
+  const auto& c = centre<T>();
+  const auto [b, e] = block_cover(interior_begin_, interior_end_, lo, hi);
+  if (b < e) interior(x.data(), y.data(), c.data(), c.size(), b, e);
+  for (const EdgeRow& r : edges_) {
+    if (r.output < lo || r.output >= hi) continue;
+    double acc = r.constant;
+    for (std::uint32_t t = r.first; t < r.first + r.count; ++t) {
+      acc += taps_[t].weight * static_cast<double>(x[taps_[t].source]);
+    }
+    y[r.output] = static_cast<T>(acc);
+  }
+}
+
+template <class T>
+void SavgolFilter::apply_variance_range(std::span<const T> var, std::span<T> out, std::size_t lo,
+                                        std::size_t hi) const noexcept {
+  assert(var.size() == n_ && out.size() == n_ && lo <= hi && hi <= n_);
+  const auto& c2 = centre_squared<T>();
+  const auto [b, e] = block_cover(interior_begin_, interior_end_, lo, hi);
+  if (b < e) interior(var.data(), out.data(), c2.data(), c2.size(), b, e);
+  for (const EdgeRow& r : edges_) {
+    if (r.output < lo || r.output >= hi) continue;
+    double acc = 0.0;
+    for (std::uint32_t t = r.first; t < r.first + r.count; ++t) {
+      acc += taps_[t].weight * taps_[t].weight * static_cast<double>(var[taps_[t].source]);
+    }
+    out[r.output] = static_cast<T>(acc);
+  }
+}
+
+template <class T>
 void SavgolFilter::apply_rows(std::span<const T> x, std::span<T> y) const noexcept {
   assert(n_ > 0 && x.size() % n_ == 0 && y.size() == x.size());
   for (std::size_t r = 0; r < x.size() / n_; ++r) {
@@ -231,6 +282,14 @@ template void SavgolFilter::apply_variance<float>(std::span<const float>,
                                                   std::span<float>) const noexcept;
 template void SavgolFilter::apply_variance<double>(std::span<const double>,
                                                    std::span<double>) const noexcept;
+template void SavgolFilter::apply_range<float>(std::span<const float>, std::span<float>, std::size_t,
+                                               std::size_t) const noexcept;
+template void SavgolFilter::apply_range<double>(std::span<const double>, std::span<double>, std::size_t,
+                                                std::size_t) const noexcept;
+template void SavgolFilter::apply_variance_range<float>(std::span<const float>, std::span<float>, std::size_t,
+                                                        std::size_t) const noexcept;
+template void SavgolFilter::apply_variance_range<double>(std::span<const double>, std::span<double>,
+                                                         std::size_t, std::size_t) const noexcept;
 template void SavgolFilter::apply_rows<float>(std::span<const float>,
                                               std::span<float>) const noexcept;
 template void SavgolFilter::apply_rows<double>(std::span<const double>,

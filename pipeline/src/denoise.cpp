@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 #include <optional>
+#include <stdexcept>
 #include <vector>
 
 namespace exospec::pipeline {
@@ -46,6 +47,8 @@ struct DenoiseStage::Impl {
   std::vector<kernels::FourierFilter::Workspace> fourier_work;
   std::optional<kernels::AnscombeSmoother> anscombe;
   std::vector<kernels::AnscombeSmoother::Workspace> anscombe_work;
+  bool restricted = false;
+  std::vector<kernels::PixelRange> ranges;
 };
 
 DenoiseStage::DenoiseStage(std::size_t pixels, double nm_per_pixel, const DenoiseConfig& config,
@@ -81,6 +84,22 @@ DenoiseStage::DenoiseStage(std::size_t pixels, double nm_per_pixel, const Denois
   }
 }
 
+void DenoiseStage::restrict_to(std::vector<kernels::PixelRange> ranges) {
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    if (ranges[i].begin > ranges[i].end || ranges[i].end > impl_->pixels ||
+        (i > 0 && ranges[i].begin < ranges[i - 1].end)) {
+      throw std::invalid_argument("denoise: pixel ranges must be sorted, disjoint and within the spectrum");
+    }
+  }
+  impl_->ranges = std::move(ranges);
+  impl_->restricted = true;
+}
+
+void DenoiseStage::whole() {
+  impl_->restricted = false;
+  impl_->ranges.clear();
+}
+
 DenoiseStage::~DenoiseStage() = default;
 DenoiseStage::DenoiseStage(DenoiseStage&&) noexcept = default;
 
@@ -92,7 +111,12 @@ void DenoiseStage::run(std::span<const float> radiance, std::span<const float> v
   const auto t = static_cast<std::size_t>(thread);
   switch (config_.method) {
     case DenoiseMethod::kAdaptive:
-      m.adaptive->run<float>(radiance, variance, quality, out, out_variance, m.adaptive_work[t]);
+      if (m.restricted) {
+        m.adaptive->run_ranges<float>(radiance, variance, quality, m.ranges, out, out_variance,
+                                      m.adaptive_work[t]);
+      } else {
+        m.adaptive->run<float>(radiance, variance, quality, out, out_variance, m.adaptive_work[t]);
+      }
       return;
     case DenoiseMethod::kLowpass:
     case DenoiseMethod::kWiener:
@@ -122,8 +146,17 @@ void DenoiseStage::run(std::span<const float> radiance, std::span<const float> v
       std::fill(yv.begin(), yv.end(), kNaN);
       continue;
     }
-    m.savgol->apply<float>(value, y);
-    m.savgol->apply_variance<float>(var, yv);
+    if (m.restricted) {
+      std::fill(y.begin(), y.end(), kNaN);
+      std::fill(yv.begin(), yv.end(), kNaN);
+      for (const kernels::PixelRange& pr : m.ranges) {
+        m.savgol->apply_range<float>(value, y, pr.begin, pr.end);
+        m.savgol->apply_variance_range<float>(var, yv, pr.begin, pr.end);
+      }
+    } else {
+      m.savgol->apply<float>(value, y);
+      m.savgol->apply_variance<float>(var, yv);
+    }
     for (std::size_t p = 0; p < P; ++p) {
       if (q[p] & kernels::quality::kUnusable) {
         y[p] = kNaN;

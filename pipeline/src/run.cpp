@@ -188,7 +188,11 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     std::ifstream wf(config.fftw_wisdom_file);
     wisdom.assign(std::istreambuf_iterator<char>(wf), {});
   }
-  for (const auto& ch : channels) work.emplace_back(ch, in, config, nthreads, wisdom);
+  for (const auto& ch : channels) {
+    work.emplace_back(ch, in, config, nthreads, wisdom);
+    // Not written, the denoised rows are only the fit's initial guesses.
+    if (!config.writes(Stage::kDenoise)) work.back().stages.denoise_for_fit_only();
+  }
 
   // The input's hash (provenance) is computed beside the run, not before it.
   // If the run fails, the hash stops early; the future's destructor waits for

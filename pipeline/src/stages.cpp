@@ -159,6 +159,26 @@ const io::ChannelCalibration& ChannelStages::calibration() const noexcept { retu
 std::size_t ChannelStages::pixels() const noexcept { return impl_->pixels; }
 int ChannelStages::threads() const noexcept { return impl_->threads; }
 bool ChannelStages::has_denoise() const noexcept { return impl_->smoother.has_value(); }
+
+void ChannelStages::denoise_for_fit_only() {
+  Impl& m = *impl_;
+  if (!m.smoother || !m.fitter) return;
+  std::vector<kernels::PixelRange> spans;
+  for (std::size_t w = 0; w < m.fitter->windows(); ++w) {
+    const std::size_t first = m.fitter->window_first(w), n = m.fitter->window_size(w);
+    spans.push_back({first > 0 ? first - 1 : 0, std::min(first + n + 1, m.pixels)});
+  }
+  std::sort(spans.begin(), spans.end(), [](const auto& a, const auto& b) { return a.begin < b.begin; });
+  std::vector<kernels::PixelRange> merged;
+  for (const auto& r : spans) {
+    if (!merged.empty() && r.begin <= merged.back().end) {
+      merged.back().end = std::max(merged.back().end, r.end);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  m.smoother->restrict_to(std::move(merged));
+}
 bool ChannelStages::has_fit() const noexcept { return impl_->fitter.has_value(); }
 bool ChannelStages::needs_count_model() const noexcept { return impl_->count_model; }
 std::size_t ChannelStages::context_rows() const noexcept {

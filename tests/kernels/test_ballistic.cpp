@@ -15,6 +15,7 @@
 
 #include "exospec/kernels/ballistic.hpp"
 #include "exospec/kernels/random.hpp"
+#include "ballistic_table.hpp"  // (kernels/src: the build-time table)
 
 namespace exospec::kernels::exosphere {
 namespace {
@@ -185,6 +186,24 @@ TEST(Ballistic, TableAgreesWithTheColumn) {
   }
   std::printf("table: worst absolute error (of C(0)) %.1e\n", worst);
   EXPECT_THROW(ColumnProfileTable(40.078, 1.0, 1e5), std::invalid_argument);  // lambda_c > 1e4 at 1 K
+}
+
+// The table compiled into the library (kernels/tools/make_column_table at
+// build time) is the one this code computes now, node for node: a stale or
+// truncated generated file fails here, not as a slightly wrong temperature.
+TEST(Ballistic, EmbeddedTableIsTheComputedOne) {
+  namespace d = exospec::kernels::exosphere::detail;
+  const d::ColumnTableShape shape = d::column_table_shape();
+  const auto embedded = d::embedded_column_table();
+  ASSERT_EQ(embedded.size(), shape.rows * shape.cols);
+  std::vector<double> fresh(shape.rows * shape.cols);
+  d::compute_column_table(fresh);
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < fresh.size(); ++i) differ += !(embedded[i] == fresh[i]);
+  EXPECT_EQ(differ, 0u) << "of " << fresh.size() << " nodes";
+  // Not a constant: C(z)/C(0) falls from 1 (ln 0) along every row.
+  EXPECT_EQ(embedded[1], 0.0);
+  EXPECT_LT(embedded[shape.cols - 1], -10.0);
 }
 
 TEST(Ballistic, ScaleHeightAndSpeciesMasses) {

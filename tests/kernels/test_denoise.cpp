@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -39,6 +40,58 @@ TEST(AdaptiveSmoother, ReproducesAQuadraticWithTheWidestWindow) {
     EXPECT_NEAR(yv[p], wv[p], 1e-12) << p;
   }
   EXPECT_NEAR(yv[100], 4.0 * widest.coefficients()[20], 1e-12);
+}
+
+// run_ranges() (what the fit's initial guesses need) gives each pixel asked
+// for run()'s value to the bit, and NaN elsewhere: ranges at both edges, one
+// pixel wide, across flagged pixels, and empty; float and double.
+template <class T>
+void ranges_equal_whole() {
+  const std::size_t P = 300, rows = 6;
+  const AdaptiveSmoother sm(P, {});
+  auto rng = Rng::stream(5);
+  std::vector<T> x(rows * P), v(rows * P), y(rows * P), yv(rows * P), z(rows * P), zv(rows * P);
+  std::vector<std::uint8_t> q(rows * P, 0), chosen(rows * P), chosen2(rows * P);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double p = static_cast<double>(i % P), d = (p - 150.0) / 5.0;
+    const double mu = 3.0 + 400.0 * std::exp(-0.5 * d * d);
+    x[i] = static_cast<T>(mu + std::sqrt(mu) * rng.normal());
+    v[i] = static_cast<T>(mu);
+  }
+  q[P + 40] = quality::kBadPixel;
+  q[P + 41] = quality::kParticleHit;
+  q[2 * P + 0] = quality::kBadPixel;
+  for (std::size_t p = 0; p < P; ++p) q[4 * P + p] = quality::kInvalidExposure | quality::kBadPixel;
+  auto work = sm.make_workspace<T>();
+  sm.run<T>(x, v, q, y, yv, work, chosen);
+  const std::vector<PixelRange> ranges = {{0, 7}, {35, 60}, {149, 150}, {152, 152}, {280, 300}};
+  sm.run_ranges<T>(x, v, q, ranges, z, zv, work, chosen2);
+  std::size_t compared = 0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t p = 0; p < P; ++p) {
+      const std::size_t i = r * P + p;
+      bool in = false;
+      for (const auto& pr : ranges) in |= p >= pr.begin && p < pr.end;
+      if (!in) {
+        EXPECT_TRUE(std::isnan(z[i]) && std::isnan(zv[i])) << r << " " << p;
+        EXPECT_EQ(chosen2[i], 0);
+        continue;
+      }
+      ++compared;
+      EXPECT_EQ(0, std::memcmp(&z[i], &y[i], sizeof(T))) << r << " " << p << ": " << z[i] << " " << y[i];
+      EXPECT_EQ(0, std::memcmp(&zv[i], &yv[i], sizeof(T))) << r << " " << p;
+      EXPECT_EQ(chosen2[i], chosen[i]) << r << " " << p;
+    }
+  }
+  EXPECT_EQ(compared, rows * 53);
+  // (Not a row of NaN: the comparison saw values.)
+  EXPECT_TRUE(std::isfinite(z[P * 3 + 149]));
+  EXPECT_GT(z[P * 3 + 149], T(100));
+}
+
+TEST(AdaptiveSmoother, RangesGiveTheWholeRunsValuesToTheBit) {
+  ranges_equal_whole<float>();
+  ranges_equal_whole<double>();
 }
 
 TEST(AdaptiveSmoother, KeepsABrightLineNarrowAndLowersNoiseOnTheContinuum) {

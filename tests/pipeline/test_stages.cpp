@@ -4,6 +4,8 @@
 // are not configured are errors, not crashes.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -82,7 +84,54 @@ TEST(ChannelStages, InMemoryStagesEqualTheRunOutput) {
       EXPECT_GT(secs.calibrate, 0.0);
       EXPECT_GT(secs.denoise, 0.0);
       EXPECT_GT(secs.fit, 0.0);
+      // The denoised rows as the fit's initial guesses only (run() without
+      // /denoised): the same fits to the bit; the denoised values the same
+      // where computed (the fit windows), NaN elsewhere.
+      st.denoise_for_fit_only();
+      std::vector<float> drad2(N * P), dvar2(N * P);
+      st.process(counts, exposure, temperature, {rad1, var1, q1, scale1, offset1}, {drad2, dvar2},
+                 {b1, s1, c1, w1, chi1, status1}, geometry);
+      EXPECT_TRUE(same_bytes(b1, b) && same_bytes(s1, s) && same_bytes(c1, c) && same_bytes(w1, w) &&
+                  same_bytes(chi1, chi) && same_bytes(status1, status))
+          << ch << threads;
+      std::size_t computed = 0, skipped = 0;
+      for (std::size_t i = 0; i < drad.size(); ++i) {
+        if (std::isnan(drad2[i])) {
+          skipped += !std::isnan(drad[i]);
+          continue;
+        }
+        ++computed;
+        EXPECT_EQ(0, std::memcmp(&drad2[i], &drad[i], sizeof(float))) << ch << " " << i;
+      }
+      std::printf("%s, %d threads: denoised for the fit only: %.1f %% of the pixels\n", ch.c_str(), threads,
+                  100.0 * static_cast<double>(computed) / static_cast<double>(drad.size()));
+      EXPECT_GT(computed, N * 10);
+      EXPECT_GT(skipped, drad.size() / 4);
     }
+  }
+}
+
+// exospec run without /denoised among the products computes the denoised
+// spectrum only where the fit reads it: /fit and /profile are the bytes of a
+// run that writes every product.
+TEST(RunStages, FitsDoNotDependOnWhetherDenoisedIsWritten) {
+  const auto dir = test::scratch_dir("products");
+  const auto in = test::simulate_to(test::small_config(120, 23), dir, "in.h5");
+  auto config = pipeline::load_run_config();
+  pipeline::run(config, in, dir / "all.h5", true, 2);
+  config.products = {pipeline::Stage::kFit, pipeline::Stage::kProfile};
+  pipeline::run(config, in, dir / "fit.h5", true, 2);
+  const auto a = io::File::open(dir / "all.h5"), b = io::File::open(dir / "fit.h5");
+  EXPECT_TRUE(a.exists("/denoised"));
+  EXPECT_FALSE(b.exists("/denoised"));
+  for (const std::string ch : {"euv", "fuv"}) {
+    for (const std::string& obj : {"/fit/" + ch + "/brightness", "/fit/" + ch + "/brightness_sigma",
+                                  "/fit/" + ch + "/center_nm", "/fit/" + ch + "/fwhm_nm",
+                                  "/profile/" + ch + "/temperature_K", "/profile/" + ch + "/surface_brightness_R"}) {
+      EXPECT_TRUE(same_bytes(a.read_all<double>(obj), b.read_all<double>(obj))) << obj;
+    }
+    EXPECT_TRUE(same_bytes(a.read_all<std::uint8_t>("/fit/" + ch + "/status"),
+                           b.read_all<std::uint8_t>("/fit/" + ch + "/status")));
   }
 }
 

@@ -39,6 +39,11 @@
 
 namespace exospec::kernels {
 
+// Pixels [begin, end) of a spectrum.
+struct PixelRange {
+  std::size_t begin = 0, end = 0;
+};
+
 struct AdaptiveSettings {
   int polyorder = 2;
   std::vector<int> windows = {5, 9, 15, 25, 41};  // odd, > 1, increasing
@@ -70,8 +75,23 @@ class AdaptiveSmoother {
   void run(std::span<const T> radiance, std::span<const T> variance,
            std::span<const std::uint8_t> quality, std::span<T> out, std::span<T> out_variance,
            Workspace<T>& work, std::span<std::uint8_t> chosen = {}) const noexcept;
+  // As run(), for the pixels in `ranges` only (sorted, disjoint, within the
+  // spectrum): each gets run()'s value to the bit, every other pixel NaN (and
+  // chosen 0). The cost falls with the share of the pixels asked for: the
+  // fit reads its initial guesses only inside its windows.
+  template <class T>
+  void run_ranges(std::span<const T> radiance, std::span<const T> variance,
+                  std::span<const std::uint8_t> quality, std::span<const PixelRange> ranges,
+                  std::span<T> out, std::span<T> out_variance, Workspace<T>& work,
+                  std::span<std::uint8_t> chosen = {}) const noexcept;
 
  private:
+  template <class T>
+  void run_impl(std::span<const T> radiance, std::span<const T> variance,
+                std::span<const std::uint8_t> quality, std::span<const PixelRange> ranges, bool whole,
+                std::span<T> out, std::span<T> out_variance, Workspace<T>& work,
+                std::span<std::uint8_t> chosen) const noexcept;
+
   std::size_t pixels_;
   AdaptiveSettings settings_;
   std::vector<SavgolFilter> filters_;

@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "exospec/kernels/calibrate.hpp"
 #include "exospec/kernels/denoise.hpp"
@@ -51,6 +52,14 @@ class DenoiseStage {
   const DenoiseConfig& config() const noexcept { return config_; }
   // Whether run() needs the count model (scale, offset) of each row.
   bool needs_count_model() const noexcept { return config_.method == DenoiseMethod::kAnscombe; }
+
+  // Only the pixels in `ranges` (sorted, disjoint) are wanted from now on:
+  // adaptive and savgol compute those alone (each to the bit as in a whole
+  // spectrum) and write NaN elsewhere; the FFT methods and anscombe, whose
+  // every output pixel depends on the whole spectrum or which are cheap
+  // anyway, still compute every pixel. `whole()` undoes it.
+  void restrict_to(std::vector<kernels::PixelRange> ranges);
+  void whole();
 
   // Rows x P. `thread` in [0, threads) selects the workspace; scale/offset
   // (rows x P) only for anscombe.

@@ -121,6 +121,14 @@ class ChannelStages {
                  std::span<const double> temperature_c, const CalibratedRows& out,
                  const RowGeometry& geometry = {});
   void denoise(const CalibratedInput& in, const DenoisedRows& out);
+  // When the denoised rows serve only as the fit's initial guesses (what
+  // `exospec run` does when /denoised is not among its products): from then
+  // on denoise() and process() compute them only at the pixels the fit
+  // reads, its windows and one pixel each side (DenoiseStage::restrict_to;
+  // NaN elsewhere), which gives the same fits to the bit at a fraction of
+  // the cost. No effect without both stages, or with a method that needs the
+  // whole spectrum.
+  void denoise_for_fit_only();
   // denoised: the denoised radiance (initial values of the nonlinear fit), or
   // empty. Every row is fitted (fit()); then, with a count model and
   // `sigma_reference = "neighbours"`, the rows of `range` are solved once
