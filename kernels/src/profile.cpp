@@ -136,22 +136,44 @@ ProfileResult ProfileFitter::fit(std::span<const double> altitude_km, std::span<
     return solve(n, g.data(), work.b.data(), work.w.data()).chi2;
   };
   const double u_lo = std::log(settings_.min_temperature_K), u_hi = std::log(settings_.max_temperature_K);
-  // The best of a grid in ln T, then Brent's method in the bracket around it.
-  auto minimise = [&]() {
-    const double du = (u_hi - u_lo) / (kGrid - 1);
-    int best = 0;
-    double best_chi2 = std::numeric_limits<double>::infinity();
-    for (int k = 0; k < kGrid; ++k) {
-      const double c = chi2_at(u_lo + du * k);
-      if (c < best_chi2) {
-        best_chi2 = c;
-        best = k;
+  const double du = (u_hi - u_lo) / (kGrid - 1);
+  // The best of a grid in ln T, then Brent's method in the bracket around
+  // it. With `from` (the minimum at the previous weights, which move it
+  // little), the bracket [from - du, from + du] is tried first: when `from`
+  // is the lowest of its three points the minimum is inside, and the grid's
+  // other 31 points are not needed (else the grid as without it).
+  auto minimise = [&](double from) {
+    double a = 0.0, b = 0.0, x = 0.0, fx = 0.0;
+    bool bracketed = false;
+    if (std::isfinite(from)) {
+      const double lo = std::max(from - du, u_lo), hi = std::min(from + du, u_hi);
+      const double f0 = chi2_at(from);
+      if (lo < from && from < hi && f0 < chi2_at(lo) && f0 < chi2_at(hi)) {
+        a = lo;
+        b = hi;
+        x = from;
+        fx = f0;
+        bracketed = true;
       }
     }
-    double a = u_lo + du * std::max(best - 1, 0), b = u_lo + du * std::min(best + 1, kGrid - 1);
+    if (!bracketed) {
+      int best = 0;
+      double best_chi2 = std::numeric_limits<double>::infinity();
+      for (int k = 0; k < kGrid; ++k) {
+        const double c = chi2_at(u_lo + du * k);
+        if (c < best_chi2) {
+          best_chi2 = c;
+          best = k;
+        }
+      }
+      a = u_lo + du * std::max(best - 1, 0);
+      b = u_lo + du * std::min(best + 1, kGrid - 1);
+      x = u_lo + du * best;
+      fx = best_chi2;
+    }
     // Brent's minimisation (golden sections with parabolic steps).
     constexpr double kGolden = 0.3819660112501051;  // (3 - sqrt 5) / 2
-    double x = u_lo + du * best, wv = x, v = x, fx = best_chi2, fw = fx, fv = fx;
+    double wv = x, v = x, fw = fx, fv = fx;
     double d = 0.0, e = 0.0;
     for (int it = 0; it < 100; ++it) {
       const double m = 0.5 * (a + b);
@@ -202,7 +224,7 @@ ProfileResult ProfileFitter::fit(std::span<const double> altitude_km, std::span<
     }
     return x;
   };
-  double x = minimise();
+  double x = minimise(std::numeric_limits<double>::quiet_NaN());
   // The weights: the level-2 sigma of a spectrum is made from its
   // neighbours' brightness (docs/FIT.md), so it carries their noise, and a
   // fit weighted by it is biased (a spectrum that comes out high raises its
@@ -233,7 +255,7 @@ ProfileResult ProfileFitter::fit(std::span<const double> altitude_km, std::span<
     for (std::size_t i = 0; i < n; ++i) {
       work.w[i] = 1.0 / std::max(intercept + slope * (m.bs * g[i] + m.bg), vmin);
     }
-    x = minimise();
+    x = minimise(x);
   }
   const double t = std::exp(x);
   const bool at_bound = x - u_lo < 10.0 * kLogTolerance || u_hi - x < 10.0 * kLogTolerance;

@@ -21,7 +21,9 @@
 // weighted least-squares solution and chi2 is a function of T alone
 // (variable projection). That function is searched on a grid in ln T over
 // [min_temperature_K, max_temperature_K] and refined by Brent's method
-// around the best grid point (to 1e-7 in ln T). Uncertainties are the
+// around the best grid point (to 1e-7 in ln T); a fit at new weights
+// starts from the previous minimum's bracket when that still brackets it
+// (no grid). Uncertainties are the
 // Fisher information of (B_s, T, B_bg) at the minimum, (J^T W J)^-1 with
 // J = [g_i, B_s dg_i/dT, 1]; the scale height H = k T / (m g(R)) has
 // sigma_H = H sigma_T / T. Over a 0-5000 km scan T and B_bg are strongly
