@@ -137,14 +137,9 @@ void AdaptiveSmoother::run_impl(std::span<const T> radiance, std::span<const T> 
     for (std::size_t k = 0; k < K; ++k) {
       auto est = std::span<T>(work.estimate).subspan(k * P, P);
       auto sig = std::span<T>(work.sigma).subspan(k * P, P);
-      if (whole) {
-        filters_[k].apply<T>(work.value, est);
-        filters_[k].apply_variance<T>(work.variance, sig);
-      } else {
-        for (const PixelRange& pr : ranges) {
-          filters_[k].apply_range<T>(work.value, est, pr.begin, pr.end);
-          filters_[k].apply_variance_range<T>(work.variance, sig, pr.begin, pr.end);
-        }
+      for (const PixelRange& pr : ranges) {
+        filters_[k].apply_range<T>(work.value, est, pr.begin, pr.end);
+        filters_[k].apply_variance_range<T>(work.variance, sig, pr.begin, pr.end);
       }
     }
     for (const PixelRange& pr : ranges) {

@@ -206,32 +206,12 @@ SavgolFilter::SavgolFilter(std::size_t length, const SavgolSettings& settings)
 
 template <class T>
 void SavgolFilter::apply(std::span<const T> x, std::span<T> y) const noexcept {
-  assert(x.size() == n_ && y.size() == n_);
-  const T* __restrict xs = x.data();
-  T* __restrict ys = y.data();
-  const auto& c = centre<T>();
-  interior(xs, ys, c.data(), c.size(), interior_begin_, interior_end_);
-  for (const EdgeRow& e : edges_) {
-    double acc = e.constant;
-    for (std::uint32_t t = e.first; t < e.first + e.count; ++t) {
-      acc += taps_[t].weight * static_cast<double>(xs[taps_[t].source]);
-    }
-    ys[e.output] = static_cast<T>(acc);
-  }
+  apply_range<T>(x, y, 0, n_);
 }
 
 template <class T>
 void SavgolFilter::apply_variance(std::span<const T> var, std::span<T> out) const noexcept {
-  assert(var.size() == n_ && out.size() == n_);
-  const auto& c2 = centre_squared<T>();
-  interior(var.data(), out.data(), c2.data(), c2.size(), interior_begin_, interior_end_);
-  for (const EdgeRow& e : edges_) {
-    double acc = 0.0;
-    for (std::uint32_t t = e.first; t < e.first + e.count; ++t) {
-      acc += taps_[t].weight * taps_[t].weight * static_cast<double>(var[taps_[t].source]);
-    }
-    out[e.output] = static_cast<T>(acc);
-  }
+  apply_variance_range<T>(var, out, 0, n_);
 }
 
 template <class T>

@@ -95,11 +95,6 @@ void DenoiseStage::restrict_to(std::vector<kernels::PixelRange> ranges) {
   impl_->restricted = true;
 }
 
-void DenoiseStage::whole() {
-  impl_->restricted = false;
-  impl_->ranges.clear();
-}
-
 DenoiseStage::~DenoiseStage() = default;
 DenoiseStage::DenoiseStage(DenoiseStage&&) noexcept = default;
 

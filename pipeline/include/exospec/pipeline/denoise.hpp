@@ -57,9 +57,8 @@ class DenoiseStage {
   // adaptive and savgol compute those alone (each to the bit as in a whole
   // spectrum) and write NaN elsewhere; the FFT methods and anscombe, whose
   // every output pixel depends on the whole spectrum or which are cheap
-  // anyway, still compute every pixel. `whole()` undoes it.
+  // anyway, still compute every pixel.
   void restrict_to(std::vector<kernels::PixelRange> ranges);
-  void whole();
 
   // Rows x P. `thread` in [0, threads) selects the workspace; scale/offset
   // (rows x P) only for anscombe.
