@@ -1,6 +1,8 @@
 #include "exospec/kernels/ballistic.hpp"
 
 #include "ballistic_table.hpp"
+#include "target_clones.hpp"
+#include "vmath.hpp"
 
 #include <algorithm>
 #include <array>
@@ -268,6 +270,59 @@ ColumnProfileTable::ColumnProfileTable(double mass_amu, double t_min_K, double t
   (void)table();  // (built here, not in the first fit)
 }
 
+namespace {
+
+// The table's log C(z; T) / C(0; T) at the points' t = log1p(z scale / x0)
+// in three loops, so that the two transcendental ones vectorise (the
+// middle one gathers from the table): ft[i] = the column coordinate of z_i
+// (-1 for z_i <= 0, whose ratio is 1), then the interpolated logarithm,
+// then its exp.
+EXOSPEC_CLONES void column_coordinates(const double* __restrict z, double* __restrict ft, std::size_t n,
+                                       double factor) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    const double zi = z[i];
+    const double t = vmath::log1p_nonnegative(zi > 0.0 ? zi * factor : 0.0) / kDt + 1.0;
+    ft[i] = zi > 0.0 ? t : -1.0;
+  }
+}
+
+// v[i] = sum_a wu[a] sum_b wt_b(v[i]) rows[a][j_i - 1 + b] (0 where v[i] < 0),
+// branch-free so that it vectorises with gathers.
+EXOSPEC_CLONES void interpolate_in_place(double* __restrict v, std::size_t n, const double* __restrict r0,
+                                         std::size_t cols, double last, const double* __restrict wu) noexcept {
+  const double w0 = wu[0], w1 = wu[1], w2 = wu[2], w3 = wu[3];
+  const int c1 = static_cast<int>(cols), c2 = 2 * c1, c3 = 3 * c1, ilast = static_cast<int>(last);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double ft = v[i];
+    // (Column 0 is t = -kDt, so the node of t is j + 1; z <= 0 takes j = 1
+    // and is zeroed at the end.)
+    // (j = min(floor(x), last) by truncation, x >= 1: a 32-bit conversion
+    // vectorises without AVX-512DQ.)
+    const double x = std::min(std::max(ft, 1.0), last + 1.0);
+    const int j = std::min(static_cast<int>(x), ilast);
+    const double p = x - static_cast<double>(j);
+    // (Cubic Lagrange weights of the nodes -1, 0, 1, 2 at p, as lagrange4.)
+    const double q0 = -p * (p - 1.0) * (p - 2.0) / 6.0, q1 = (p + 1.0) * (p - 1.0) * (p - 2.0) / 2.0;
+    const double q2 = -(p + 1.0) * p * (p - 2.0) / 2.0, q3 = (p + 1.0) * p * (p - 1.0) / 6.0;
+    const int k = j - 1;
+    const double* row = r0;
+    const double a0 = q0 * row[k] + q1 * row[k + 1] + q2 * row[k + 2] + q3 * row[k + 3];
+    const int k1 = k + c1;
+    const double a1 = q0 * row[k1] + q1 * row[k1 + 1] + q2 * row[k1 + 2] + q3 * row[k1 + 3];
+    const int k2 = k + c2, k3 = k + c3;
+    const double a2 = q0 * row[k2] + q1 * row[k2 + 1] + q2 * row[k2 + 2] + q3 * row[k2 + 3];
+    const double a3 = q0 * row[k3] + q1 * row[k3 + 1] + q2 * row[k3 + 2] + q3 * row[k3 + 3];
+    const double acc = w0 * a0 + w1 * a1 + w2 * a2 + w3 * a3;
+    v[i] = ft < 0.0 ? 0.0 : acc;
+  }
+}
+
+EXOSPEC_CLONES void exp_in_place(double* __restrict v, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) v[i] = vmath::exp_clamped(v[i]);
+}
+
+}  // namespace
+
 void ColumnProfileTable::ratio(double temperature_K, std::span<const double> z_km, std::span<double> out) const noexcept {
   const Table& tb = table();
   const double lc = lambda_per_kelvin_ / temperature_K;
@@ -277,25 +332,12 @@ void ColumnProfileTable::ratio(double temperature_K, std::span<const double> z_k
   double wu[4];
   lagrange4(fu - static_cast<double>(iu), wu);
   const double* r0 = tb.v.data() + (iu - 1) * tb.cols;
-  const std::size_t last = tb.cols - 3;
-  for (std::size_t i = 0; i < z_km.size(); ++i) {
-    const double z = z_km[i];
-    if (!(z > 0.0)) {
-      out[i] = 1.0;
-      continue;
-    }
-    // (Column 0 is t = -kDt, so the node of t is j + 1.)
-    const double ft = std::log1p(z * scale / kX0) / kDt + 1.0;
-    const auto j = static_cast<std::size_t>(std::min(std::floor(ft), static_cast<double>(last)));
-    double wt[4];
-    lagrange4(std::min(ft - static_cast<double>(j), 1.0), wt);
-    double acc = 0.0;
-    for (int a = 0; a < 4; ++a) {
-      const double* row = r0 + static_cast<std::size_t>(a) * tb.cols + (j - 1);
-      acc += wu[a] * (wt[0] * row[0] + wt[1] * row[1] + wt[2] * row[2] + wt[3] * row[3]);
-    }
-    out[i] = std::exp(acc);
-  }
+  const double last = static_cast<double>(tb.cols - 3);
+  const std::size_t n = z_km.size();
+  double* v = out.data();
+  column_coordinates(z_km.data(), v, n, scale / kX0);
+  interpolate_in_place(v, n, r0, tb.cols, last, wu);
+  exp_in_place(v, n);
 }
 
 }  // namespace exospec::kernels::exosphere

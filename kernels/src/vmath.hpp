@@ -1,10 +1,12 @@
 #pragma once
-// Branch-free exp and Gaussian tail functions that the compiler vectorises
-// across a loop (plain arithmetic and bit casts, no library calls), for the
-// fit's model and Jacobian evaluation. Internal to kernels/.
+// Branch-free exp, log1p and Gaussian tail functions that the compiler
+// vectorises across a loop (plain arithmetic and bit casts, no library
+// calls), for the fit's model and Jacobian evaluation and the profile's
+// column table. Internal to kernels/.
 //
 // Accuracy (tests/kernels/test_vmath.cpp, against std::exp and std::erfc):
-// exp_nonpositive within 2 ulp-scale (4e-16 relative) on [-700, 0];
+// exp_clamped within 2 ulp-scale (4e-16 relative) on [-700, 700];
+// log1p_nonnegative within 4e-16 relative on [0, 1e300];
 // gaussian_upper_tail within 2e-13 relative for |x| up to 12.7 (erfc of up
 // to 9), which is far below anything a spectrum can resolve.
 #include <algorithm>
@@ -14,16 +16,17 @@
 
 namespace exospec::kernels::vmath {
 
-// exp(x) for x <= 0 (x < -700 is treated as -700, giving ~1e-304).
+inline constexpr double kLn2Hi = 6.93147180369123816490e-01;  // leading bits of ln 2
+inline constexpr double kLn2Lo = 1.90821492927058770002e-10;  // ln 2 - kLn2Hi
+
+// exp(x) for |x| <= 700 (outside, x is clamped to +-700).
 // Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, exp(r) by its Taylor
 // series to degree 13 (truncation < 2e-17 relative), times 2^n built in the
 // exponent bits.
-inline double exp_nonpositive(double x) noexcept {
+inline double exp_clamped(double x) noexcept {
   constexpr double kLog2e = 1.4426950408889634074;
-  constexpr double kLn2Hi = 6.93147180369123816490e-01;  // leading bits of ln 2
-  constexpr double kLn2Lo = 1.90821492927058770002e-10;  // ln 2 - kLn2Hi
-  constexpr double kRound = 6755399441055744.0;          // 1.5 * 2^52: round to integer
-  x = std::min(std::max(x, -700.0), 0.0);
+  constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52: round to integer
+  x = std::min(std::max(x, -700.0), 700.0);
   const double shifted = x * kLog2e + kRound;
   const double n = shifted - kRound;
   const double r = (x - n * kLn2Hi) - n * kLn2Lo;
@@ -40,6 +43,39 @@ inline double exp_nonpositive(double x) noexcept {
   const auto bits = std::bit_cast<std::uint64_t>(shifted);
   const auto scale = std::bit_cast<std::uint64_t>(p) + (bits << 52);
   return std::bit_cast<double>(scale);
+}
+
+// exp(x) for x <= 0 (x < -700 is treated as -700, giving ~1e-304; x > 0 as 0).
+inline double exp_nonpositive(double x) noexcept { return exp_clamped(std::min(x, 0.0)); }
+
+// log1p(x) for x >= 0 (finite). y = 1 + x rounded, with the rounding error
+// restored to first order (log1p x = log y + (x - (y - 1)) / y); log y =
+// e ln2 + log m, m in [sqrt(1/2), sqrt 2), and log m = 2 atanh s,
+// s = (m - 1) / (m + 1), |s| <= 0.172, by its series to s^23 (truncation
+// < 1e-18 relative). The exponent is read from the bits and converted with
+// the 2^52 trick (integer operations only, so that it vectorises without
+// AVX-512DQ).
+inline double log1p_nonnegative(double x) noexcept {
+  constexpr double kSqrt2 = 1.41421356237309504880;
+  constexpr double kTwo52 = 4503599627370496.0;
+  const double y = 1.0 + x;
+  const double c = (x - (y - 1.0)) / y;
+  const auto bits = std::bit_cast<std::uint64_t>(y);
+  double m = std::bit_cast<double>((bits & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull);
+  double e = std::bit_cast<double>((bits >> 52) | 0x4330000000000000ull) - (kTwo52 + 1023.0);
+  const bool high = m > kSqrt2;
+  m = high ? 0.5 * m : m;
+  e = high ? e + 1.0 : e;
+  const double f = m - 1.0;
+  const double s = f / (2.0 + f);
+  const double s2 = s * s, s4 = s2 * s2, s8 = s4 * s4;
+  // 2 atanh(s) / s - 2 = sum_k 2 s^2k / (2k + 1), k = 1..11 (Estrin's scheme).
+  const double a0 = 2.0 / 3 + s2 * (2.0 / 5), a1 = 2.0 / 7 + s2 * (2.0 / 9), a2 = 2.0 / 11 + s2 * (2.0 / 13);
+  const double a3 = 2.0 / 15 + s2 * (2.0 / 17), a4 = 2.0 / 19 + s2 * (2.0 / 21), a5 = 2.0 / 23;
+  const double b0 = a0 + a1 * s4, b1 = a2 + a3 * s4, b2 = a4 + a5 * s4;
+  const double tail = s2 * ((b0 + b1 * s8) + b2 * (s8 * s8));
+  const double logm = 2.0 * s + s * tail;
+  return (e * kLn2Hi + (logm + (e * kLn2Lo + c)));
 }
 
 // The scaled complementary error function erfcx(z) = exp(z^2) erfc(z) for

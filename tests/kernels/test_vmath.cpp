@@ -22,6 +22,44 @@ TEST(Vmath, ExpMatchesTheLibraryOnTheWholeRange) {
   EXPECT_EQ(vm::exp_nonpositive(1.0), 1.0);  // x > 0 is clamped to 0 by contract
 }
 
+TEST(Vmath, ExpClampedMatchesTheLibraryAbove0) {
+  double worst = 0.0;
+  for (int i = 0; i <= 700000; ++i) {
+    const double x = 700.0 * i / 700000.0 + 1e-7 * (i % 7);
+    if (x > 700.0) continue;
+    const long double ref = std::exp(static_cast<long double>(x));
+    worst = std::max(worst, static_cast<double>(std::fabs((vm::exp_clamped(x) - ref) / ref)));
+  }
+  EXPECT_LT(worst, 4e-16);
+  EXPECT_EQ(vm::exp_clamped(0.0), 1.0);
+  EXPECT_EQ(vm::exp_clamped(800.0), vm::exp_clamped(700.0));
+}
+
+TEST(Vmath, Log1pMatchesTheLibraryFromTinyToHuge) {
+  // Log-spaced over 1e-300 .. 1e300 (where log1p(x) = x to rounding, through
+  // the switch of m at sqrt 2, to where 1 + x is x), plus 0, sqrt 2 - 1 and
+  // the powers of two minus one (e changes there).
+  std::vector<double> xs = {0.0, 0.41421356237309503, 0.41421356237309515, 1e-300, 5e-324};
+  for (int i = 0; i <= 600000; ++i) xs.push_back(std::pow(10.0, -300.0 + 600.0 * i / 600000.0) * (1.0 + 1e-9 * (i % 11)));
+  for (int k = 1; k < 1000; ++k) {
+    const double p = std::ldexp(1.0, k);
+    xs.push_back(p - 1.0);
+    xs.push_back(std::nextafter(p - 1.0, 0.0));
+  }
+  double worst = 0.0, at = 0.0;
+  for (const double x : xs) {
+    const long double ref = std::log1p(static_cast<long double>(x));
+    const double got = vm::log1p_nonnegative(x);
+    const double rel = x == 0.0 ? std::fabs(got) : static_cast<double>(std::fabs((got - ref) / ref));
+    if (rel > worst) {
+      worst = rel;
+      at = x;
+    }
+  }
+  EXPECT_LT(worst, 4e-16) << "at x = " << at;
+  EXPECT_EQ(vm::log1p_nonnegative(0.0), 0.0);
+}
+
 TEST(Vmath, NormalCdfAndPdfMatchTheLibrary) {
   double worst_tail = 0.0, worst_pdf = 0.0, worst_abs = 0.0;
   for (int i = -127000; i <= 127000; ++i) {
