@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "exospec/kernels/calibrate.hpp"
+#include "target_clones.hpp"
 
 namespace exospec::kernels {
 
@@ -54,6 +55,52 @@ template bool fill_flagged<float>(std::span<float>, std::span<float>, std::span<
 template bool fill_flagged<double>(std::span<double>, std::span<double>,
                                    std::span<const std::uint8_t>, std::uint8_t) noexcept;
 
+namespace {
+
+// One step of the intersection of confidence intervals, for pixels [b, e):
+// window k's interval [est - gamma sd, est + gamma sd] meets the running
+// intersection [lo, hi] of windows 0..k-1 of a pixel still growing (used ==
+// k - 1): its estimate is taken (best, best_var, used = k); otherwise the
+// pixel stays with its last window. Branch-free over the pixels, so that it
+// vectorises; the same operations as one pixel's loop over k with a break.
+template <class T>
+inline void ici_step(std::size_t b, std::size_t e, std::int32_t k, T gamma, const T* __restrict est,
+                     const T* __restrict var, T* __restrict lo, T* __restrict hi, T* __restrict best,
+                     T* __restrict best_var, std::int32_t* __restrict used) noexcept {
+  for (std::size_t p = b; p < e; ++p) {
+    // (std::max and std::min written out on values: GCC does not vectorise
+    // a load through the reference they return.)
+    const T v = var[p], x = est[p], l = lo[p], h = hi[p], bx = best[p], bv = best_var[p];
+    const T s = std::sqrt(v < T(0) ? T(0) : v);
+    const T a = x - gamma * s, c = x + gamma * s;
+    const T nlo = l < a ? a : l;  // std::max(l, a)
+    const T nhi = c < h ? c : h;  // std::min(h, c)
+    // (Every load first, and used written before the other stores: in
+    // another order GCC 12 does not vectorise the loop.)
+    const std::int32_t u = used[p];
+    const bool grow = u == k - 1 && !(nlo > nhi);
+    used[p] = grow ? k : u;
+    lo[p] = grow ? nlo : l;
+    hi[p] = grow ? nhi : h;
+    best[p] = grow ? x : bx;
+    best_var[p] = grow ? v : bv;
+  }
+}
+// (__restrict again here: GCC does not carry it from the inlined template's
+// parameters, and without it does not vectorise.)
+#define EXOSPEC_ICI_STEP(T)                                                                                  \
+  EXOSPEC_CLONES void ici_step_dispatch(std::size_t b, std::size_t e, std::int32_t k, T gamma,               \
+                                        const T* __restrict est, const T* __restrict var, T* __restrict lo,  \
+                                        T* __restrict hi, T* __restrict best, T* __restrict best_var,        \
+                                        std::int32_t* __restrict used) noexcept {                            \
+    ici_step<T>(b, e, k, gamma, est, var, lo, hi, best, best_var, used);                                     \
+  }
+EXOSPEC_ICI_STEP(float)
+EXOSPEC_ICI_STEP(double)
+#undef EXOSPEC_ICI_STEP
+
+}  // namespace
+
 AdaptiveSmoother::AdaptiveSmoother(std::size_t pixels, const AdaptiveSettings& settings)
     : pixels_(pixels), settings_(settings) {
   if (!(settings.gamma > 0.0)) throw std::invalid_argument("gamma must be > 0");
@@ -84,6 +131,9 @@ AdaptiveSmoother::Workspace<T> AdaptiveSmoother::make_workspace() const {
   w.variance.resize(pixels_);
   w.estimate.resize(filters_.size() * pixels_);
   w.sigma.resize(filters_.size() * pixels_);
+  w.lo.resize(pixels_);
+  w.hi.resize(pixels_);
+  w.used.resize(pixels_);
   return w;
 }
 
@@ -142,27 +192,29 @@ void AdaptiveSmoother::run_impl(std::span<const T> radiance, std::span<const T> 
         filters_[k].apply_variance_range<T>(work.variance, sig, pr.begin, pr.end);
       }
     }
+    // Window 0 (the narrowest) always; then grow while the intervals meet.
+    T* best = y.data();
+    T* best_var = yv.data();
     for (const PixelRange& pr : ranges) {
       for (std::size_t p = pr.begin; p < pr.end; ++p) {
-        // Window 0 (the narrowest) always; then grow while the intervals meet.
-        T best = work.estimate[p], best_var = work.sigma[p];
-        T sd = std::sqrt(std::max(best_var, T(0)));
-        T lo = best - gamma * sd, hi = best + gamma * sd;
-        std::uint8_t used = 0;
-        for (std::size_t k = 1; k < K; ++k) {
-          const T e = work.estimate[k * P + p], v = work.sigma[k * P + p];
-          const T s = std::sqrt(std::max(v, T(0)));
-          lo = std::max(lo, e - gamma * s);
-          hi = std::min(hi, e + gamma * s);
-          if (lo > hi) break;
-          best = e;
-          best_var = v;
-          used = static_cast<std::uint8_t>(k);
-        }
+        const T e = work.estimate[p], v = work.sigma[p];
+        const T sd = std::sqrt(std::max(v, T(0)));
+        best[p] = e;
+        best_var[p] = v;
+        work.lo[p] = e - gamma * sd;
+        work.hi[p] = e + gamma * sd;
+        work.used[p] = 0;
+      }
+      for (std::size_t k = 1; k < K; ++k) {
+        ici_step_dispatch(pr.begin, pr.end, static_cast<std::int32_t>(k), gamma, work.estimate.data() + k * P,
+                          work.sigma.data() + k * P, work.lo.data(), work.hi.data(), best, best_var,
+                          work.used.data());
+      }
+      for (std::size_t p = pr.begin; p < pr.end; ++p) {
         const bool unusable = (q[p] & quality::kUnusable) != 0;
-        y[p] = unusable ? kNaN : best;
-        yv[p] = unusable ? kNaN : best_var;
-        if (!chosen.empty()) chosen[o + p] = used;
+        y[p] = unusable ? kNaN : y[p];
+        yv[p] = unusable ? kNaN : yv[p];
+        if (!chosen.empty()) chosen[o + p] = static_cast<std::uint8_t>(work.used[p]);
       }
     }
   }

@@ -63,6 +63,8 @@ class AdaptiveSmoother {
   template <class T>
   struct Workspace {
     std::vector<T> value, variance, estimate, sigma;
+    std::vector<T> lo, hi;               // the intersection of the intervals so far, per pixel
+    std::vector<std::int32_t> used;      // the window chosen so far, per pixel
   };
   template <class T>
   Workspace<T> make_workspace() const;
