@@ -13,22 +13,27 @@
 namespace exospec::kernels {
 namespace {
 
-// Interior samples: y_j = sum_i c_i x_{j - h + i}, in blocks of 64 outputs
-// kept in registers while the taps stream past (vectorises over j).
-constexpr std::size_t kBlock = 64;
+// Interior samples: y_j = sum_i c_i x_{j - h + i}, in blocks of outputs
+// kept in registers while the taps stream past (vectorises over j). The
+// block sizes are the fastest of 16-128 in BM_Savgol and BM_Adaptive (GCC 12,
+// AVX-512 and AVX2 clones; docs/PERFORMANCE.md): 48 floats, 32 doubles.
+template <class T>
+constexpr std::size_t kBlock = sizeof(T) == 4 ? 48 : 32;
 
 // The outputs that the interior kernel computes together with [lo, hi)
 // when it runs over [begin, end): whole blocks on the grid of `begin` (a
 // block and the scalar tail may round differently, so a part of the row is
 // computed on the same grid as the whole row to give the same bits).
+template <class T>
 inline std::pair<std::size_t, std::size_t> block_cover(std::size_t begin, std::size_t end, std::size_t lo,
                                                         std::size_t hi) noexcept {
   lo = std::max(lo, begin);
   hi = std::min(hi, end);
   if (lo >= hi) return {0, 0};
-  const std::size_t full_end = begin + (end - begin) / kBlock * kBlock;  // the tail starts here
-  const std::size_t b = lo < full_end ? begin + (lo - begin) / kBlock * kBlock : lo;
-  const std::size_t e = hi <= full_end ? begin + (hi - begin + kBlock - 1) / kBlock * kBlock : hi;
+  constexpr std::size_t B = kBlock<T>;
+  const std::size_t full_end = begin + (end - begin) / B * B;  // the tail starts here
+  const std::size_t b = lo < full_end ? begin + (lo - begin) / B * B : lo;
+  const std::size_t e = hi <= full_end ? begin + (hi - begin + B - 1) / B * B : hi;
   return {b, e};
 }
 
@@ -37,14 +42,15 @@ inline void interior_kernel(const T* __restrict x, T* __restrict y, const T* __r
                             std::size_t width, std::size_t begin, std::size_t end) noexcept {
   const std::size_t h = width / 2;
   std::size_t j = begin;
-  for (; j + kBlock <= end; j += kBlock) {
-    T acc[kBlock] = {};
+  constexpr std::size_t B = kBlock<T>;
+  for (; j + B <= end; j += B) {
+    T acc[B] = {};
     for (std::size_t i = 0; i < width; ++i) {
       const T ci = c[i];
       const T* __restrict src = x + j - h + i;
-      for (std::size_t k = 0; k < kBlock; ++k) acc[k] += ci * src[k];
+      for (std::size_t k = 0; k < B; ++k) acc[k] += ci * src[k];
     }
-    for (std::size_t k = 0; k < kBlock; ++k) y[j + k] = acc[k];
+    for (std::size_t k = 0; k < B; ++k) y[j + k] = acc[k];
   }
   for (; j < end; ++j) {
     T acc = T(0);
@@ -219,7 +225,7 @@ void SavgolFilter::apply_range(std::span<const T> x, std::span<T> y, std::size_t
                                std::size_t hi) const noexcept {
   assert(x.size() == n_ && y.size() == n_ && lo <= hi && hi <= n_);
   const auto& c = centre<T>();
-  const auto [b, e] = block_cover(interior_begin_, interior_end_, lo, hi);
+  const auto [b, e] = block_cover<T>(interior_begin_, interior_end_, lo, hi);
   if (b < e) interior(x.data(), y.data(), c.data(), c.size(), b, e);
   for (const EdgeRow& r : edges_) {
     if (r.output < lo || r.output >= hi) continue;
@@ -236,7 +242,7 @@ void SavgolFilter::apply_variance_range(std::span<const T> var, std::span<T> out
                                         std::size_t hi) const noexcept {
   assert(var.size() == n_ && out.size() == n_ && lo <= hi && hi <= n_);
   const auto& c2 = centre_squared<T>();
-  const auto [b, e] = block_cover(interior_begin_, interior_end_, lo, hi);
+  const auto [b, e] = block_cover<T>(interior_begin_, interior_end_, lo, hi);
   if (b < e) interior(var.data(), out.data(), c2.data(), c2.size(), b, e);
   for (const EdgeRow& r : edges_) {
     if (r.output < lo || r.output >= hi) continue;
