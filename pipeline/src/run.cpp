@@ -224,13 +224,19 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   std::vector<double> altitudes(N);
   in.read_altitude(0, altitudes);
   const std::vector<kernels::Scan> scans = kernels::find_scans(altitudes, config.scan_mode, config.scan_length);
+  // When the compute threads leave a core free, the I/O thread, which
+  // mostly waits, does the inflating of the counts (below) and the profile
+  // fits (each block's, while the next block is computed), on one thread;
+  // else the compute threads do both. Either way gives the same values.
+  const unsigned cores = std::thread::hardware_concurrency();
+  const bool spare_core = cores > 0 && static_cast<unsigned>(nthreads) < cores;
   std::size_t context = 0;
   for (auto& cw : work) {
     context = std::max(context, cw.stages.context_rows());
     if (config.has_stage(Stage::kProfile) && cw.stages.has_fit()) {
       std::vector<std::string> names;
       for (const auto& l : cw.stages.line_specs()) names.push_back(l.name);
-      cw.profiles.emplace(config, cw.stages.channel(), std::move(names), scans, nthreads);
+      cw.profiles.emplace(config, cw.stages.channel(), std::move(names), scans, spare_core ? 1 : nthreads);
     }
   }
   const std::size_t slot_rows = static_cast<std::size_t>(std::min<std::uint64_t>(block + 2 * context, N));
@@ -298,8 +304,7 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   // otherwise shared among the compute threads, so that every core does the
   // same kind of work and the run scales with --threads. Either way gives
   // the same values.
-  const unsigned cores = std::thread::hardware_concurrency();
-  const bool decode_on_io = cores > 0 && static_cast<unsigned>(nthreads) < cores;
+  const bool decode_on_io = spare_core;
   std::array<std::vector<double>, 2> time_buf;
   std::array<std::vector<std::int64_t>, 2> scan_buf;
   for (int k = 0; k < 2; ++k) {
@@ -331,6 +336,17 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
       in.read_temperature(cw.stages.channel(), first, std::span(sl.temperature_f).first(ext));
     }
     summary.read_seconds += seconds_since(t_read);
+  };
+  // The profile stage: a block's fits, and every scan they complete.
+  auto add_profiles = [&](ChannelWork& cw, int slot, std::uint64_t row0) {
+    if (!cw.profiles) return;
+    const std::size_t own = rows_of(row0), L = cw.stages.lines();
+    const std::size_t off = static_cast<std::size_t>(row0 - extent_of(row0).first);
+    const auto& sl = cw.slots[slot];
+    cw.profiles->add(row0, std::span<const double>(altitudes).subspan(row0, own),
+                     std::span<const double>(sl.fit_b).subspan(off * L, own * L),
+                     std::span<const double>(sl.fit_s).subspan(off * L, own * L),
+                     std::span<const std::uint8_t>(sl.fit_status).subspan(off * L, own * L));
   };
   auto compute_block = [&](int slot, std::uint64_t row0) {
     const std::size_t own = rows_of(row0);
@@ -390,13 +406,7 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
         if (summary.fit_status.size() <= st) summary.fit_status.resize(st + 1, 0);
         ++summary.fit_status[st];
       }
-      if (cw.profiles) {
-        // The profile stage: this block's fits, and every scan they complete.
-        cw.profiles->add(row0, std::span<const double>(altitudes).subspan(row0, own),
-                         std::span<const double>(sl.fit_b).subspan(off * L, own * L),
-                         std::span<const double>(sl.fit_s).subspan(off * L, own * L),
-                         std::span<const std::uint8_t>(sl.fit_status).subspan(off * L, own * L));
-      }
+      if (!spare_core) add_profiles(cw, slot, row0);
       kernels::quality::count_bits(
           std::span<const std::uint8_t>(sl.quality).subspan(off * P, own * P),
           std::span<std::uint64_t, 8>(summary.quality_bit_pixels.data(), 8));
@@ -455,6 +465,9 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     const int cur = static_cast<int>(k % 2);
     compute.start([&, cur, k] { compute_block(cur, k * block); });
     if (k > 0) {
+      if (spare_core) {
+        for (auto& cw : work) add_profiles(cw, 1 - cur, (k - 1) * block);
+      }
       write_block(1 - cur, (k - 1) * block);
       if (progress) progress((k - 1) * block + rows_of((k - 1) * block), N);
     }
@@ -462,6 +475,9 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
     compute.wait();
   }
   if (blocks > 0) {
+    if (spare_core) {
+      for (auto& cw : work) add_profiles(cw, static_cast<int>((blocks - 1) % 2), (blocks - 1) * block);
+    }
     write_block(static_cast<int>((blocks - 1) % 2), (blocks - 1) * block);
     if (progress) progress(N, N);
   }
