@@ -1,4 +1,5 @@
 #include "exospec/kernels/calibrate.hpp"
+#include "target_clones.hpp"
 
 #include <Eigen/Dense>
 #include <algorithm>
@@ -408,6 +409,51 @@ template <int HW, class T>
   for (std::size_t p = hi; p < P; ++p) edge(p);
 }
 
+// The despike statistic's upper bound (no line tolerance; despike_row's
+// z_of before its tolerance) for the pixels [b, e), 3 <= b, e <= P - 3, with
+// the reference from the pixels usable and not yet flagged at the start of
+// the row: out[p - b]. Branch-free, so that it vectorises; despike_row
+// computes z_of itself wherever this bound comes near the threshold or a
+// neighbour was flagged in its pass, so that the screen only skips work.
+template <class Count, class T>
+[[gnu::always_inline]] inline void despike_bound(std::size_t b, std::size_t e, const std::uint8_t* __restrict usable,
+                                                 const std::uint8_t* __restrict Q, const T* __restrict L,
+                                                 const Count* __restrict c, const T* __restrict response,
+                                                 const T* __restrict dark, double tg, double dark_scale,
+                                                 double min_counts, double* __restrict out) noexcept {
+  constexpr double kInvRefNoise = 1.0 / 1.1180339887498949;  // 1 / sqrt(1 + 1/4)
+  for (std::size_t p = b; p < e; ++p) {
+    // (In z_of's order: p - 3, p - 2, p + 2, p + 3.)
+    const bool o0 = (usable[p - 3] != 0) & ((Q[p - 3] & quality::kParticleHit) == 0);
+    const bool o1 = (usable[p - 2] != 0) & ((Q[p - 2] & quality::kParticleHit) == 0);
+    const bool o2 = (usable[p + 2] != 0) & ((Q[p + 2] & quality::kParticleHit) == 0);
+    const bool o3 = (usable[p + 3] != 0) & ((Q[p + 3] & quality::kParticleHit) == 0);
+    const double l0 = static_cast<double>(L[p - 3]), l1 = static_cast<double>(L[p - 2]);
+    const double l2 = static_cast<double>(L[p + 2]), l3 = static_cast<double>(L[p + 3]);
+    const double ref = (((o0 ? l0 : 0.0) + (o1 ? l1 : 0.0)) + (o2 ? l2 : 0.0)) + (o3 ? l3 : 0.0);
+    const double n = (((o0 ? 1.0 : 0.0) + (o1 ? 1.0 : 0.0)) + (o2 ? 1.0 : 0.0)) + (o3 ? 1.0 : 0.0);
+    const double k = static_cast<double>(response[p]) * tg;
+    const double d = dark_scale * static_cast<double>(dark[p]) * k;
+    const double m0 = (ref / (n > 0.0 ? n : 1.0)) * k + d;
+    const double mu = m0 > min_counts ? m0 : min_counts;
+    const double z = 2.0 * (std::sqrt(static_cast<double>(c[p]) + 0.375) - std::sqrt(mu + 0.375)) * kInvRefNoise;
+    out[p - b] = n >= 2.0 ? z : 0.0;
+  }
+}
+#define EXOSPEC_DESPIKE_BOUND(Count, T)                                                                         \
+  EXOSPEC_CLONES void despike_bound_dispatch(std::size_t b, std::size_t e, const std::uint8_t* __restrict usable, \
+                                             const std::uint8_t* __restrict Q, const T* __restrict L,          \
+                                             const Count* __restrict c, const T* __restrict response,          \
+                                             const T* __restrict dark, double tg, double dark_scale,           \
+                                             double min_counts, double* __restrict out) noexcept {             \
+    despike_bound<Count, T>(b, e, usable, Q, L, c, response, dark, tg, dark_scale, min_counts, out);            \
+  }
+EXOSPEC_DESPIKE_BOUND(std::uint32_t, float)
+EXOSPEC_DESPIKE_BOUND(std::uint32_t, double)
+EXOSPEC_DESPIKE_BOUND(double, float)
+EXOSPEC_DESPIKE_BOUND(double, double)
+#undef EXOSPEC_DESPIKE_BOUND
+
 // Particle hits (spikes of 1-3 pixels) in one row, after the radiance and
 // before the variance. For each usable pixel p:
 //   reference   ref_p = mean radiance of the usable pixels at p +- 2 and p +- 3
@@ -476,10 +522,27 @@ std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double m
   };
   const auto hit = [&](std::size_t q) { return (Q[q] & quality::kParticleHit) != 0; };
   std::size_t n = 0;
-  for (std::size_t p = 0; p < P; ++p) {
-    if (!usable[p] || hit(p) || z_of(p, ds_settings.threshold) <= ds_settings.threshold) continue;
-    Q[p] |= quality::kParticleHit;
-    ++n;
+  // The first pass, in chunks: the bound of a chunk's interior pixels
+  // (vectorised), then z_of where the bound is within 1e-9 of the threshold
+  // (far more than its rounding) or a pixel at p - 2 or p - 3 was flagged in
+  // this pass (the reference then leaves it out); the edges always.
+  constexpr std::size_t kChunk = 256;
+  double bound[kChunk];
+  const double thr = ds_settings.threshold, near_thr = thr - 1e-9 * (1.0 + std::abs(thr));
+  for (std::size_t c0 = 0; c0 < P; c0 += kChunk) {
+    const std::size_t c1 = std::min(P, c0 + kChunk);
+    const std::size_t b = std::max<std::size_t>(c0, 3), e = std::min(c1, P - 3);
+    if (b < e) {
+      despike_bound_dispatch(b, e, usable, Q, L, c, tb.response, tb.dark_radiance, tg, dark_scale, min_counts,
+                             bound + (b - c0));
+    }
+    for (std::size_t p = c0; p < c1; ++p) {
+      if (!usable[p] || hit(p)) continue;
+      const bool screened = p >= b && p < e && bound[p - c0] <= near_thr && !hit(p - 2) && !hit(p - 3);
+      if (screened || z_of(p, thr) <= thr) continue;
+      Q[p] |= quality::kParticleHit;
+      ++n;
+    }
   }
   if (n == 0) return 0;
   // Grow: the unflagged pixels within 2 of a hit join it above the lower
@@ -560,14 +623,7 @@ void replaced_variance(std::size_t P, const std::uint8_t* usable, const std::uin
   }
 }
 
-// Runtime dispatch on the instruction set: portable builds still use AVX2 or
-// AVX-512 where the CPU has them (GCC function multi-versioning).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
-#define EXOSPEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define EXOSPEC_CLONES
-#endif
-
+// Runtime dispatch on the instruction set (target_clones.hpp).
 #define EXOSPEC_RADIANCE_KERNEL(Count, T, name)                                                \
   EXOSPEC_CLONES void name(const RowTables<T>& tb, const SpectrumTerms& s, const Count* c, T* L, \
                            std::uint8_t* Q) noexcept {                                            \
