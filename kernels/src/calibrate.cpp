@@ -492,6 +492,9 @@ std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double m
     }
     return m ? acc / m : std::numeric_limits<double>::infinity();
   };
+  constexpr std::size_t kMean3Max = 4096;
+  double mean3_row[kMean3Max];
+  bool mean3_ready = false;
   // The statistic of pixel p, exact whenever it exceeds `at_least` (the
   // line tolerance only lowers it, so it is skipped when the bound without it
   // does not reach the threshold: most pixels).
@@ -516,7 +519,21 @@ std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double m
     if (diff / kRefNoise <= at_least) return diff / kRefNoise;
     const std::size_t lo = p >= 10 ? p - 10 : 0, hi = std::min(P - 1, p + 10);
     double base = std::numeric_limits<double>::infinity();
-    for (std::size_t q = lo; q <= hi; ++q) base = std::min(base, mean3(q));
+    if (P <= kMean3Max) {
+      // (Each 3-pixel mean once per row: next to a bright line tens of
+      // neighbouring pixels take this path, each reading 21 of them. NaN:
+      // not computed yet; a mean is never NaN.)
+      if (!mean3_ready) {
+        std::fill_n(mean3_row, P, std::numeric_limits<double>::quiet_NaN());
+        mean3_ready = true;
+      }
+      for (std::size_t q = lo; q <= hi; ++q) {
+        if (std::isnan(mean3_row[q])) mean3_row[q] = mean3(q);
+        base = std::min(base, mean3_row[q]);
+      }
+    } else {
+      for (std::size_t q = lo; q <= hi; ++q) base = std::min(base, mean3(q));
+    }
     const double tol = ds_settings.line_tolerance * k * std::max(0.0, ref - base);
     return diff / std::sqrt(1.25 + tol * tol / a);
   };
@@ -551,18 +568,50 @@ std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double m
   // that was found). The growth stops there by design, not when nothing
   // changes: a third round would flag more pixels in a few rows (8 of 3000
   // in ctest -R DespikeReference), pixels beyond any hit's width.
-  for (int round = 0; round < 2; ++round) {
-    bool grew = false;
+  const double grow = ds_settings.grow_threshold;
+  if (P <= kMean3Max) {
+    // The same rounds, visiting only the pixels within 2 of a hit, in
+    // increasing order as above: those of the round's first hits (`hits`,
+    // sorted), and those after a pixel flagged in the round (before it, the
+    // pixels were visited when it was not yet flagged, as above).
+    std::uint32_t hits[kMean3Max], grown[kMean3Max], merged[kMean3Max];
+    std::size_t nh = 0;
     for (std::size_t p = 0; p < P; ++p) {
-      if (!usable[p] || hit(p)) continue;
-      bool near = false;
-      for (std::size_t q = p >= 2 ? p - 2 : 0; q <= std::min(P - 1, p + 2); ++q) near |= hit(q);
-      if (!near || z_of(p, ds_settings.grow_threshold) <= ds_settings.grow_threshold) continue;
-      Q[p] |= quality::kParticleHit;
-      ++n;
-      grew = true;
+      if (hit(p)) hits[nh++] = static_cast<std::uint32_t>(p);
     }
-    if (!grew) break;
+    for (int round = 0; round < 2; ++round) {
+      std::size_t ng = 0, next = 0;
+      for (std::size_t i = 0; i < nh; ++i) {
+        const std::size_t h = hits[i];
+        std::size_t reach = std::min(P - 1, h + 2);
+        std::size_t q = std::max(next, h >= 2 ? h - 2 : 0);
+        for (; q <= reach; ++q) {
+          if (!usable[q] || hit(q) || z_of(q, grow) <= grow) continue;
+          Q[q] |= quality::kParticleHit;
+          grown[ng++] = static_cast<std::uint32_t>(q);
+          reach = std::min(P - 1, std::max(reach, q + 2));
+        }
+        next = std::max(next, q);
+      }
+      if (ng == 0) break;
+      n += ng;
+      nh = static_cast<std::size_t>(std::merge(hits, hits + nh, grown, grown + ng, merged) - merged);
+      std::copy_n(merged, nh, hits);
+    }
+  } else {
+    for (int round = 0; round < 2; ++round) {
+      bool grew = false;
+      for (std::size_t p = 0; p < P; ++p) {
+        if (!usable[p] || hit(p)) continue;
+        bool near = false;
+        for (std::size_t q = p >= 2 ? p - 2 : 0; q <= std::min(P - 1, p + 2); ++q) near |= hit(q);
+        if (!near || z_of(p, grow) <= grow) continue;
+        Q[p] |= quality::kParticleHit;
+        ++n;
+        grew = true;
+      }
+      if (!grew) break;
+    }
   }
   // Linear interpolation across each run of flagged pixels.
   for (std::size_t a = 0; a < P;) {
