@@ -409,35 +409,48 @@ template <int HW, class T>
   for (std::size_t p = hi; p < P; ++p) edge(p);
 }
 
-// The despike statistic's upper bound (no line tolerance; despike_row's
-// z_of before its tolerance) for the pixels [b, e), 3 <= b, e <= P - 3, with
-// the reference from the pixels usable and not yet flagged at the start of
-// the row: out[p - b]. Branch-free, so that it vectorises; despike_row
-// computes z_of itself wherever this bound comes near the threshold or a
-// neighbour was flagged in its pass, so that the screen only skips work.
+// An upper bound of the despike statistic (despike_row's z_of before its
+// line tolerance, which only lowers it) for the pixels [b, e), 3 <= b,
+// e <= P - 3, with the reference from the pixels usable and not yet flagged
+// at the start of the row: out[p - b]. In float (16 pixels per AVX-512
+// vector) plus a slack of more than ten times the rounding of the float
+// terms (each sqrt within ~1e-6 relative, mu within ~4 ulp of the sum of
+// its terms' sizes, however they cancel), so that it bounds the double
+// statistic; NaN where a term is not finite. Branch-
+// free, so that it vectorises; despike_row computes z_of itself wherever
+// this bound reaches the threshold or a neighbour was flagged in its pass,
+// so the screen only skips work.
 template <class Count, class T>
 [[gnu::always_inline]] inline void despike_bound(std::size_t b, std::size_t e, const std::uint8_t* __restrict usable,
                                                  const std::uint8_t* __restrict Q, const T* __restrict L,
                                                  const Count* __restrict c, const T* __restrict response,
-                                                 const T* __restrict dark, double tg, double dark_scale,
-                                                 double min_counts, double* __restrict out) noexcept {
-  constexpr double kInvRefNoise = 1.0 / 1.1180339887498949;  // 1 / sqrt(1 + 1/4)
+                                                 const T* __restrict dark, double tg_d, double dark_scale_d,
+                                                 double min_counts_d, float* __restrict out) noexcept {
+  constexpr float kInvRefNoise = static_cast<float>(1.0 / 1.1180339887498949);  // 1 / sqrt(1 + 1/4)
+  const auto tg = static_cast<float>(tg_d), dark_scale = static_cast<float>(dark_scale_d);
+  const auto min_counts = static_cast<float>(min_counts_d);
   for (std::size_t p = b; p < e; ++p) {
     // (In z_of's order: p - 3, p - 2, p + 2, p + 3.)
     const bool o0 = (usable[p - 3] != 0) & ((Q[p - 3] & quality::kParticleHit) == 0);
     const bool o1 = (usable[p - 2] != 0) & ((Q[p - 2] & quality::kParticleHit) == 0);
     const bool o2 = (usable[p + 2] != 0) & ((Q[p + 2] & quality::kParticleHit) == 0);
     const bool o3 = (usable[p + 3] != 0) & ((Q[p + 3] & quality::kParticleHit) == 0);
-    const double l0 = static_cast<double>(L[p - 3]), l1 = static_cast<double>(L[p - 2]);
-    const double l2 = static_cast<double>(L[p + 2]), l3 = static_cast<double>(L[p + 3]);
-    const double ref = (((o0 ? l0 : 0.0) + (o1 ? l1 : 0.0)) + (o2 ? l2 : 0.0)) + (o3 ? l3 : 0.0);
-    const double n = (((o0 ? 1.0 : 0.0) + (o1 ? 1.0 : 0.0)) + (o2 ? 1.0 : 0.0)) + (o3 ? 1.0 : 0.0);
-    const double k = static_cast<double>(response[p]) * tg;
-    const double d = dark_scale * static_cast<double>(dark[p]) * k;
-    const double m0 = (ref / (n > 0.0 ? n : 1.0)) * k + d;
-    const double mu = m0 > min_counts ? m0 : min_counts;
-    const double z = 2.0 * (std::sqrt(static_cast<double>(c[p]) + 0.375) - std::sqrt(mu + 0.375)) * kInvRefNoise;
-    out[p - b] = n >= 2.0 ? z : 0.0;
+    const auto l0 = static_cast<float>(L[p - 3]), l1 = static_cast<float>(L[p - 2]);
+    const auto l2 = static_cast<float>(L[p + 2]), l3 = static_cast<float>(L[p + 3]);
+    const float ref = (((o0 ? l0 : 0.0f) + (o1 ? l1 : 0.0f)) + (o2 ? l2 : 0.0f)) + (o3 ? l3 : 0.0f);
+    const float n = (((o0 ? 1.0f : 0.0f) + (o1 ? 1.0f : 0.0f)) + (o2 ? 1.0f : 0.0f)) + (o3 ? 1.0f : 0.0f);
+    const float k = static_cast<float>(response[p]) * tg;
+    const float d = dark_scale * static_cast<float>(dark[p]) * k;
+    // (The scale of the terms of mu, for its rounding when they cancel.)
+    const float size = (((o0 ? std::fabs(l0) : 0.0f) + (o1 ? std::fabs(l1) : 0.0f)) + (o2 ? std::fabs(l2) : 0.0f)) +
+                       (o3 ? std::fabs(l3) : 0.0f);
+    const float inv_n = 1.0f / (n > 0.0f ? n : 1.0f);
+    const float m0 = (ref * inv_n) * k + d;
+    const float mu = m0 > min_counts ? m0 : min_counts;
+    const float sc = std::sqrt(static_cast<float>(c[p]) + 0.375f), sm = std::sqrt(mu + 0.375f);
+    const float slack = 1e-5f * (sc + sm) + 1e-6f * (size * inv_n * std::fabs(k) + std::fabs(d)) / sm + 1e-6f;
+    const float z = 2.0f * (sc - sm) * kInvRefNoise + slack;
+    out[p - b] = n >= 2.0f ? z : 0.0f;
   }
 }
 #define EXOSPEC_DESPIKE_BOUND(Count, T)                                                                         \
@@ -445,7 +458,7 @@ template <class Count, class T>
                                              const std::uint8_t* __restrict Q, const T* __restrict L,          \
                                              const Count* __restrict c, const T* __restrict response,          \
                                              const T* __restrict dark, double tg, double dark_scale,           \
-                                             double min_counts, double* __restrict out) noexcept {             \
+                                             double min_counts, float* __restrict out) noexcept {              \
     despike_bound<Count, T>(b, e, usable, Q, L, c, response, dark, tg, dark_scale, min_counts, out);            \
   }
 EXOSPEC_DESPIKE_BOUND(std::uint32_t, float)
@@ -540,12 +553,12 @@ std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double m
   const auto hit = [&](std::size_t q) { return (Q[q] & quality::kParticleHit) != 0; };
   std::size_t n = 0;
   // The first pass, in chunks: the bound of a chunk's interior pixels
-  // (vectorised), then z_of where the bound is within 1e-9 of the threshold
-  // (far more than its rounding) or a pixel at p - 2 or p - 3 was flagged in
-  // this pass (the reference then leaves it out); the edges always.
+  // (vectorised), then z_of where the bound is above the threshold (or not
+  // a number) or a pixel at p - 2 or p - 3 was flagged in this pass (the
+  // reference then leaves it out); the edges always.
   constexpr std::size_t kChunk = 256;
-  double bound[kChunk];
-  const double thr = ds_settings.threshold, near_thr = thr - 1e-9 * (1.0 + std::abs(thr));
+  float bound[kChunk];
+  const double thr = ds_settings.threshold;
   for (std::size_t c0 = 0; c0 < P; c0 += kChunk) {
     const std::size_t c1 = std::min(P, c0 + kChunk);
     const std::size_t b = std::max<std::size_t>(c0, 3), e = std::min(c1, P - 3);
@@ -555,7 +568,7 @@ std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double m
     }
     for (std::size_t p = c0; p < c1; ++p) {
       if (!usable[p] || hit(p)) continue;
-      const bool screened = p >= b && p < e && bound[p - c0] <= near_thr && !hit(p - 2) && !hit(p - 3);
+      const bool screened = p >= b && p < e && static_cast<double>(bound[p - c0]) <= thr && !hit(p - 2) && !hit(p - 3);
       if (screened || z_of(p, thr) <= thr) continue;
       Q[p] |= quality::kParticleHit;
       ++n;
