@@ -694,8 +694,12 @@ void FileWriter::create_dataset(std::string_view path, DType dtype, const Dims& 
   }
   // No modification times in object headers: same data, same bytes.
   check(H5Pset_obj_track_times(dcpl.get(), 0), w, "cannot set property");
-  check(H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots, chunk_cache_bytes(dcpl.get(), element_size),
-                           1.0),
+  // Without filters, no chunk cache: HDF5 then writes a whole chunk straight
+  // from the caller's rows (with a cache it copies them into the cache
+  // first, and writes them out from there), and a part of a chunk in place.
+  const bool filtered = H5Pget_nfilters(dcpl.get()) > 0;
+  check(H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots,
+                           filtered ? chunk_cache_bytes(dcpl.get(), element_size) : 0, 1.0),
         w, "cannot set chunk cache");
   Handle dset = h5::dataset_handle(H5Dcreate2(impl_->file.get(), std::string(path).c_str(), ftype,
                                               space.get(), lcpl.get(), dcpl.get(), dapl.get()),

@@ -6,7 +6,9 @@ no output and no temporary file behind; the input is untouched.
 Always: a file size limit (RLIMIT_FSIZE, writes fail with EFBIG). As root,
 where a tmpfs can be mounted: a 2 MiB filesystem (writes fail with ENOSPC).
 Each way, one input small enough that the failure comes at the final flush
-and one large enough that it comes while writing rows."""
+(written compressed: only compressed chunks wait in HDF5's chunk cache, the
+others go straight to the file) and one large enough that it comes while
+writing rows."""
 import hashlib
 import os
 import resource
@@ -22,7 +24,10 @@ if os.path.ismount(small):  # left mounted by an earlier run that was killed
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 inputs = {}
-for n in (40, 600):
+compressed = os.path.join(work, "deflate.toml")
+with open(compressed, "w") as fh:
+    fh.write("[run]\ndeflate_level = 1\n")
+for n in (200, 600):
     path = os.path.join(work, f"in_{n}.h5")
     subprocess.run([exe, "simulate", "-o", path, "--spectra", str(n), "--seed", "3", "--quiet"], check=True)
     inputs[n] = (path, hashlib.sha256(open(path, "rb").read()).hexdigest())
@@ -35,7 +40,8 @@ def expect_failure(label, out_dir, reason, preexec=None):
     for n, (inp, digest) in inputs.items():
         out = os.path.join(out_dir, "out.h5")
         before = set(os.listdir(out_dir))
-        r = subprocess.run([exe, "run", inp, "-o", out, "--quiet"], capture_output=True, text=True,
+        extra = ["--config", compressed] if n == 200 else []
+        r = subprocess.run([exe, "run", inp, "-o", out, "--quiet"] + extra, capture_output=True, text=True,
                            preexec_fn=preexec)
         lines = [l for l in r.stderr.splitlines() if l.strip()]
         where = f"{label}, {n} spectra"

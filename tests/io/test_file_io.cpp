@@ -194,7 +194,7 @@ bool point_at_dev_full(const std::filesystem::path& path) {
 // Writes `rows` rows of 64 doubles (uncompressed) with the disk full from the
 // first row on, then commits. Exits 0 if that failed as described above.
 [[noreturn]] void write_to_a_full_disk(const std::string& name, std::uint64_t rows,
-                                       const std::string& expected_step) {
+                                       const std::string& expected_step, int deflate_level = 0) {
   const auto dir = test::scratch_dir(name);
   std::string message;
 #if defined(__SANITIZE_ADDRESS__)
@@ -203,7 +203,9 @@ bool point_at_dev_full(const std::filesystem::path& path) {
   __lsan::ScopedDisabler hdf5_loses_failed_chunks;
 #endif
   try {
-    FileWriter w(dir / "out.h5", {}, false);
+    WriteOptions options;
+    options.deflate_level = deflate_level;
+    FileWriter w(dir / "out.h5", options, false);
     w.create_dataset("/x", DType::kF64, {rows, 64}, "1", "x", true);
     if (!point_at_dev_full(w.temporary_path())) std::_Exit(10);
     const std::vector<double> block(1024 * 64, 1.0);
@@ -224,22 +226,23 @@ bool point_at_dev_full(const std::filesystem::path& path) {
 
 TEST(FileWriterDiskFull, AWriteThatFailsBeforeTheCommitClosesTheFileCleanly) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  // 8 MiB of rows overflow HDF5's 1 MiB chunk cache, so a chunk write fails
-  // inside write_rows; the abandoned file must then close cleanly, with no
-  // help at exit.
+  // Unfiltered chunks have no cache (they go straight to the file), so a
+  // chunk write fails inside write_rows; the abandoned file must then close
+  // cleanly, with no help at exit.
   EXPECT_EXIT(write_to_a_full_disk("diskfull_rows", 1 << 14, "cannot write rows"),
               ::testing::ExitedWithCode(0), "");
 }
 
 TEST(FileWriterDiskFull, AFlushThatFailsAtTheCommitIsSafeWithTheShutdownSkipped) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  // A few rows stay in the cache until the commit's flush, which fails. HDF5
-  // 1.10 cannot close that file cleanly; skip_hdf5_shutdown_at_exit (what
-  // the exospec command does first) keeps the exit from crashing.
+  // A few rows of a compressed dataset stay in the chunk cache until the
+  // commit's flush, which fails. HDF5 1.10 cannot close that file cleanly;
+  // skip_hdf5_shutdown_at_exit (what the exospec command does first) keeps
+  // the exit from crashing.
   EXPECT_EXIT(
       {
         skip_hdf5_shutdown_at_exit();
-        write_to_a_full_disk("diskfull_commit", 16, "cannot flush output file");
+        write_to_a_full_disk("diskfull_commit", 16, "cannot flush output file", 1);
       },
       ::testing::ExitedWithCode(0), "");
 }
