@@ -10,7 +10,13 @@
 3. Prints, per run, us/spectrum of the wall and of each stage, and the ratio
    of the wall to the fit stage's time on the same spectra in the same run
    (the fit stage with --threads 1 is the fit kernel on those spectra); then
-   the 10-spectrum file's wall time (start-up: median of 9).
+   the default run with --threads 2 beside --threads 1 (REPEAT alternating
+   pairs: the speed-up), and the 10-spectrum file's wall time (start-up:
+   median of 9) and the process's own start (`exospec --version`, median of
+   9).
+
+The output goes to WORK (default /tmp/exospec_run_vs_fit, a disk here); a
+tmpfs (/dev/shm/...) leaves out the disk's write-back.
 
   /usr/bin/python3 bench/run_vs_fit.py [BUILD_DIR] [WORK] [REPEAT]
 """
@@ -48,12 +54,12 @@ def simulate(path, spectra):
     os.remove(full)
 
 
-def run(inp, extra):
+def run(inp, extra, threads=1):
     report = os.path.join(work, "report.json")
     out = os.path.join(work, "out.h5")
     t = time.perf_counter()
-    subprocess.run([exe, "run", inp, "-o", out, "--threads", "1", "-q", "-f", "--json-report", report] + extra,
-                   check=True)
+    subprocess.run([exe, "run", inp, "-o", out, "--threads", str(threads), "-q", "-f", "--json-report", report] +
+                   extra, check=True)
     wall = time.perf_counter() - t
     with open(report) as fh:
         return wall, json.load(fh)
@@ -78,5 +84,18 @@ for _ in range(REPEAT):
               f"   {ratio:8.2f}", flush=True)
 for label, r in ratios.items():
     print(f"median wall / fit, {label}: {statistics.median(r):.2f}")
+speedups = []
+for _ in range(REPEAT):
+    one, two = run(big, [], 1)[0], run(big, [], 2)[0]
+    speedups.append(one / two)
+    print(f"default products: --threads 1 {1e6 * one / N:.1f}, --threads 2 {1e6 * two / N:.1f} us/spectrum: "
+          f"{one / two:.2f}x", flush=True)
+print(f"median speed-up 1 -> 2 threads: {statistics.median(speedups):.2f}x")
 walls = sorted(run(small, [])[0] for _ in range(9))
 print(f"start-up: 10-spectrum file end to end {1e3 * walls[4]:.1f} ms median ({1e3 * walls[0]:.1f}-{1e3 * walls[-1]:.1f})")
+bare = []
+for _ in range(9):
+    t = time.perf_counter()
+    subprocess.run([exe, "--version"], check=True, stdout=subprocess.DEVNULL)
+    bare.append(time.perf_counter() - t)
+print(f"process start and exit alone (exospec --version): {1e3 * statistics.median(bare):.1f} ms median")

@@ -113,6 +113,18 @@ class SavgolFilter {
   std::size_t interior_begin_ = 0, interior_end_ = 0;
   std::vector<EdgeRow> edges_;
   std::vector<EdgeTap> taps_;
+  // Mode interp: each side's edge outputs (h of them) all read the same W
+  // samples, so they are kept as dense W x h matrices too (the weights, and
+  // their squares for the variance; tap-major: [t * hp + r], hp = h rounded
+  // up to 8, the padding 0), which the
+  // edges are computed from, across the outputs at once.
+  struct DenseSide {
+    std::size_t first_output = 0, first_source = 0;
+    std::vector<double> weight, weight2;
+  };
+  std::vector<DenseSide> dense_;
+  template <class T>
+  bool dense_edges(std::span<const T> x, std::span<T> y, std::size_t lo, std::size_t hi, bool variance) const noexcept;
 };
 
 }  // namespace exospec::kernels
