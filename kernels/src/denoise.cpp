@@ -99,6 +99,49 @@ EXOSPEC_ICI_STEP(float)
 EXOSPEC_ICI_STEP(double)
 #undef EXOSPEC_ICI_STEP
 
+// Window 0's interval and estimate for pixels [b, e) (the start of the
+// intersection), and at the end the unusable pixels set to NaN and the
+// windows chosen; vectorised like ici_step.
+template <class T>
+inline void ici_start(std::size_t b, std::size_t e, T gamma, const T* __restrict est, const T* __restrict var,
+                      T* __restrict lo, T* __restrict hi, T* __restrict best, T* __restrict best_var,
+                      std::int32_t* __restrict used) noexcept {
+  for (std::size_t p = b; p < e; ++p) {
+    const T x = est[p], v = var[p];
+    const T sd = std::sqrt(v < T(0) ? T(0) : v);  // (std::max(v, 0))
+    best[p] = x;
+    best_var[p] = v;
+    lo[p] = x - gamma * sd;
+    hi[p] = x + gamma * sd;
+    used[p] = 0;
+  }
+}
+template <class T>
+inline void ici_finish(std::size_t b, std::size_t e, const std::uint8_t* __restrict q, T* __restrict best,
+                       T* __restrict best_var) noexcept {
+  constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
+  for (std::size_t p = b; p < e; ++p) {
+    const bool unusable = (q[p] & quality::kUnusable) != 0;
+    const T x = best[p], v = best_var[p];
+    best[p] = unusable ? kNaN : x;
+    best_var[p] = unusable ? kNaN : v;
+  }
+}
+#define EXOSPEC_ICI_ENDS(T)                                                                                    \
+  EXOSPEC_CLONES void ici_start_dispatch(std::size_t b, std::size_t e, T gamma, const T* __restrict est,     \
+                                         const T* __restrict var, T* __restrict lo, T* __restrict hi,        \
+                                         T* __restrict best, T* __restrict best_var,                         \
+                                         std::int32_t* __restrict used) noexcept {                           \
+    ici_start<T>(b, e, gamma, est, var, lo, hi, best, best_var, used);                                       \
+  }                                                                                                          \
+  EXOSPEC_CLONES void ici_finish_dispatch(std::size_t b, std::size_t e, const std::uint8_t* __restrict q,    \
+                                          T* __restrict best, T* __restrict best_var) noexcept {             \
+    ici_finish<T>(b, e, q, best, best_var);                                                                  \
+  }
+EXOSPEC_ICI_ENDS(float)
+EXOSPEC_ICI_ENDS(double)
+#undef EXOSPEC_ICI_ENDS
+
 }  // namespace
 
 AdaptiveSmoother::AdaptiveSmoother(std::size_t pixels, const AdaptiveSettings& settings)
@@ -196,25 +239,16 @@ void AdaptiveSmoother::run_impl(std::span<const T> radiance, std::span<const T> 
     T* best = y.data();
     T* best_var = yv.data();
     for (const PixelRange& pr : ranges) {
-      for (std::size_t p = pr.begin; p < pr.end; ++p) {
-        const T e = work.estimate[p], v = work.sigma[p];
-        const T sd = std::sqrt(std::max(v, T(0)));
-        best[p] = e;
-        best_var[p] = v;
-        work.lo[p] = e - gamma * sd;
-        work.hi[p] = e + gamma * sd;
-        work.used[p] = 0;
-      }
+      ici_start_dispatch(pr.begin, pr.end, gamma, work.estimate.data(), work.sigma.data(), work.lo.data(),
+                         work.hi.data(), best, best_var, work.used.data());
       for (std::size_t k = 1; k < K; ++k) {
         ici_step_dispatch(pr.begin, pr.end, static_cast<std::int32_t>(k), gamma, work.estimate.data() + k * P,
                           work.sigma.data() + k * P, work.lo.data(), work.hi.data(), best, best_var,
                           work.used.data());
       }
-      for (std::size_t p = pr.begin; p < pr.end; ++p) {
-        const bool unusable = (q[p] & quality::kUnusable) != 0;
-        y[p] = unusable ? kNaN : y[p];
-        yv[p] = unusable ? kNaN : yv[p];
-        if (!chosen.empty()) chosen[o + p] = static_cast<std::uint8_t>(work.used[p]);
+      ici_finish_dispatch(pr.begin, pr.end, q.data(), best, best_var);
+      if (!chosen.empty()) {
+        for (std::size_t p = pr.begin; p < pr.end; ++p) chosen[o + p] = static_cast<std::uint8_t>(work.used[p]);
       }
     }
   }
