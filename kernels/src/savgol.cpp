@@ -13,45 +13,82 @@
 namespace exospec::kernels {
 namespace {
 
-// Interior samples: y_j = sum_i c_i x_{j - h + i}, in blocks of outputs
-// kept in registers while the taps stream past (vectorises over j). The
-// block sizes are the fastest of 16-128 in BM_Savgol and BM_Adaptive (GCC 12,
-// AVX-512 and AVX2 clones; docs/PERFORMANCE.md): 48 floats, 32 doubles.
-template <class T>
-constexpr std::size_t kBlock = sizeof(T) == 4 ? 48 : 32;
-
-// The outputs that the interior kernel computes together with [lo, hi)
-// when it runs over [begin, end): whole blocks on the grid of `begin` (a
-// block and the scalar tail may round differently, so a part of the row is
-// computed on the same grid as the whole row to give the same bits).
-template <class T>
-inline std::pair<std::size_t, std::size_t> block_cover(std::size_t begin, std::size_t end, std::size_t lo,
-                                                        std::size_t hi) noexcept {
+// Interior samples: y_j = sum_i c_i x_{j - h + i} (interior_kernel below).
+// Every output gets the same operations wherever it is computed, so a part
+// of a row is simply the interior outputs within it.
+inline std::pair<std::size_t, std::size_t> interior_part(std::size_t begin, std::size_t end, std::size_t lo,
+                                                          std::size_t hi) noexcept {
   lo = std::max(lo, begin);
   hi = std::min(hi, end);
   if (lo >= hi) return {0, 0};
-  constexpr std::size_t B = kBlock<T>;
-  const std::size_t full_end = begin + (end - begin) / B * B;  // the tail starts here
-  const std::size_t b = lo < full_end ? begin + (lo - begin) / B * B : lo;
-  const std::size_t e = hi <= full_end ? begin + (hi - begin + B - 1) / B * B : hi;
-  return {b, e};
+  return {lo, hi};
 }
 
+// 64 bytes of T as one GCC vector (one AVX-512 register, two AVX2 or four
+// SSE ones; the compiler splits it), loaded and stored unaligned.
+typedef float Vec64f __attribute__((vector_size(64)));
+typedef double Vec64d __attribute__((vector_size(64)));
 template <class T>
-inline void interior_kernel(const T* __restrict x, T* __restrict y, const T* __restrict c,
-                            std::size_t width, std::size_t begin, std::size_t end) noexcept {
+struct Vec64Of;
+template <>
+struct Vec64Of<float> {
+  using type = Vec64f;
+};
+template <>
+struct Vec64Of<double> {
+  using type = Vec64d;
+};
+template <class T>
+using Vec64 = typename Vec64Of<T>::type;
+// (Through references: a 64-byte vector by value would change the ABI
+// between the clones.)
+template <class T>
+[[gnu::always_inline]] inline void fma64(Vec64<T>& acc, T c, const T* p) noexcept {
+  Vec64<T> v;
+  __builtin_memcpy(&v, p, sizeof v);
+  acc += c * v;
+}
+template <class T>
+[[gnu::always_inline]] inline void store64(T* p, const Vec64<T>& v) noexcept {
+  __builtin_memcpy(p, &v, sizeof v);
+}
+
+// kGroups vectors of outputs at [j, j + kGroups x lanes), each output summed
+// over the taps in order (acc + c_i x), lane by lane: every output gets the
+// same operations whichever group or position computes it.
+template <class T, int kGroups>
+[[gnu::always_inline]] inline void interior_group(const T* __restrict x, T* __restrict y, const T* __restrict c, std::size_t width,
+                           std::size_t j) noexcept {
+  constexpr std::size_t L = 64 / sizeof(T);
   const std::size_t h = width / 2;
-  std::size_t j = begin;
-  constexpr std::size_t B = kBlock<T>;
-  for (; j + B <= end; j += B) {
-    T acc[B] = {};
-    for (std::size_t i = 0; i < width; ++i) {
-      const T ci = c[i];
-      const T* __restrict src = x + j - h + i;
-      for (std::size_t k = 0; k < B; ++k) acc[k] += ci * src[k];
-    }
-    for (std::size_t k = 0; k < B; ++k) y[j + k] = acc[k];
+  Vec64<T> acc[kGroups] = {};
+  for (std::size_t i = 0; i < width; ++i) {
+    const T ci = c[i];
+    const T* src = x + j - h + i;
+    for (int g = 0; g < kGroups; ++g) fma64<T>(acc[g], ci, src + g * L);
   }
+  for (int g = 0; g < kGroups; ++g) store64(y + j + g * L, acc[g]);
+}
+
+// The interior outputs [begin, end) (lowest: the first interior output of
+// the row, so that x[lowest - h] is the first sample). Eight vectors at a
+// time (eight independent sums: the adds' latency, not their number, bounds
+// one), then one; the last part vector ends at `end`, recomputing a few
+// outputs to the same bits; a row's interior shorter than one vector, one
+// output at a time.
+template <class T>
+[[gnu::always_inline]] inline void interior_kernel(const T* __restrict x, T* __restrict y, const T* __restrict c,
+                                                   std::size_t width, std::size_t lowest, std::size_t begin, std::size_t end) noexcept {
+  constexpr std::size_t L = 64 / sizeof(T);
+  std::size_t j = begin;
+  for (; j + 8 * L <= end; j += 8 * L) interior_group<T, 8>(x, y, c, width, j);
+  for (; j + L <= end; j += L) interior_group<T, 1>(x, y, c, width, j);
+  if (j == end) return;
+  if (end >= lowest + L) {
+    interior_group<T, 1>(x, y, c, width, end - L);
+    return;
+  }
+  const std::size_t h = width / 2;
   for (; j < end; ++j) {
     T acc = T(0);
     for (std::size_t i = 0; i < width; ++i) acc += c[i] * x[j - h + i];
@@ -86,13 +123,13 @@ EXOSPEC_CLONES void dense_side(const double* x, double* y, const double* w, std:
   dense_side_kernel(x, y, w, width, h);
 }
 
-EXOSPEC_CLONES void interior(const float* x, float* y, const float* c, std::size_t width,
+EXOSPEC_CLONES void interior(const float* x, float* y, const float* c, std::size_t width, std::size_t lowest,
                              std::size_t begin, std::size_t end) noexcept {
-  interior_kernel(x, y, c, width, begin, end);
+  interior_kernel(x, y, c, width, lowest, begin, end);
 }
-EXOSPEC_CLONES void interior(const double* x, double* y, const double* c, std::size_t width,
+EXOSPEC_CLONES void interior(const double* x, double* y, const double* c, std::size_t width, std::size_t lowest,
                              std::size_t begin, std::size_t end) noexcept {
-  interior_kernel(x, y, c, width, begin, end);
+  interior_kernel(x, y, c, width, lowest, begin, end);
 }
 
 }  // namespace
@@ -285,8 +322,8 @@ void SavgolFilter::apply_range(std::span<const T> x, std::span<T> y, std::size_t
                                std::size_t hi) const noexcept {
   assert(x.size() == n_ && y.size() == n_ && lo <= hi && hi <= n_);
   const auto& c = centre<T>();
-  const auto [b, e] = block_cover<T>(interior_begin_, interior_end_, lo, hi);
-  if (b < e) interior(x.data(), y.data(), c.data(), c.size(), b, e);
+  const auto [b, e] = interior_part(interior_begin_, interior_end_, lo, hi);
+  if (b < e) interior(x.data(), y.data(), c.data(), c.size(), interior_begin_, b, e);
   if (dense_edges<T>(x, y, lo, hi, false)) return;
   for (const EdgeRow& r : edges_) {
     if (r.output < lo || r.output >= hi) continue;
@@ -303,8 +340,8 @@ void SavgolFilter::apply_variance_range(std::span<const T> var, std::span<T> out
                                         std::size_t hi) const noexcept {
   assert(var.size() == n_ && out.size() == n_ && lo <= hi && hi <= n_);
   const auto& c2 = centre_squared<T>();
-  const auto [b, e] = block_cover<T>(interior_begin_, interior_end_, lo, hi);
-  if (b < e) interior(var.data(), out.data(), c2.data(), c2.size(), b, e);
+  const auto [b, e] = interior_part(interior_begin_, interior_end_, lo, hi);
+  if (b < e) interior(var.data(), out.data(), c2.data(), c2.size(), interior_begin_, b, e);
   if (dense_edges<T>(var, out, lo, hi, true)) return;
   for (const EdgeRow& r : edges_) {
     if (r.output < lo || r.output >= hi) continue;

@@ -72,8 +72,8 @@ class SavgolFilter {
   template <class T>
   void apply_rows(std::span<const T> x, std::span<T> y) const noexcept;
   // apply() and apply_variance() for the outputs [lo, hi) (hi <= length()),
-  // each equal to apply()'s to the bit. Outputs near the range (up to 47
-  // each side, on the whole row's blocks of 48 or 32) may be written too, the
+  // each equal to apply()'s to the bit. Outputs near the range (up to 15
+  // before it, and the edge outputs of its side) may be written too, the
   // rest of y is untouched.
   template <class T>
   void apply_range(std::span<const T> x, std::span<T> y, std::size_t lo, std::size_t hi) const noexcept;
