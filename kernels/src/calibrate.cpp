@@ -425,10 +425,14 @@ template <class Count, class T>
                                                  const std::uint8_t* __restrict Q, const T* __restrict L,
                                                  const Count* __restrict c, const T* __restrict response,
                                                  const T* __restrict dark, double tg_d, double dark_scale_d,
-                                                 double min_counts_d, float* __restrict out) noexcept {
+                                                 double min_counts_d, double threshold,
+                                                 std::uint8_t* __restrict out) noexcept {
   constexpr float kInvRefNoise = static_cast<float>(1.0 / 1.1180339887498949);  // 1 / sqrt(1 + 1/4)
   const auto tg = static_cast<float>(tg_d), dark_scale = static_cast<float>(dark_scale_d);
   const auto min_counts = static_cast<float>(min_counts_d);
+  // (The threshold in float, rounded down: z <= thr then implies z <= threshold.)
+  float thr = static_cast<float>(threshold);
+  if (static_cast<double>(thr) > threshold) thr = std::nextafter(thr, -std::numeric_limits<float>::infinity());
   for (std::size_t p = b; p < e; ++p) {
     // (In z_of's order: p - 3, p - 2, p + 2, p + 3.)
     const bool o0 = (usable[p - 3] != 0) & ((Q[p - 3] & quality::kParticleHit) == 0);
@@ -450,7 +454,9 @@ template <class Count, class T>
     const float sc = std::sqrt(static_cast<float>(c[p]) + 0.375f), sm = std::sqrt(mu + 0.375f);
     const float slack = 1e-5f * (sc + sm) + 1e-6f * (size * inv_n * std::fabs(k) + std::fabs(d)) / sm + 1e-6f;
     const float z = 2.0f * (sc - sm) * kInvRefNoise + slack;
-    out[p - b] = n >= 2.0f ? z : 0.0f;
+    const bool below = (n < 2.0f) | (z <= thr);  // (NaN: not below)
+    const bool open = (usable[p] != 0) & ((Q[p] & quality::kParticleHit) == 0);
+    out[p - b] = static_cast<std::uint8_t>(open & !below);
   }
 }
 #define EXOSPEC_DESPIKE_BOUND(Count, T)                                                                         \
@@ -458,8 +464,9 @@ template <class Count, class T>
                                              const std::uint8_t* __restrict Q, const T* __restrict L,          \
                                              const Count* __restrict c, const T* __restrict response,          \
                                              const T* __restrict dark, double tg, double dark_scale,           \
-                                             double min_counts, float* __restrict out) noexcept {              \
-    despike_bound<Count, T>(b, e, usable, Q, L, c, response, dark, tg, dark_scale, min_counts, out);            \
+                                             double min_counts, double threshold,                              \
+                                             std::uint8_t* __restrict out) noexcept {                          \
+    despike_bound<Count, T>(b, e, usable, Q, L, c, response, dark, tg, dark_scale, min_counts, threshold, out); \
   }
 EXOSPEC_DESPIKE_BOUND(std::uint32_t, float)
 EXOSPEC_DESPIKE_BOUND(std::uint32_t, double)
@@ -552,26 +559,47 @@ std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double m
   };
   const auto hit = [&](std::size_t q) { return (Q[q] & quality::kParticleHit) != 0; };
   std::size_t n = 0;
-  // The first pass, in chunks: the bound of a chunk's interior pixels
-  // (vectorised), then z_of where the bound is above the threshold (or not
-  // a number) or a pixel at p - 2 or p - 3 was flagged in this pass (the
-  // reference then leaves it out); the edges always.
+  // The first pass, in chunks: `need` marks the pixels whose statistic must
+  // be computed: usable, not yet flagged, and with the bound above the
+  // threshold (or not a number; the bound's reference leaves out the pixels
+  // flagged before it is computed, earlier chunks' among them), or at the
+  // row's edges. A pixel flagged in the chunk changes the reference of
+  // p + 2 and p + 3: they are marked then. The others' z_of is below the
+  // bound, so below the threshold: the same flags as z_of everywhere.
   constexpr std::size_t kChunk = 256;
-  float bound[kChunk];
+  std::uint8_t need[kChunk + 8];
   const double thr = ds_settings.threshold;
   for (std::size_t c0 = 0; c0 < P; c0 += kChunk) {
     const std::size_t c1 = std::min(P, c0 + kChunk);
     const std::size_t b = std::max<std::size_t>(c0, 3), e = std::min(c1, P - 3);
+    std::fill_n(need, kChunk + 8, std::uint8_t{0});
+    auto open = [&](std::size_t q) { return usable[q] && !hit(q); };
+    for (std::size_t p = c0; p < c1; ++p) {
+      if (p < b || p >= e) need[p - c0] = open(p) ? 1 : 0;
+    }
     if (b < e) {
       despike_bound_dispatch(b, e, usable, Q, L, c, tb.response, tb.dark_radiance, tg, dark_scale, min_counts,
-                             bound + (b - c0));
+                             thr, need + (b - c0));
     }
-    for (std::size_t p = c0; p < c1; ++p) {
-      if (!usable[p] || hit(p)) continue;
-      const bool screened = p >= b && p < e && static_cast<double>(bound[p - c0]) <= thr && !hit(p - 2) && !hit(p - 3);
-      if (screened || z_of(p, thr) <= thr) continue;
+    for (std::size_t i = 0; i < c1 - c0;) {
+      // (Eight marks at a time: most are 0.)
+      std::uint64_t word;
+      std::memcpy(&word, need + i, sizeof word);
+      if (word == 0) {
+        i += 8;
+        continue;
+      }
+      if (!need[i]) {
+        ++i;
+        continue;
+      }
+      const std::size_t p = c0 + i++;
+      if (z_of(p, thr) <= thr) continue;
       Q[p] |= quality::kParticleHit;
       ++n;
+      for (const std::size_t q : {p + 2, p + 3}) {
+        if (q < c1 && open(q)) need[q - c0] = 1;
+      }
     }
   }
   if (n == 0) return 0;
