@@ -203,6 +203,55 @@ std::vector<double> savgol_coeffs(int window, int polyorder, int deriv, double d
   return out;
 }
 
+namespace {
+
+// Weights of the deriv-th derivative, at each of the window's sample positions
+// t = 0..W-1, of the least-squares polynomial through W samples: the same
+// minimum-norm solutions as savgol_coeffs(window, polyorder, deriv, delta, t),
+// from one factorisation (abscissae centred on the window and scaled to
+// [-1, 1]; long double throughout). Row t of the result holds position t's W
+// weights.
+std::vector<std::vector<double>> savgol_fit_weights(int window, int polyorder, int deriv,
+                                                    double delta) {
+  using Mat = Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic>;
+  const auto m = static_cast<Eigen::Index>(polyorder + 1);
+  const auto n = static_cast<Eigen::Index>(window);
+  std::vector<std::vector<double>> out(static_cast<std::size_t>(window),
+                                       std::vector<double>(static_cast<std::size_t>(window), 0.0));
+  if (deriv > polyorder) return out;
+  const long double c = static_cast<long double>(window - 1) / 2.0L;
+  const long double s = c > 0.0L ? c : 1.0L;
+  Mat a(m, n);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const long double x = (static_cast<long double>(i) - c) / s;
+    long double v = 1.0L;
+    for (Eigen::Index k = 0; k < m; ++k, v *= x) a(k, i) = v;
+  }
+  // Right-hand sides: d^deriv/dx^deriv x^k at each position, in sample units.
+  Mat y = Mat::Zero(m, n);
+  const long double scale =
+      std::pow(static_cast<long double>(delta) * s, static_cast<long double>(deriv));
+  for (Eigen::Index t = 0; t < n; ++t) {
+    const long double x = (static_cast<long double>(t) - c) / s;
+    for (Eigen::Index k = deriv; k < m; ++k) {
+      long double f = 1.0L;  // k! / (k - deriv)!
+      for (Eigen::Index q = k - deriv + 1; q <= k; ++q) f *= static_cast<long double>(q);
+      long double p = 1.0L;
+      for (Eigen::Index q = 0; q < k - deriv; ++q) p *= x;
+      y(k, t) = f * p / scale;
+    }
+  }
+  const Mat w = a.completeOrthogonalDecomposition().solve(y);
+  for (Eigen::Index t = 0; t < n; ++t) {
+    for (Eigen::Index i = 0; i < n; ++i) {
+      out[static_cast<std::size_t>(t)][static_cast<std::size_t>(i)] = static_cast<double>(w(i, t));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 SavgolFilter::SavgolFilter(std::size_t length, const SavgolSettings& settings)
     : n_(length), s_(settings) {
   if (s_.window % 2 == 0) throw std::invalid_argument("the filter needs an odd window");
@@ -229,6 +278,10 @@ SavgolFilter::SavgolFilter(std::size_t length, const SavgolSettings& settings)
     for (const auto& [q, v] : w) taps_.push_back({static_cast<std::uint32_t>(q), v});
   };
   const auto N = static_cast<std::int64_t>(n_);
+  const std::vector<std::vector<double>> fit_weights =
+      s_.mode == SavgolMode::kInterp
+          ? savgol_fit_weights(s_.window, s_.polyorder, s_.deriv, s_.delta)
+          : std::vector<std::vector<double>>{};
   for (std::size_t j = 0; j < n_; ++j) {
     if (j >= interior_begin_ && j < interior_end_) continue;
     std::map<std::size_t, double> w;
@@ -236,8 +289,7 @@ SavgolFilter::SavgolFilter(std::size_t length, const SavgolSettings& settings)
     if (s_.mode == SavgolMode::kInterp) {
       // Polynomial through the first (last) W samples, evaluated at j.
       const std::size_t start = j < h ? 0 : n_ - W;
-      const auto c = savgol_coeffs(s_.window, s_.polyorder, s_.deriv, s_.delta,
-                                   static_cast<double>(j - start), false);
+      const std::vector<double>& c = fit_weights[j - start];
       for (std::size_t i = 0; i < W; ++i) w[start + i] += c[i];
     } else {
       for (std::size_t i = 0; i < W; ++i) {

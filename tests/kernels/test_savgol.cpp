@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "exospec/kernels/random.hpp"
@@ -188,6 +189,41 @@ TEST(Savgol, FloatMatchesDoubleAndRowsAreIndependent) {
   std::vector<double> one(n);
   filter.apply<double>(std::span<const double>(x).subspan(n, n), one);
   for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(one[i], y[n + i]);
+}
+
+TEST(Savgol, InterpEdgesAreTheFitAtEachPosition) {
+  // Mode interp's edge outputs come from one factorisation per filter; each
+  // must equal savgol_coeffs at that position (checked against scipy above),
+  // for windows wider than the scipy golden sets. The filter's weights are its
+  // responses to unit impulses.
+  for (const auto& [window, order, deriv] : {std::tuple{21, 4, 0}, std::tuple{31, 5, 1},
+                                            std::tuple{15, 2, 2}, std::tuple{41, 3, 0}}) {
+    SavgolSettings s;
+    s.window = window;
+    s.polyorder = order;
+    s.deriv = deriv;
+    s.delta = 0.5;
+    const std::size_t n = 2 * static_cast<std::size_t>(window) + 3;
+    const auto h = static_cast<std::size_t>(window / 2);
+    const SavgolFilter filter(n, s);
+    double worst = 0.0, largest = 0.0;
+    for (std::size_t src = 0; src < n; ++src) {
+      std::vector<double> e(n, 0.0), y(n);
+      e[src] = 1.0;
+      filter.apply<double>(e, y);
+      for (std::size_t j = 0; j < n; ++j) {
+        if (j >= h && j < n - h) continue;
+        const std::size_t start = j < h ? 0 : n - static_cast<std::size_t>(window);
+        const auto c = savgol_coeffs(window, order, deriv, 0.5, static_cast<double>(j - start),
+                                     /*use_conv=*/false);
+        const double want =
+            src >= start && src < start + static_cast<std::size_t>(window) ? c[src - start] : 0.0;
+        worst = std::max(worst, std::abs(y[j] - want));
+        largest = std::max(largest, std::abs(want));
+      }
+    }
+    EXPECT_LT(worst, 1e-13 * largest) << window << " " << order << " " << deriv;
+  }
 }
 
 TEST(Savgol, RejectsBadSettings) {
