@@ -83,7 +83,11 @@ LineCatalogue parse_catalogue(std::string_view text, const std::string& source) 
 }
 
 LineCatalogue default_catalogue() {
-  return parse_catalogue(detail::embedded_lines_toml(), "<built-in data/lines.toml>");
+  // Parsed once per process (each channel's stages ask for it; toml11 takes
+  // about a millisecond for it), then copied out.
+  static const LineCatalogue parsed =
+      parse_catalogue(detail::embedded_lines_toml(), "<built-in data/lines.toml>");
+  return parsed;
 }
 
 std::string_view default_catalogue_text() { return detail::embedded_lines_toml(); }
