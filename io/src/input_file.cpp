@@ -119,6 +119,16 @@ InputFile InputFile::open(const std::filesystem::path& path) {
     const auto raw = schema::raw_objects(ch);
     const Dims counts = check_dataset(f, raw[0]);
     if (counts[1] == 0) schema_fail(f, raw[0].path, "has zero pixels");
+    if (counts[1] > kMaxPixels) {
+      schema_fail(f, raw[0].path,
+                  std::to_string(counts[1]) + " pixels per spectrum; exospec takes at most " +
+                      std::to_string(kMaxPixels));
+    }
+    if (counts[0] > kMaxSpectra) {
+      schema_fail(f, raw[0].path,
+                  std::to_string(counts[0]) + " spectra; exospec takes at most " +
+                      std::to_string(kMaxSpectra) + " per file (split it along the spectra)");
+    }
     if (n_source.empty()) {
       in.n_ = counts[0];
       n_source = raw[0].path;

@@ -216,7 +216,17 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   io::write_root_attributes(w, config.to_toml());
   w.set_attribute("/", "input_file", fs::absolute(input).lexically_normal().string());
   io::create_objects(w, io::schema::geometry_objects(), {N, 0, 0, 0});
-  const std::size_t block = static_cast<std::size_t>(std::min<std::uint64_t>(config.block_rows, N));
+  // Rows per block: block_rows, fewer where the spectra are so wide that two
+  // slots of them would pass kBlockBytes (the results do not depend on the
+  // blocks). A slot row holds ~45 bytes per pixel (counts as stored and
+  // decoded, radiance, variance, quality, denoised, the count model).
+  constexpr std::uint64_t kBlockBytes = std::uint64_t{1} << 30;
+  constexpr std::uint64_t kSlotBytesPerPixel = 45;
+  std::uint64_t row_bytes = 0;
+  for (const auto& cw : work) row_bytes += 2 * kSlotBytesPerPixel * cw.stages.pixels();
+  const std::uint64_t memory_rows = std::max<std::uint64_t>(1, kBlockBytes / std::max<std::uint64_t>(row_bytes, 1));
+  const std::size_t block =
+      static_cast<std::size_t>(std::min<std::uint64_t>({config.block_rows, N, memory_rows}));
   // The scans (for the stages that use neighbouring spectra, and the
   // profiles), from the whole file's altitudes, so that they do not depend on
   // the blocks. Each block is read and processed with `context` rows each

@@ -30,6 +30,16 @@ struct ChannelCalibration {
   double dark_temperature_coeff = 0.0;      // 1/degC
 };
 
+// The largest sizes an input file may claim (its datasets' shapes are only
+// claims until read: a few kilobytes of HDF5 can declare 10^12 spectra of 10^9
+// pixels). Larger files are refused with one error naming the object, before
+// anything is allocated for them. PHEBUS's detectors have 1024 pixels; 65,536
+// leaves 64 times that. A file of 10^7 spectra holds ~80 GB of counts per
+// channel; the run keeps a few hundred bytes per spectrum for the whole file
+// (altitudes, scans, the profile fits' inputs), a few GB at this bound.
+inline constexpr std::uint64_t kMaxPixels = 65536;
+inline constexpr std::uint64_t kMaxSpectra = 10'000'000;
+
 class InputFile {
  public:
   static InputFile open(const std::filesystem::path& path);
