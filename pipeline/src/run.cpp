@@ -225,8 +225,15 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   std::uint64_t row_bytes = 0;
   for (const auto& cw : work) row_bytes += 2 * kSlotBytesPerPixel * cw.stages.pixels();
   const std::uint64_t memory_rows = std::max<std::uint64_t>(1, kBlockBytes / std::max<std::uint64_t>(row_bytes, 1));
-  const std::size_t block =
-      static_cast<std::size_t>(std::min<std::uint64_t>({config.block_rows, N, memory_rows}));
+  // And no more than needed for 32 blocks (but not under 256 rows): the
+  // pipeline fills with the first block's read and drains with the last
+  // one's profile fits and write, so a file of a few blocks overlaps little
+  // of its I/O with its compute (3,000 FUV spectra, --threads 1: 225 ms with
+  // blocks of 1024, 170 with 256; docs/PERFORMANCE.md).
+  constexpr std::uint64_t kMinBlockRows = 256, kTargetBlocks = 32;
+  const std::uint64_t overlap_rows = std::max(kMinBlockRows, N / kTargetBlocks);
+  const std::size_t block = static_cast<std::size_t>(
+      std::min<std::uint64_t>({config.block_rows, N, memory_rows, overlap_rows}));
   // The scans (for the stages that use neighbouring spectra, and the
   // profiles), from the whole file's altitudes, so that they do not depend on
   // the blocks. Each block is read and processed with `context` rows each
