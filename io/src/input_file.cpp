@@ -176,6 +176,66 @@ std::uint64_t InputFile::pixels(std::string_view channel) const {
   throw SchemaError(path(), schema::raw_group(channel), "channel not in file");
 }
 
+void check_calibration(const ChannelCalibration& c, std::uint64_t p, const std::string& file,
+                       const std::string& g) {
+  auto fail = [&](const std::string& object, const std::string& msg) {
+    throw SchemaError(file, object, msg);
+  };
+  const std::pair<const char*, std::size_t> tables[] = {{"/dark_rate", c.dark_rate.size()},
+                                                        {"/flat", c.flat.size()},
+                                                        {"/sensitivity", c.sensitivity.size()},
+                                                        {"/bad_pixel", c.bad_pixel.size()}};
+  for (const auto& [name, n] : tables) {
+    if (n != p)
+      fail(g + name,
+           "has " + std::to_string(n) + " values, expected " + std::to_string(p) + " (pixels)");
+  }
+  if (c.wavelength_coeffs.empty()) fail(g + "/wavelength_coeffs", "is empty");
+  for (double v : c.wavelength_coeffs) {
+    if (!std::isfinite(v)) fail(g + "/wavelength_coeffs", "holds a non-finite value");
+  }
+  // The wavelengths must run one way across the detector (either way: a
+  // detector may be read out from its red end), at the pixel edges p - 1/2
+  // that the line fit integrates between; a solution that turns back would
+  // put one wavelength on two pixels.
+  auto wavelength = [&](double x) { return eval_polynomial(c.wavelength_coeffs, x); };
+  double previous = wavelength(-0.5), direction = 0.0;
+  for (std::uint64_t e = 1; e <= p; ++e) {
+    const double next = wavelength(static_cast<double>(e) - 0.5);
+    const double step = next - previous;
+    if (e == 1) direction = step;
+    if (!std::isfinite(next) || !(step * direction > 0.0)) {
+      fail(g + "/wavelength_coeffs",
+           "wavelengths do not run one way across the detector (they turn or stop at pixel " +
+               std::to_string(e - 1) + ")");
+    }
+    previous = next;
+  }
+  for (std::uint64_t i = 0; i < p; ++i) {
+    if (c.bad_pixel[i] > 1) {
+      fail(g + "/bad_pixel", "value " + std::to_string(c.bad_pixel[i]) + " at pixel " +
+                                 std::to_string(i) + " (expected 0 or 1)");
+    }
+    if (c.bad_pixel[i]) continue;
+    if (!std::isfinite(c.dark_rate[i]) || c.dark_rate[i] < 0.0) {
+      fail(g + "/dark_rate", "negative or non-finite value at usable pixel " + std::to_string(i));
+    }
+    if (!std::isfinite(c.flat[i]) || c.flat[i] <= 0.0) {
+      fail(g + "/flat", "non-positive or non-finite value at usable pixel " + std::to_string(i));
+    }
+    if (!std::isfinite(c.sensitivity[i]) || c.sensitivity[i] <= 0.0) {
+      fail(g + "/sensitivity",
+           "non-positive or non-finite value at usable pixel " + std::to_string(i));
+    }
+  }
+  if (!std::isfinite(c.dead_time_s) || c.dead_time_s < 0.0) {
+    fail(g, "attribute 'dead_time_s' is negative or not finite");
+  }
+  if (!std::isfinite(c.dark_reference_temperature) || !std::isfinite(c.dark_temperature_coeff)) {
+    fail(g, "dark temperature attributes are not finite");
+  }
+}
+
 ChannelCalibration InputFile::read_calibration(std::string_view channel) const {
   const std::uint64_t p = pixels(channel);
   const std::string g = schema::calibration_group(channel);
@@ -189,53 +249,7 @@ ChannelCalibration InputFile::read_calibration(std::string_view channel) const {
   c.dark_reference_temperature = file_.double_attribute(g, "dark_reference_temperature");
   c.dark_temperature_coeff = file_.double_attribute(g, "dark_temperature_coeff");
 
-  for (double v : c.wavelength_coeffs) {
-    if (!std::isfinite(v)) schema_fail(file_, g + "/wavelength_coeffs", "holds a non-finite value");
-  }
-  // The wavelengths must run one way across the detector (either way: a
-  // detector may be read out from its red end), at the pixel edges p - 1/2
-  // that the line fit integrates between; a solution that turns back would
-  // put one wavelength on two pixels.
-  auto wavelength = [&](double x) { return eval_polynomial(c.wavelength_coeffs, x); };
-  double previous = wavelength(-0.5), direction = 0.0;
-  for (std::uint64_t e = 1; e <= p; ++e) {
-    const double next = wavelength(static_cast<double>(e) - 0.5);
-    const double step = next - previous;
-    if (e == 1) direction = step;
-    if (!std::isfinite(next) || !(step * direction > 0.0)) {
-      schema_fail(
-          file_, g + "/wavelength_coeffs",
-          "wavelengths do not run one way across the detector (they turn or stop at pixel " +
-              std::to_string(e - 1) + ")");
-    }
-    previous = next;
-  }
-  for (std::uint64_t i = 0; i < p; ++i) {
-    if (c.bad_pixel[i] > 1) {
-      schema_fail(file_, g + "/bad_pixel",
-                  "value " + std::to_string(c.bad_pixel[i]) + " at pixel " + std::to_string(i) +
-                      " (expected 0 or 1)");
-    }
-    if (c.bad_pixel[i]) continue;
-    if (!std::isfinite(c.dark_rate[i]) || c.dark_rate[i] < 0.0) {
-      schema_fail(file_, g + "/dark_rate",
-                  "negative or non-finite value at usable pixel " + std::to_string(i));
-    }
-    if (!std::isfinite(c.flat[i]) || c.flat[i] <= 0.0) {
-      schema_fail(file_, g + "/flat",
-                  "non-positive or non-finite value at usable pixel " + std::to_string(i));
-    }
-    if (!std::isfinite(c.sensitivity[i]) || c.sensitivity[i] <= 0.0) {
-      schema_fail(file_, g + "/sensitivity",
-                  "non-positive or non-finite value at usable pixel " + std::to_string(i));
-    }
-  }
-  if (!std::isfinite(c.dead_time_s) || c.dead_time_s < 0.0) {
-    schema_fail(file_, g, "attribute 'dead_time_s' is negative or not finite");
-  }
-  if (!std::isfinite(c.dark_reference_temperature) || !std::isfinite(c.dark_temperature_coeff)) {
-    schema_fail(file_, g, "dark temperature attributes are not finite");
-  }
+  check_calibration(c, p, file_.path(), g);
   return c;
 }
 

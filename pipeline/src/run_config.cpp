@@ -105,6 +105,10 @@ bool RunConfig::has_stage(Stage s) const noexcept {
 
 std::string_view default_run_config_text() { return detail::embedded_run_toml(); }
 
+namespace {
+RunConfig run_config_from(const detail::Toml& root, const std::string& source);
+}  // namespace
+
 RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file) {
   detail::Toml root = detail::parse_toml(detail::embedded_run_toml(), std::string(kBuiltIn));
   std::string source(kBuiltIn);
@@ -112,6 +116,18 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
     source = user_file->string();
     detail::merge_toml(root, detail::parse_toml_file(*user_file), source);
   }
+  return run_config_from(root, source);
+}
+
+RunConfig parse_run_config(std::string_view text, const std::string& source) {
+  detail::Toml root = detail::parse_toml(detail::embedded_run_toml(), std::string(kBuiltIn));
+  detail::merge_toml(root, detail::parse_toml(text, source), source);
+  return run_config_from(root, source);
+}
+
+namespace {
+// The configuration that a merged TOML tree describes (`source` names it).
+RunConfig run_config_from(const detail::Toml& root, const std::string& source) {
   const detail::TomlReader r(root, source);
   RunConfig c;
   c.source = source;
@@ -232,6 +248,7 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
   c.validate();
   return c;
 }
+}  // namespace
 
 void RunConfig::validate() const {
   auto fail = [&](const std::string& key, const std::string& msg) {

@@ -97,7 +97,7 @@ struct ChannelStages::Impl {
   }
 
   Impl(const RunConfig& config, std::string ch, io::ChannelCalibration cal, int nthreads,
-       const std::string& wisdom)
+       const std::string& wisdom, std::vector<kernels::FitLineSpec> lines)
       : name(std::move(ch)),
         pixels(cal.dark_rate.size()),
         threads(nthreads > 0 ? nthreads : omp_get_max_threads()),
@@ -125,10 +125,11 @@ struct ChannelStages::Impl {
       }
     }
     if (config.has_stage(Stage::kFit)) {
-      std::vector<kernels::FitLineSpec> lines;
-      const LineCatalogue catalogue = default_catalogue();  // (outlives the loop)
-      for (const auto& l : catalogue.channel(name)) {
-        lines.push_back({l.name, l.wavelength_nm, l.components});
+      if (lines.empty()) {
+        const LineCatalogue catalogue = default_catalogue();  // (outlives the loop)
+        for (const auto& l : catalogue.channel(name)) {
+          lines.push_back({l.name, l.wavelength_nm, l.components});
+        }
       }
       try {
         fitter.emplace(calibration.wavelength_coeffs, pixels, std::move(lines), config.fit.at(name));
@@ -147,9 +148,9 @@ struct ChannelStages::Impl {
 
 ChannelStages::ChannelStages(const RunConfig& config, std::string channel,
                              io::ChannelCalibration calibration, int threads,
-                             const std::string& fftw_wisdom)
+                             const std::string& fftw_wisdom, std::vector<kernels::FitLineSpec> lines)
     : impl_(std::make_unique<Impl>(config, std::move(channel), std::move(calibration), threads,
-                                   fftw_wisdom)) {}
+                                   fftw_wisdom, std::move(lines))) {}
 ChannelStages::~ChannelStages() = default;
 ChannelStages::ChannelStages(ChannelStages&&) noexcept = default;
 ChannelStages& ChannelStages::operator=(ChannelStages&&) noexcept = default;
@@ -192,6 +193,15 @@ std::size_t ChannelStages::lines() const noexcept { return impl_->fitter ? impl_
 const std::vector<kernels::FitLineSpec>& ChannelStages::line_specs() const {
   if (!impl_->fitter) throw std::logic_error("ChannelStages: the fit stage is not configured");
   return impl_->fitter->line_specs();
+}
+std::vector<ChannelStages::FitWindow> ChannelStages::fit_windows() const {
+  if (!impl_->fitter) throw std::logic_error("ChannelStages: the fit stage is not configured");
+  const auto& f = *impl_->fitter;
+  std::vector<FitWindow> out;
+  for (std::size_t w = 0; w < f.windows(); ++w) {
+    out.push_back({f.window_first(w), f.window_size(w), f.window_lines(w)});
+  }
+  return out;
 }
 
 namespace {

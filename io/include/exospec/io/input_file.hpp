@@ -30,6 +30,14 @@ struct ChannelCalibration {
   double dark_temperature_coeff = 0.0;      // 1/degC
 };
 
+// Checks a channel's calibration as read_calibration() does (P values per
+// table, finite values, wavelengths running one way across the P pixels, 0/1
+// bad pixels, positive sensitivity and flat and a non-negative dark on usable
+// pixels, dead time >= 0); throws SchemaError naming `file` and `group`'s
+// objects (the in-memory tables of library users name what they like).
+void check_calibration(const ChannelCalibration& calibration, std::uint64_t pixels,
+                       const std::string& file, const std::string& group);
+
 // The largest sizes an input file may claim (its datasets' shapes are only
 // claims until read: a few kilobytes of HDF5 can declare 10^12 spectra of 10^9
 // pixels). Larger files are refused with one error naming the object, before

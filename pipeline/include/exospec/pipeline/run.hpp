@@ -77,6 +77,9 @@ struct RunConfig {
 // the same layout; errors name the file and the key.
 RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file = {});
 std::string_view default_run_config_text();
+// The same from a file's text (`source` names it in errors): e.g. the
+// effective configuration an output stores in its `config` attribute.
+RunConfig parse_run_config(std::string_view text, const std::string& source);
 
 struct RunSummary {
   std::uint64_t spectra = 0;

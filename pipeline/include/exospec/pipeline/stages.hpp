@@ -91,11 +91,13 @@ struct StageSeconds {
 
 class ChannelStages {
  public:
-  // threads <= 0: OpenMP's default. The line catalogue is data/lines.toml's
-  // (pipeline/catalogue.hpp). Throws ConfigError for settings that do not
-  // fit this channel.
+  // threads <= 0: OpenMP's default. The fit's lines are `lines`, or, when
+  // it is empty, the channel's lines of the catalogue shipped with exospec
+  // (data/lines.toml, pipeline/catalogue.hpp), as in `exospec run`. Throws
+  // ConfigError for settings that do not fit this channel.
   ChannelStages(const RunConfig& config, std::string channel, io::ChannelCalibration calibration,
-                int threads = 0, const std::string& fftw_wisdom = {});
+                int threads = 0, const std::string& fftw_wisdom = {},
+                std::vector<kernels::FitLineSpec> lines = {});
   ~ChannelStages();
   ChannelStages(ChannelStages&&) noexcept;
   ChannelStages& operator=(ChannelStages&&) noexcept;
@@ -111,6 +113,14 @@ class ChannelStages {
   bool needs_count_model() const noexcept;
   std::size_t lines() const noexcept;  // 0 without the fit stage
   const std::vector<kernels::FitLineSpec>& line_specs() const;
+  // The fit's windows: pixels [first, first + size) and the lines (indices
+  // into line_specs()) fitted together there. Throws std::logic_error
+  // without the fit stage.
+  struct FitWindow {
+    std::size_t first = 0, size = 0;
+    std::vector<std::size_t> lines;
+  };
+  std::vector<FitWindow> fit_windows() const;
 
   // Counts (rows x P), exposure (s) and detector temperature (degC) per row.
   // A row's variance pools the radiance of its neighbouring spectra of the
