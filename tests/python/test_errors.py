@@ -190,3 +190,28 @@ def test_interrupt_and_callback_errors_leave_no_output(tmp_path, cli_files):
     assert os.listdir(tmp_path) == []
     summary = exospec.run(src, target, threads=1, progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (600, 600) and summary["spectra"] == 600 and target.exists()
+
+
+def test_ctrl_c_stops_a_run_and_leaves_no_output(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    src = tmp_path / "big.h5"
+    exospec.simulate(src, spectra=8000, seed=2, channels=["fuv"])
+    code = (
+        "import sys, exospec\n"
+        "def progress(done, total):\n"
+        "    if done < total:\n"
+        "        print('block', done, flush=True)\n"
+        "try:\n"
+        f"    exospec.run({str(src)!r}, {str(tmp_path / 'out.h5')!r}, threads=1, progress=progress)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(3)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().startswith("block")
+    p.send_signal(signal.SIGINT)
+    rest = p.stdout.read()
+    assert p.wait(timeout=60) == 3 and "interrupted" in rest
+    assert sorted(os.listdir(tmp_path)) == ["big.h5"]
