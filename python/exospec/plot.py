@@ -31,6 +31,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 from matplotlib.transforms import blended_transform_factory
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -101,12 +102,13 @@ def _fit_config(f: h5py.File, channel: str) -> dict:
     return tomllib.loads(text).get("fit", {}).get(channel, {})
 
 
-def _check_index(value: int, n: int, what: str) -> int:
+def _check_index(value: int, n: int, what: str, where: str) -> int:
+    """value as an int in 0..n-1, else IndexError giving the valid range (TypeError if not an integer)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
     if not 0 <= value < n:
-        raise IndexError(f"{what} {value} is out of range: the file has {n} (valid: 0..{n - 1})"
-                         if n else f"{what} {value} is out of range: the file has none")
+        raise IndexError(f"{where}: {what} {value} is out of range (valid: 0..{n - 1})" if n
+                         else f"{where}: {what} {value} is out of range (there are none)")
     return int(value)
 
 
@@ -258,7 +260,7 @@ def _background(wl, resid, variance, good, order):
 # --------------------------------------------------------------------------------------------- spectrum
 
 def spectrum(output: PathLike, row: int = 0, channel: str = "fuv", *, input: Optional[PathLike] = None,
-             path: Optional[PathLike] = None) -> Figure:
+             path: Optional[PathLike] = None, yscale: str = "linear") -> Figure:
     """One calibrated spectrum of an output with its fitted model and the fit's residuals.
 
     Top axes: the calibrated spectral radiance (R/nm) against wavelength (nm) with its +-1 sigma band
@@ -286,20 +288,24 @@ def spectrum(output: PathLike, row: int = 0, channel: str = "fuv", *, input: Opt
     input: the input file of the run (its ``/calibration/<ch>`` gives the wavelength polynomial and so the
         fit windows); by default the output's ``input_file`` attribute.
     path: where to save the figure (PNG, or PDF/SVG/... by extension); None to only return it.
+    yscale: ``"linear"``, or ``"symlog"`` (linear within +-2 median sigma, logarithmic beyond) to see faint
+        lines beside bright ones.
 
     Raises
     ------
     FileNotFoundError: the output, or (with ``/fit``) a usable input file from neither ``input`` nor the
         ``input_file`` attribute (the message names both).
     IndexError: ``row`` outside 0..N-1 (the message gives the range).
-    ValueError: ``channel`` not in the file (the message names it and the channels there).
+    ValueError: ``channel`` not in the file (the message names it and the channels there), a bad yscale.
     """
     import exospec
 
+    if yscale not in ("linear", "symlog"):
+        raise ValueError(f"yscale must be 'linear' or 'symlog', not {yscale!r}")
     with _open(output) as f:
         cg = _group(f, "calibrated", channel)
         n = cg["radiance"].shape[0]
-        row = _check_index(row, n, "row")
+        row = _check_index(row, n, "row", f"{f.filename}: /calibrated/{channel} has {n} spectra")
         wl = cg["wavelength_nm"][...].astype(float)
         rad = cg["radiance"][row].astype(float)
         var = cg["variance"][row].astype(float)
@@ -337,7 +343,6 @@ def spectrum(output: PathLike, row: int = 0, channel: str = "fuv", *, input: Opt
 
     # model per window
     model_full = np.full(wl.shape, np.nan)
-    windows = []
     if fit is not None:
         ch = exospec.Channel(channel, cal, config=config, threads=1, lines=fit["names"])
         col = {name: i for i, name in enumerate(fit["names"])}
@@ -354,7 +359,6 @@ def spectrum(output: PathLike, row: int = 0, channel: str = "fuv", *, input: Opt
                                                                                                         np.nan)
             m = line_sum + bg
             model_full[sl] = m
-            windows.append((first, count, cols))
             for a in (ax, axr):
                 a.axvspan(wl[first], wl[first + count - 1], color=_C_WINDOW, alpha=0.08, lw=0)
             if np.all(np.isfinite(m)):
@@ -376,14 +380,19 @@ def spectrum(output: PathLike, row: int = 0, channel: str = "fuv", *, input: Opt
                 label=f"flagged, no value ({np.count_nonzero(nofin)})", gid="flagged_nan")
 
     # y range: from the data (robust to a few spikes) and the model
-    vals = np.concatenate([rad[good], model_full[np.isfinite(model_full)]])
-    if vals.size:
-        lo = min(np.percentile(rad[good], 0.5) if np.any(good) else 0.0, 0.0)
-        hi = max(np.nanmax(model_full) if np.any(np.isfinite(model_full)) else -np.inf,
-                 np.percentile(rad[good], 99.9) if np.any(good) else -np.inf)
-        if np.isfinite(hi) and hi > lo:
-            pad = 0.06 * (hi - lo)
-            ax.set_ylim(lo - pad, hi + pad)
+    if np.any(good):
+        lo = min(float(np.percentile(rad[good], 0.5)), 0.0)
+        hi = float(np.percentile(rad[good], 99.9))
+        if np.any(np.isfinite(model_full)):
+            hi = max(hi, float(np.nanmax(model_full)))
+        if hi > lo:
+            if yscale == "symlog":
+                lt = max(2.0 * float(np.median(sigma[good])), 1e-6 * max(abs(hi), abs(lo), 1e-30))
+                ax.set_yscale("symlog", linthresh=lt, linscale=1.0)
+                ax.set_ylim(min(lo * 1.3, -lt), hi * 1.8)
+            else:
+                pad = 0.06 * (hi - lo)
+                ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlim(wl[0] - 0.5 * (wl[1] - wl[0]), wl[-1] + 0.5 * (wl[-1] - wl[-2]))
     ax.axhline(0.0, color="0.6", lw=0.5, zorder=0)
 
@@ -434,36 +443,61 @@ def spectrum(output: PathLike, row: int = 0, channel: str = "fuv", *, input: Opt
 # --------------------------------------------------------------------------------------------- overview
 
 def overview(output: PathLike, channel: str = "fuv", *, path: Optional[PathLike] = None,
-             max_rows: int = 2000) -> Figure:
+             max_rows: int = 2000, average: int = 1,
+             floor_percentile: float = 10.0) -> Figure:
     """The calibrated radiance of every spectrum as an image: spectrum index (y) against wavelength (x, nm).
 
-    Colour is the spectral radiance (R/nm) on a logarithmic scale whose floor is the 2nd percentile of the
-    positive values (values below it, negative noise included, take the floor's colour); pixels without a
-    value (NaN: bad pixels, invalid spectra) are light grey. At most ``max_rows`` spectra are drawn, evenly
-    subsampled. The pixels are placed at their calibrated wavelengths (resampled by nearest pixel onto a
-    uniform grid of twice the pixel count, so the non-linear dispersion is followed to 1/4 pixel). Dashed
-    lines mark each fitted line at the median centre (nm) of its converged fits (``/fit`` status 0).
+    Colour is the spectral radiance (R/nm) on a logarithmic scale from a floor, the ``floor_percentile``-th
+    percentile of the positive values drawn (10 by default), to their 99.99th percentile (values below the floor, negative noise included,
+    take the floor's colour); pixels without a value (NaN: bad pixels, invalid spectra) are grey. At most
+    ``max_rows`` rows are drawn, evenly subsampled. The pixels are placed at their calibrated wavelengths
+    (resampled by nearest pixel onto a uniform grid of twice the pixel count, so the non-linear dispersion
+    is followed to 1/4 pixel and ``extent`` is exact in nm). Each fitted line is marked at the
+    median centre (nm) of its converged fits (``/fit`` status 0), as short vertical lines at the top and
+    bottom edges (so as not to hide the emission), labelled above the image.
 
     Parameters
     ----------
     output: an output file of ``exospec run`` (needs ``/calibrated/<ch>``).
     channel: ``"fuv"`` or ``"euv"``.
     path: where to save the figure (PNG, or PDF/SVG/... by extension); None to only return it.
-    max_rows: the largest number of spectra drawn (>= 1).
+    max_rows: the largest number of rows drawn (>= 1).
+    average: spectra per row (>= 1). With average > 1 each row is the mean of that many consecutive spectra (pixels
+        of quality 0 only), which shows lines that single spectra hide in their photon noise; the blocks
+        are then subsampled to max_rows.
+    floor_percentile: the percentile (0-100) of the positive values that sets the colour scale's floor;
+        raise it (e.g. 50) to turn the photon noise of faint continua dark and let faint lines stand out.
 
-    Raises FileNotFoundError (no output), ValueError (channel not in the file, max_rows < 1).
+    Raises FileNotFoundError (no output), ValueError (channel not in the file, max_rows or average < 1, a bad
+    floor_percentile).
     """
     if int(max_rows) < 1:
         raise ValueError(f"max_rows must be at least 1, not {max_rows}")
+    if not 0.0 <= float(floor_percentile) < 100.0:
+        raise ValueError(f"floor_percentile must be in [0, 100), not {floor_percentile}")
+    if int(average) < 1:
+        raise ValueError(f"average must be at least 1, not {average}")
+    per = int(average)
     with _open(output) as f:
         cg = _group(f, "calibrated", channel)
         wl = cg["wavelength_nm"][...].astype(float)
         n = cg["radiance"].shape[0]
         if n == 0:
             raise ValueError(f"{f.filename}: /calibrated/{channel}/radiance has no spectra")
-        rows = np.unique(np.linspace(0, n - 1, min(n, int(max_rows))).round().astype(np.int64))
-        img = cg["radiance"][...] if rows.size == n else cg["radiance"][rows, :]
-        img = img.astype(float)
+        nblocks = -(-n // per)
+        blocks = np.unique(np.linspace(0, nblocks - 1, min(nblocks, int(max_rows))).round().astype(np.int64))
+        if per == 1:
+            img = cg["radiance"][...] if blocks.size == n else cg["radiance"][blocks, :]
+            img = img.astype(float)
+        else:
+            img = np.empty((blocks.size, wl.size))
+            for k, blk in enumerate(blocks):
+                sl = slice(int(blk) * per, min(n, (int(blk) + 1) * per))
+                r = cg["radiance"][sl].astype(float)
+                ok = (cg["quality"][sl] == 0) & np.isfinite(r)
+                cnt = ok.sum(axis=0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    img[k] = np.where(cnt > 0, np.where(ok, r, 0.0).sum(axis=0) / cnt, np.nan)
         centres, names = [], []
         if "fit" in f and channel in f["fit"]:
             fg = f[f"fit/{channel}"]
@@ -476,9 +510,8 @@ def overview(output: PathLike, channel: str = "fuv", *, path: Optional[PathLike]
 
     pos = img[np.isfinite(img) & (img > 0)]
     if pos.size:
-        floor = float(np.percentile(pos, 2.0))
-        top = float(np.percentile(pos, 99.99))
-        top = max(top, floor * 10)
+        floor = float(np.percentile(pos, float(floor_percentile)))
+        top = max(float(np.percentile(pos, 99.99)), floor * 10)
     else:
         floor, top = 1e-3, 1.0
     shown = np.where(np.isfinite(img), np.clip(img, floor, None), np.nan)
@@ -495,11 +528,12 @@ def overview(output: PathLike, channel: str = "fuv", *, path: Optional[PathLike]
     cmap.set_bad("0.5")
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    im = ax.imshow(shown, aspect="auto", origin="lower", interpolation="antialiased", cmap=cmap,
+    im = ax.imshow(shown, aspect="auto", origin="lower", interpolation="nearest", cmap=cmap,
                    norm=LogNorm(vmin=floor, vmax=top), extent=(edges[0], edges[-1], -0.5, n - 0.5))
     im.set_gid("radiance")
     cb = fig.colorbar(im, ax=ax, pad=0.01, extend="both")
     cb.set_label("radiance (R/nm)")
+    cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("wavelength (nm)")
     ax.set_ylabel("spectrum index")
     ax.set_xlim(edges[0], edges[-1])
@@ -508,11 +542,16 @@ def overview(output: PathLike, channel: str = "fuv", *, path: Optional[PathLike]
     lab_c, lab_n = [], []
     for c, name in zip(centres, names):
         if np.isfinite(c):
-            ax.axvline(c, color="#56B4E9", lw=0.7, ls=(0, (2, 4)), alpha=0.8)
+            for y0, y1 in ((0.0, 0.035), (0.965, 1.0)):     # ticks at the edges: the image stays visible
+                ax.axvline(c, y0, y1, color="#56B4E9", lw=1.2, gid=f"line:{name}")
             lab_c.append(c)
             lab_n.append(name)
     _label_lines(ax, lab_c, lab_n, color="#0072B2", fontsize=8, y=1.0)
-    sub = f"{rows.size} of {n} spectra" + (" (evenly subsampled)" if rows.size < n else "")
+    if per == 1:
+        sub = f"{blocks.size} of {n} spectra" + (" (evenly subsampled)" if blocks.size < n else "")
+    else:
+        sub = (f"{n} spectra, mean of {per} per row ({blocks.size} rows"
+               + (", evenly subsampled)" if blocks.size < nblocks else ")"))
     fig.suptitle(f"{fname}  \u2014  {channel.upper()} calibrated radiance, {sub}", fontsize=11)
     return _save(fig, path)
 
@@ -526,8 +565,8 @@ def profile(output: PathLike, channel: str = "fuv", scan: int = 0, *, lines: Opt
     One axes per line: the level-2 brightness of the scan's spectra whose fit converged (``/fit`` status 0)
     with 1-sigma error bars (``brightness_sigma``), and the profile model
     B(z) = B_s C(z; T)/C(0; T) + B_bg (:func:`exospec.profile_shape` with the line's ``mass_amu`` and the
-    run's configuration) on a fine altitude grid over the scan's range, drawn when the profile has values
-    (statuses 0, 1, 2, 5). The legend gives T (K), B_s (R) and B_bg (R) with their 1-sigma uncertainties,
+    run's configuration) on a fine altitude grid over the scan's range (dashed below it, down to the
+    surface, where the scan starts above it), drawn when the profile has values (statuses 0, 1, 2, 5). The legend gives T (K), B_s (R) and B_bg (R) with their 1-sigma uncertainties,
     the status and the reduced chi-square.
 
     Parameters
@@ -549,7 +588,7 @@ def profile(output: PathLike, channel: str = "fuv", scan: int = 0, *, lines: Opt
         fg = _group(f, "fit", channel)
         s_first = pg["scan_first"][...]
         s_count = pg["scan_count"][...]
-        scan = _check_index(scan, s_first.size, "scan")
+        scan = _check_index(scan, s_first.size, "scan", f"{f.filename}: /profile/{channel} has {s_first.size} scans")
         pnames = _names(pg["line_name"])
         status = pg["status"][scan]
         if lines is None:
@@ -589,36 +628,51 @@ def profile(output: PathLike, channel: str = "fuv", scan: int = 0, *, lines: Opt
     fig = Figure(figsize=(FIGSIZE[0], max(FIGSIZE[1], 3.0 * nrows)), dpi=DPI, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     zlo, zhi = (float(np.nanmin(alt)), float(np.nanmax(alt))) if np.any(np.isfinite(alt)) else (0.0, 1.0)
-    zgrid = np.linspace(max(0.0, zlo), zhi, 300) if zhi > zlo else np.array([zlo])
+    zgrid = np.linspace(zlo, zhi, 300) if zhi > zlo else np.array([zlo])
 
     for k, li in enumerate(chosen):
         ax = axes[k // ncols][k % ncols]
         name = pnames[li]
         st = int(status[li])
-        ax.set_title(f"{name}  ({_PROFILE_STATUS.get(st, f'status {st}')})", fontsize=10)
+        chi2 = float(par["chi2_reduced"][li])
+        head = f"{name}: {_PROFILE_STATUS.get(st, f'status {st}')}"
+        if np.isfinite(chi2):
+            head += f", \u03c7\u00b2$_r$ = {chi2:.2f}"
+        ax.set_title(head, fontsize=9.5)
+        ylo, yhi = [0.0], [0.0]
         if name in fnames:
             j = fnames.index(name)
             ok = (fst[:, j] == 0) & np.isfinite(fb[:, j]) & np.isfinite(fs[:, j]) & np.isfinite(alt)
             ax.errorbar(alt[ok], fb[ok, j], yerr=fs[ok, j], ls="none", marker="o", ms=3, color=_C_DATA,
                         ecolor="0.45", elinewidth=0.8, capsize=0,
-                        label=f"fitted brightness ({np.count_nonzero(ok)} spectra)", gid=f"data:{name}")
+                        label=f"level-2 fits ({np.count_nonzero(ok)} spectra)", gid=f"data:{name}")
+            if np.any(ok):
+                ylo.append(float(np.min(fb[ok, j] - fs[ok, j])))
+                yhi.append(float(np.max(fb[ok, j] + fs[ok, j])))
         bs, t, bb = par["surface_brightness_R"][li], par["temperature_K"][li], par["background_R"][li]
         m = float(mass[li]) if mass is not None else exospec.line_mass_amu(name, config=config)
-        text = [f"T = {_fmt_pm(t, par['temperature_K_sigma'][li], 'K')}",
+        text = [f"T = {_fmt_pm(t, par['temperature_K_sigma'][li], 'K')}" + (" (bound)" if st == 2 else ""),
                 f"B$_s$ = {_fmt_pm(bs, par['surface_brightness_R_sigma'][li], 'R')}",
                 f"B$_{{bg}}$ = {_fmt_pm(bb, par['background_R_sigma'][li], 'R')}"]
-        chi2 = float(par["chi2_reduced"][li])
-        if np.isfinite(chi2):
-            text.append(f"\u03c7\u00b2$_r$ = {chi2:.2f}")
         if np.isfinite(bs) and np.isfinite(t) and np.isfinite(bb) and np.isfinite(m):
             shape = exospec.profile_shape(float(t), zgrid, mass_amu=m, config=config)
-            ax.plot(zgrid, bs * shape + bb, color=_C_MODEL, lw=1.5, label="\n".join(["profile fit"] + text),
-                    gid=f"model:{name}")
+            model = bs * shape + bb
+            ax.plot(zgrid, model, color=_C_MODEL, lw=1.5, zorder=4, label="\n".join(text), gid=f"model:{name}")
+            if zlo > 0.01 * (zhi - zlo):     # below the scan: the model extrapolated to the surface (B_s)
+                zx = np.linspace(0.0, zlo, 60)
+                mx = bs * exospec.profile_shape(float(t), zx, mass_amu=m, config=config) + bb
+                ax.plot(zx, mx, color=_C_MODEL, lw=1.2, ls="--", zorder=4, gid=f"model_extrapolated:{name}")
+                model = np.concatenate([mx, model])
+            ylo.append(float(np.min(model)))
+            yhi.append(float(np.max(model)))
         else:
             ax.plot([], [], " ", label="\n".join(["no profile fit"] + text))
+        lo, hi = min(ylo), max(yhi)
+        r = hi - lo if hi > lo else 1.0
+        ax.set_ylim(lo - 0.05 * r, hi + 0.5 * r)        # headroom for the legend
         ax.axhline(0.0, color="0.7", lw=0.5, zorder=0)
         ax.legend(fontsize=7.5, loc="upper right", framealpha=0.85, handlelength=1.5)
-        ax.set_xlim(min(0.0, zlo) if zlo >= 0 else zlo, zhi + 0.02 * max(zhi - zlo, 1.0))
+        ax.set_xlim(min(0.0, zlo), zhi + 0.02 * max(zhi - zlo, 1.0))
         if k // ncols == nrows - 1 or k + ncols >= n:
             ax.set_xlabel("tangent altitude (km)")
         if k % ncols == 0:
@@ -650,31 +704,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lines", default=None,
                    help='profile: comma-separated line names, e.g. "Mg II 279.553,Mg I 285.213" '
                         "(default: the lines converged or not detected in the scan)")
-    p.add_argument("--max-rows", type=int, default=None, help="overview: most spectra drawn (default 2000)")
+    p.add_argument("--yscale", choices=("linear", "symlog"), default=None,
+                   help="spectrum: radiance axis scale (default linear)")
+    p.add_argument("--max-rows", type=int, default=None, help="overview: most rows drawn (default 2000)")
+    p.add_argument("--average", type=int, default=None,
+                   help="overview: consecutive spectra averaged into one row (default 1)")
+    p.add_argument("--floor-percentile", type=float, default=None,
+                   help="overview: percentile of the positive radiances that sets the colour floor (default 10)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python3 -m exospec plot KIND OUTPUT [-o FILE] [--channel C] [--row N] [--scan S] [--input IN]
-    [--lines "A,B"] [--max-rows M]``; KIND is spectrum, overview or profile.
+    """The command line: ``python3 -m exospec plot KIND OUTPUT [-o FILE] [--channel euv|fuv] ...``.
+
+    KIND is ``spectrum`` (options ``--row N``, ``--input IN``, ``--yscale linear|symlog``), ``overview``
+    (``--max-rows M``, ``--average K``, ``--floor-percentile P``) or ``profile`` (``--scan S``,
+    ``--lines "A,B"``); an option of another kind is a usage error. argv: the arguments after ``plot``
+    (None: ``sys.argv[1:]``).
 
     Writes the figure (default ``KIND.png`` in the current directory) and returns 0. An error prints one
     line ``exospec plot: error: ...`` on stderr and returns 1; a bad option exits 2 (argparse).
     """
     p = _parser()
     args = p.parse_args(None if argv is None else list(argv))
-    only = {"row": "spectrum", "input": "spectrum", "scan": "profile", "lines": "profile",
-            "max_rows": "overview"}
+    only = {"row": "spectrum", "input": "spectrum", "yscale": "spectrum", "scan": "profile", "lines": "profile",
+            "max_rows": "overview", "average": "overview", "floor_percentile": "overview"}
     for opt, kind in only.items():
         if getattr(args, opt) is not None and args.kind != kind:
             p.error(f"--{opt.replace('_', '-')} applies to the {kind} plot only")
     out = args.file if args.file is not None else f"{args.kind}.png"
     try:
         if args.kind == "spectrum":
-            spectrum(args.output, args.row or 0, args.channel, input=args.input, path=out)
+            spectrum(args.output, args.row or 0, args.channel, input=args.input, path=out,
+                     yscale=args.yscale or "linear")
         elif args.kind == "overview":
             overview(args.output, args.channel, path=out,
-                     max_rows=args.max_rows if args.max_rows is not None else 2000)
+                     max_rows=args.max_rows if args.max_rows is not None else 2000,
+                     average=args.average if args.average is not None else 1,
+                     floor_percentile=args.floor_percentile if args.floor_percentile is not None else 10.0)
         else:
             names = None
             if args.lines is not None:
