@@ -11,11 +11,16 @@
 #include "toml_util.hpp"
 
 namespace exospec::pipeline {
+namespace {
+// The weakest component of a multiplet, relative to its strongest (below
+// this, its fraction would underflow or be meaningless).
+constexpr double kMinRelativeRatio = 1e-12;
+}  // namespace
 
 const std::vector<CatalogueLine>& LineCatalogue::channel(std::string_view name) const {
   if (name == "euv") return euv;
   if (name == "fuv") return fuv;
-  throw ConfigError("", std::string(name), "unknown channel (expected euv or fuv)");
+  throw ConfigError("", detail::join_key("", name), "unknown channel (expected euv or fuv)");
 }
 
 LineCatalogue parse_catalogue(std::string_view text, const std::string& source) {
@@ -23,7 +28,7 @@ LineCatalogue parse_catalogue(std::string_view text, const std::string& source) 
   LineCatalogue cat;
   for (const auto& [key, value] : root.as_table()) {
     if (key != "euv" && key != "fuv") {
-      throw ConfigError(source, key, "unknown channel (expected euv or fuv)");
+      throw ConfigError(source, detail::join_key("", key), "unknown channel (expected euv or fuv)");
     }
     if (!value.is_array())
       throw ConfigError(source, key, "must be an array of tables [[" + key + "]]");
@@ -36,7 +41,7 @@ LineCatalogue parse_catalogue(std::string_view text, const std::string& source) 
       for (const auto& [k, v] : entry.as_table()) {
         (void)v;
         if (k != "name" && k != "components")
-          throw ConfigError(source, where + "." + k, "unknown key");
+          throw ConfigError(source, detail::join_key(where, k), "unknown key");
       }
       detail::TomlReader r(entry, source);
       CatalogueLine line;
@@ -47,13 +52,13 @@ LineCatalogue parse_catalogue(std::string_view text, const std::string& source) 
       }
       if (line.name.empty()) throw ConfigError(source, where + ".name", "is empty");
       if (!names.insert(line.name).second) {
-        throw ConfigError(source, where + ".name", "duplicate line \"" + line.name + "\"");
+        throw ConfigError(source, where + ".name", "duplicate line " + detail::toml_string(line.name));
       }
       const auto& comps = r.at("components");
       if (!comps.is_array() || comps.as_array().empty()) {
         throw ConfigError(source, where + ".components", "must be a non-empty array of tables");
       }
-      double total = 0.0, strongest = -1.0;
+      double strongest = -1.0;
       for (std::size_t j = 0; j < comps.as_array().size(); ++j) {
         const auto& c = comps.as_array()[j];
         const std::string cw = where + ".components[" + std::to_string(j) + "]";
@@ -69,13 +74,24 @@ LineCatalogue parse_catalogue(std::string_view text, const std::string& source) 
         if (!(wl > 0.0)) throw ConfigError(source, cw + ".wavelength_nm", "must be > 0");
         if (!(ratio > 0.0)) throw ConfigError(source, cw + ".ratio", "must be > 0");
         line.components.push_back({wl, ratio});
-        total += ratio;
         if (ratio > strongest) {
           strongest = ratio;
           line.wavelength_nm = wl;
         }
       }
-      for (auto& c : line.components) c.fraction /= total;
+      // Ratios to the strongest component first (their plain sum can overflow
+      // to infinity: 1e308 + 1e308), then fractions of their sum (in [1, n]).
+      double sum = 0.0;
+      for (std::size_t j = 0; j < line.components.size(); ++j) {
+        auto& c = line.components[j];
+        c.fraction /= strongest;
+        if (!(c.fraction >= kMinRelativeRatio)) {
+          throw ConfigError(source, where + ".components[" + std::to_string(j) + "].ratio",
+                            "must be at least 1e-12 of the strongest component's");
+        }
+        sum += c.fraction;
+      }
+      for (auto& c : line.components) c.fraction /= sum;
       lines.push_back(std::move(line));
     }
   }
@@ -93,11 +109,7 @@ LineCatalogue default_catalogue() {
 std::string_view default_catalogue_text() { return detail::embedded_lines_toml(); }
 
 LineCatalogue load_catalogue(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path.string(), "", "cannot open line catalogue");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_catalogue(text.str(), path.string());
+  return parse_catalogue(detail::read_toml_file(path, "cannot open line catalogue"), path.string());
 }
 
 }  // namespace exospec::pipeline

@@ -70,11 +70,11 @@ std::vector<Stage> parse_stage_list(std::string_view list, const std::string& wh
     const auto* it = std::find_if(std::begin(kAllStages), std::end(kAllStages),
                                   [&](Stage s) { return name_of(s) == name; });
     if (it == std::end(kAllStages)) {
-      throw ConfigError(where, "", "unknown " + kind + " \"" + std::string(name) + "\" (" +
+      throw ConfigError(where, "", "unknown " + kind + " " + toml_string(name) + " (" +
                                        kind + "s: " + known + ")");
     }
     if (std::find(out.begin(), out.end(), *it) != out.end()) {
-      throw ConfigError(where, "", kind + " \"" + std::string(name) + "\" given twice");
+      throw ConfigError(where, "", kind + " " + toml_string(name) + " given twice");
     }
     out.push_back(*it);
     pos = comma + 1;
@@ -107,10 +107,18 @@ std::string_view default_run_config_text() { return detail::embedded_run_toml();
 
 namespace {
 RunConfig run_config_from(const detail::Toml& root, const std::string& source);
+
+// The built-in defaults, parsed once per process (toml11 takes milliseconds
+// for them, much more under sanitizers), then copied for each merge.
+const detail::Toml& built_in_tree() {
+  static const detail::Toml root =
+      detail::parse_toml(detail::embedded_run_toml(), std::string(kBuiltIn));
+  return root;
+}
 }  // namespace
 
 RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file) {
-  detail::Toml root = detail::parse_toml(detail::embedded_run_toml(), std::string(kBuiltIn));
+  detail::Toml root = built_in_tree();
   std::string source(kBuiltIn);
   if (user_file) {
     source = user_file->string();
@@ -120,7 +128,7 @@ RunConfig load_run_config(const std::optional<std::filesystem::path>& user_file)
 }
 
 RunConfig parse_run_config(std::string_view text, const std::string& source) {
-  detail::Toml root = detail::parse_toml(detail::embedded_run_toml(), std::string(kBuiltIn));
+  detail::Toml root = built_in_tree();
   detail::merge_toml(root, detail::parse_toml(text, source), source);
   return run_config_from(root, source);
 }
@@ -175,24 +183,24 @@ RunConfig run_config_from(const detail::Toml& root, const std::string& source) {
   c.profile.settings.min_surface_snr = r.in_range("profile.min_surface_snr", 0.0, 1e6);
   for (const auto& [name, value] : r.at("profile.mass_amu").as_table()) {
     (void)value;
-    c.profile.mass_amu[name] = r.in_range("profile.mass_amu.\"" + name + "\"", 1e-3, 1e4);
+    c.profile.mass_amu[name] = r.in_range(detail::join_key("profile.mass_amu", name), 1e-3, 1e4);
   }
   {
     const std::string mode = r.string("scans.mode");
     const auto m = kernels::parse_scan_mode(mode);
-    if (!m) r.fail("scans.mode", "unknown mode \"" + mode + "\" (monotonic, fixed, file)");
+    if (!m) r.fail("scans.mode", "unknown mode " + toml_string(mode) + " (monotonic, fixed, file)");
     c.scan_mode = *m;
     c.scan_length = r.integer_in("scans.length", 1, std::int64_t{1} << 40);
   }
   for (const auto& [ch, table] : r.at("denoise").as_table()) {
     (void)table;
     const std::string k = "denoise." + ch;
-    if (!io::schema::is_channel(ch)) r.fail(k, "unknown channel \"" + ch + "\"");
+    if (!io::schema::is_channel(ch)) r.fail(k, "unknown channel " + toml_string(ch));
     DenoiseConfig d;
     const std::string method = r.string(k + ".method");
     if (!parse_denoise_method(method, d.method)) {
-      r.fail(k + ".method", "unknown method \"" + method +
-                                "\" (adaptive, savgol, lowpass, wiener, anscombe)");
+      r.fail(k + ".method", "unknown method " + toml_string(method) +
+                                " (adaptive, savgol, lowpass, wiener, anscombe)");
     }
     d.lsf_fwhm_nm = r.in_range("instrument." + ch + ".lsf_fwhm_nm", 1e-6, 1e3);
     d.lowpass_sigma_lsf = r.in_range(k + ".lowpass.sigma_lsf", 1e-3, 100.0);
@@ -213,7 +221,7 @@ RunConfig run_config_from(const detail::Toml& root, const std::string& source) {
     d.savgol.polyorder = static_cast<int>(r.integer_in(k + ".savgol.polyorder", 0, 10));
     const std::string mode = r.string(k + ".savgol.mode");
     const auto m = kernels::parse_savgol_mode(mode);
-    if (!m) r.fail(k + ".savgol.mode", "unknown mode \"" + mode + "\" (interp, mirror, nearest, constant, wrap)");
+    if (!m) r.fail(k + ".savgol.mode", "unknown mode " + toml_string(mode) + " (interp, mirror, nearest, constant, wrap)");
     d.savgol.mode = *m;
     c.denoise[ch] = d;
   }
@@ -228,18 +236,18 @@ RunConfig run_config_from(const detail::Toml& root, const std::string& source) {
     f.line_prior_counts = r.in_range(k + ".line_prior_counts", 0.0, 100.0);
     const std::string shift = r.string(k + ".shift");
     const auto sm = kernels::parse_shift_mode(shift);
-    if (!sm) r.fail(k + ".shift", "unknown mode \"" + shift + "\" (fixed, tied, free)");
+    if (!sm) r.fail(k + ".shift", "unknown mode " + toml_string(shift) + " (fixed, tied, free)");
     f.shift = *sm;
     const std::string width = r.string(k + ".width");
     const auto wm = kernels::parse_width_mode(width);
-    if (!wm) r.fail(k + ".width", "unknown mode \"" + width + "\" (fixed, free)");
+    if (!wm) r.fail(k + ".width", "unknown mode " + toml_string(width) + " (fixed, free)");
     f.width = *wm;
     f.shift_min_snr = r.in_range(k + ".shift_min_snr", 0.0, 1e6);
     f.max_shift_fwhm = r.in_range(k + ".max_shift_fwhm", 0.0, 5.0);
     f.max_iterations = static_cast<int>(r.integer_in(k + ".max_iterations", 1, 100000));
     const std::string reference = r.string(k + ".sigma_reference");
     const auto sr = kernels::parse_sigma_reference(reference);
-    if (!sr) r.fail(k + ".sigma_reference", "unknown reference \"" + reference + "\" (neighbours, self)");
+    if (!sr) r.fail(k + ".sigma_reference", "unknown reference " + toml_string(reference) + " (neighbours, self)");
     f.sigma_reference = *sr;
     f.reference_half_width = static_cast<int>(r.integer_in(k + ".reference_half_width", 1, 50));
     f.min_expected_counts = c.calibrate.min_expected_counts;
@@ -256,7 +264,7 @@ void RunConfig::validate() const {
   };
   if (stages.empty()) fail("run.stages", "no stage given (stages: " + known_stages() + ")");
   for (const auto& ch : channels) {
-    if (!io::schema::is_channel(ch)) fail("run.channels", "unknown channel \"" + ch + "\"");
+    if (!io::schema::is_channel(ch)) fail("run.channels", "unknown channel " + toml_string(ch));
   }
   if (block_rows < 1) fail("run.block_rows", "must be at least 1");
   if (deflate_level < 0 || deflate_level > 9) fail("run.deflate_level", "must be in [0, 9]");
@@ -296,7 +304,7 @@ void RunConfig::validate() const {
   }
   for (Stage p : products) {
     if (!has_stage(p)) {
-      fail("run.products", "product \"" + std::string(product_name(p)) + "\" needs stage " +
+      fail("run.products", "product " + toml_string(product_name(p)) + " needs stage " +
                                std::string(stage_name(p)) + ", which does not run");
     }
   }

@@ -1,5 +1,6 @@
 // Loading, validating and printing the simulator's configuration.
 #include <cmath>
+#include <cstdio>
 #include <set>
 #include <sstream>
 
@@ -14,6 +15,33 @@ namespace exospec::pipeline {
 namespace {
 
 using detail::TomlReader;
+
+// The range of schedule.start_time (s since J2000): 1900-01-01T00:00:00Z to
+// 2200-01-01T00:00:00Z, where float64 seconds still hold microseconds (what
+// to_toml() writes) exactly enough to read back the same.
+constexpr double kMinStartTime = -3155716800.0;
+constexpr double kEndStartTime = 6311390400.0;
+
+// RFC 3339 UTC text of a J2000 time rounded to the microsecond, with six
+// decimals where the fraction is not zero (format_utc's text, but the
+// rounding carried into the seconds: 59.9999999 is the next minute's 00).
+std::string datetime_text(double j2000_s) {
+  const double us = std::round(j2000_s * 1e6);
+  if (!(std::fabs(us) < 1e17)) return format_utc(j2000_s, 6);  // (not a valid config)
+  const auto total = static_cast<std::int64_t>(us);
+  std::int64_t whole = total / 1000000, micro = total % 1000000;
+  if (micro < 0) {
+    micro += 1000000;
+    whole -= 1;
+  }
+  std::string text = format_utc(static_cast<double>(whole));
+  if (micro != 0) {
+    char frac[16];
+    std::snprintf(frac, sizeof frac, ".%06lld", static_cast<long long>(micro));
+    text.insert(text.size() - 1, frac);  // before the Z
+  }
+  return text;
+}
 
 using detail::toml_float;
 using detail::toml_string;
@@ -65,19 +93,43 @@ Preset parse_preset(std::string_view name) {
   if (name == "limb-scan") return Preset::kLimbScan;
   if (name == "flyby") return Preset::kFlyby;
   throw ConfigError("", "simulate.preset",
-                    "unknown preset \"" + std::string(name) + "\" (expected limb-scan or flyby)");
+                    "unknown preset " + toml_string(name) + " (expected limb-scan or flyby)");
 }
 
 std::string_view default_simulation_config_text() { return detail::embedded_simulate_toml(); }
 
+namespace {
+constexpr std::string_view kBuiltIn = "<built-in data/simulate.toml>";
+SimulationConfig simulation_config_from(const detail::Toml& root, const std::string& source);
+
+// The built-in defaults, parsed once per process (toml11 takes milliseconds
+// for them, much more under sanitizers), then copied for each merge.
+const detail::Toml& built_in_tree() {
+  static const detail::Toml root =
+      detail::parse_toml(detail::embedded_simulate_toml(), std::string(kBuiltIn));
+  return root;
+}
+}  // namespace
+
 SimulationConfig load_simulation_config(const std::optional<std::filesystem::path>& user_file) {
-  detail::Toml root =
-      detail::parse_toml(detail::embedded_simulate_toml(), "<built-in data/simulate.toml>");
-  std::string source = "<built-in data/simulate.toml>";
+  detail::Toml root = built_in_tree();
+  std::string source(kBuiltIn);
   if (user_file) {
     source = user_file->string();
     detail::merge_toml(root, detail::parse_toml_file(*user_file), source);
   }
+  return simulation_config_from(root, source);
+}
+
+SimulationConfig parse_simulation_config(std::string_view text, const std::string& source) {
+  detail::Toml root = built_in_tree();
+  detail::merge_toml(root, detail::parse_toml(text, source), source);
+  return simulation_config_from(root, source);
+}
+
+namespace {
+// The configuration that a merged TOML tree describes (`source` names it).
+SimulationConfig simulation_config_from(const detail::Toml& root, const std::string& source) {
   const TomlReader r(root, source);
   SimulationConfig c;
   try {
@@ -120,6 +172,7 @@ SimulationConfig load_simulation_config(const std::optional<std::filesystem::pat
   c.source = source;
   return c;
 }
+}  // namespace
 
 void SimulationConfig::validate(const LineCatalogue& catalogue) const {
   const std::string& src = source;
@@ -131,12 +184,15 @@ void SimulationConfig::validate(const LineCatalogue& catalogue) const {
   std::set<std::string> seen;
   for (const auto& ch : channels) {
     if (ch != "euv" && ch != "fuv") {
-      fail("simulate.channels", "unknown channel \"" + ch + "\" (expected euv or fuv)");
+      fail("simulate.channels", "unknown channel " + toml_string(ch) + " (expected euv or fuv)");
     }
-    if (!seen.insert(ch).second) fail("simulate.channels", "channel \"" + ch + "\" given twice");
+    if (!seen.insert(ch).second) fail("simulate.channels", "channel " + toml_string(ch) + " given twice");
   }
   if (block_rows < 1) fail("simulate.block_rows", "must be >= 1");
   if (deflate_level < 0 || deflate_level > 9) fail("simulate.deflate_level", "must be 0-9");
+  if (!(start_time_j2000_s >= kMinStartTime && start_time_j2000_s < kEndStartTime)) {
+    fail("schedule.start_time", "must be in the years 1900 to 2199");
+  }
   if (!(cadence_s > 0.0)) fail("schedule.cadence_s", "must be > 0");
   if (!(exposure_s > 0.0)) fail("schedule.exposure_s", "must be > 0");
   if (!(limb_altitude_max_km >= limb_altitude_min_km) || limb_altitude_min_km < 0.0) {
@@ -218,7 +274,7 @@ std::string SimulationConfig::to_toml() const {
     << "\nseed = " << seed << "\nchannels = [";
   for (std::size_t i = 0; i < channels.size(); ++i) s << (i ? ", " : "") << toml_string(channels[i]);
   s << "]\nblock_rows = " << block_rows << "\ndeflate_level = " << deflate_level << "\n\n";
-  s << "[schedule]\nstart_time = " << format_utc(start_time_j2000_s, 6)
+  s << "[schedule]\nstart_time = " << datetime_text(start_time_j2000_s)
     << "\ncadence_s = " << toml_float(cadence_s) << "\nexposure_s = " << toml_float(exposure_s) << "\n\n";
   s << "[limb_scan]\naltitude_min_km = " << toml_float(limb_altitude_min_km)
     << "\naltitude_max_km = " << toml_float(limb_altitude_max_km)

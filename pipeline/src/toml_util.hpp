@@ -14,9 +14,20 @@ namespace exospec::pipeline::detail {
 
 using Toml = toml::basic_value<toml::discard_comments, std::map, std::vector>;
 
-// Parses TOML text; a syntax error becomes one ConfigError line naming `name`.
+// Bounds of a TOML text (configurations and the line catalogue): its size,
+// the nesting of arrays and inline tables, the parts of a dotted key.
+inline constexpr std::size_t kMaxTomlBytes = std::size_t{1} << 20;
+inline constexpr std::size_t kMaxTomlDepth = 32;
+inline constexpr std::size_t kMaxTomlKeyParts = 32;
+
+// Parses TOML text; a syntax error (or text beyond the bounds above, or not
+// UTF-8) becomes one ConfigError line naming `name`.
 Toml parse_toml(std::string_view text, const std::string& name);
 Toml parse_toml_file(const std::filesystem::path& path);
+// The text of a TOML file, at most kMaxTomlBytes + 1 bytes of it (no more is
+// read: parse_toml rejects that); ConfigError(path, "", cannot_open) if it
+// cannot be opened.
+std::string read_toml_file(const std::filesystem::path& path, const std::string& cannot_open);
 
 // Overlays `user` onto `base`. Every key of `user` must exist in `base` with a
 // compatible type (a table for a table; integer and float are both numbers,
@@ -52,12 +63,18 @@ class TomlReader {
 };
 
 // TOML text of a float (always with a decimal point or exponent, so that it
-// reads back as a float) and of a string (quoted and escaped).
+// reads back as a float) and of a string (quoted, with quotes, backslashes
+// and control characters escaped: it reads back to the same bytes).
 std::string toml_float(double x);
 std::string toml_string(std::string_view s);
 
-// Dotted key path of a nested key: "a" + "b" -> "a.b" (quoting keys with
-// spaces or dots as TOML does: a."H I 121.567").
+// Dotted key path of a nested key: "a" + "b" -> "a.b" (a key that is not bare,
+// [A-Za-z0-9_-]+, quoted and escaped as TOML does: a."H I 121.567"). What
+// TomlReader takes, and what errors name.
 std::string join_key(std::string_view prefix, std::string_view key);
+
+// Text of the input for an error message: control characters escaped (\r,
+// \u001B, ...), so that the message stays one line of plain text.
+std::string printable(std::string_view text);
 
 }  // namespace exospec::pipeline::detail

@@ -95,6 +95,9 @@ struct SimulationConfig {
 // file with the same layout. Unknown keys, wrong types and bad values are
 // ConfigErrors naming the file and the key.
 SimulationConfig load_simulation_config(const std::optional<std::filesystem::path>& user_file = {});
+// The same from TOML text (merged over the built-in defaults; `source` names it
+// in errors). Call validate() on the result, as simulate() does.
+SimulationConfig parse_simulation_config(std::string_view text, const std::string& source);
 std::string_view default_simulation_config_text();
 
 // Geometry of the preset: mid-exposure time (s since J2000) and tangent
