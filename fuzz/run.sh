@@ -25,7 +25,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${EXOSPEC_FUZZ_BUILD:-$repo/build-fuzz}
-all_targets="fuzz_run_config fuzz_simulate_config fuzz_catalogue"
+all_targets="fuzz_run_config fuzz_simulate_config fuzz_catalogue fuzz_contract fuzz_cli"
 seconds=20
 targets=$all_targets
 keep=0
@@ -55,7 +55,7 @@ if [ "$do_build" = 1 ]; then
       "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g" \
       -DEXOSPEC_FUZZ=ON -DEXOSPEC_SANITIZE=address,undefined,fuzzer-no-link \
       -DEXOSPEC_BUILD_TESTS=OFF -DEXOSPEC_BUILD_BENCHMARKS=OFF -DEXOSPEC_BUILD_PYTHON=OFF \
-      -DEXOSPEC_BUILD_CLI=OFF >/dev/null || { echo "fuzz/run.sh: configure failed" >&2; exit 2; }
+      -DEXOSPEC_BUILD_CLI=ON >/dev/null || { echo "fuzz/run.sh: configure failed" >&2; exit 2; }
   fi
   # shellcheck disable=SC2086
   cmake --build "$build" -j "${EXOSPEC_FUZZ_BUILD_JOBS:-2}" --target $targets \
@@ -78,11 +78,14 @@ for t in $targets; do
   rm -rf "$dir"
   mkdir -p "$dir/corpus" "$dir/artifacts"
   cp "$repo/fuzz/corpus/$t/"* "$dir/corpus/"
-  if [ -d "$repo/fuzz/regressions/$t" ]; then cp "$repo/fuzz/regressions/$t/"* "$dir/corpus/"; fi
+  find "$repo/fuzz/regressions/$t" -maxdepth 1 -type f -exec cp {} "$dir/corpus/" \; 2>/dev/null || true
   echo "fuzz/run.sh: $t for ${seconds} s (log $dir/log.txt)" >&2
   set +e
   # shellcheck disable=SC2086
-  "$bin" "$dir/corpus" -dict="$repo/fuzz/toml.dict" -max_total_time="$seconds" -timeout=10 \
+  dict=()
+  [ -f "$repo/fuzz/$t.dict" ] && dict=(-dict="$repo/fuzz/$t.dict")
+  case "$t" in fuzz_run_config|fuzz_simulate_config|fuzz_catalogue) dict=(-dict="$repo/fuzz/toml.dict") ;; esac
+  "$bin" "$dir/corpus" "${dict[@]}" -max_total_time="$seconds" -timeout=10 \
     -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
     -artifact_prefix="$dir/artifacts/" ${EXOSPEC_FUZZ_ARGS:-} >"$dir/log.txt" 2>&1
   rc=$?

@@ -368,7 +368,10 @@ void ChannelStages::fit(const CalibratedInput& in, std::span<const float> denois
   check_geometry(geometry, rows);
   const RowGeometry geo = m.with_scans(geometry);
   m.prepare_states(rows);
-  const auto [first, end] = range_of(range, rows);
+  // (Plain variables, not a structured binding: clang before 16 cannot refer
+  // to bindings inside an OpenMP region.)
+  const auto row_range = range_of(range, rows);
+  const std::size_t first = row_range.first, end = row_range.second;
   const bool refit = m.neighbour_reference && !in.scale.empty();
   // (Tasks of one row: fit times vary from row to row.)
 #pragma omp parallel num_threads(m.threads)
@@ -405,7 +408,10 @@ StageSeconds ChannelStages::process(std::span<const std::uint32_t> counts, std::
   }
   check_geometry(geometry, rows);
   const RowGeometry geo = m.with_scans(geometry);
-  const auto [first, end] = range_of(range, rows);
+  // (Plain variables, not a structured binding: clang before 16 cannot refer
+  // to bindings inside an OpenMP region.)
+  const auto row_range = range_of(range, rows);
+  const std::size_t first = row_range.first, end = row_range.second;
   const bool refit = m.fitter && m.neighbour_reference && !calibrated.scale.empty();
   const std::span<const float> initial =
       m.smoother ? std::span<const float>(denoised.radiance) : std::span<const float>();
