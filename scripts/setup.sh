@@ -11,6 +11,7 @@ packages=(
   libcli11-dev libtoml11-dev nlohmann-json3-dev libssl-dev libdeflate-dev
   python3-h5py python3-numpy python3-scipy
   python3-dev pybind11-dev python3-pytest python3-matplotlib
+  clang libclang-rt-14-dev
 )
 
 missing=()

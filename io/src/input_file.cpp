@@ -146,6 +146,12 @@ InputFile InputFile::open(const std::filesystem::path& path) {
     const auto cal_objects = schema::calibration_objects(ch);
     const Dims k = check_dataset(f, cal_objects[0]);
     if (k[0] == 0) schema_fail(f, cal_objects[0].path, "holds no coefficient");
+    if (k[0] > kMaxWavelengthCoeffs) {
+      schema_fail(f, cal_objects[0].path,
+                  std::to_string(k[0]) + " coefficients; exospec takes at most " +
+                      std::to_string(kMaxWavelengthCoeffs) + " (a polynomial of degree " +
+                      std::to_string(kMaxWavelengthCoeffs - 1) + ")");
+    }
     sizes.k = k[0];
     validate_objects(f, cal_objects, sizes);
     for (auto attr : schema::kCalibrationAttributes) {
@@ -191,6 +197,11 @@ void check_calibration(const ChannelCalibration& c, std::uint64_t p, const std::
            "has " + std::to_string(n) + " values, expected " + std::to_string(p) + " (pixels)");
   }
   if (c.wavelength_coeffs.empty()) fail(g + "/wavelength_coeffs", "is empty");
+  if (c.wavelength_coeffs.size() > kMaxWavelengthCoeffs) {
+    fail(g + "/wavelength_coeffs", std::to_string(c.wavelength_coeffs.size()) +
+                                       " coefficients; exospec takes at most " +
+                                       std::to_string(kMaxWavelengthCoeffs));
+  }
   for (double v : c.wavelength_coeffs) {
     if (!std::isfinite(v)) fail(g + "/wavelength_coeffs", "holds a non-finite value");
   }
@@ -288,6 +299,10 @@ bool InputFile::has_truth(std::string_view channel) const {
 std::vector<std::string> InputFile::truth_line_names(std::string_view channel) const {
   const auto specs = schema::truth_objects(channel);
   const Dims names = check_dataset(file_, specs[0]);
+  if (names[0] > kMaxLines) {
+    schema_fail(file_, specs[0].path,
+                std::to_string(names[0]) + " lines; exospec takes at most " + std::to_string(kMaxLines));
+  }
   const schema::Sizes sizes{n_, pixels(channel), 0, names[0]};
   validate_objects(file_, specs, sizes);
   return file_.read_strings(specs[0].path);

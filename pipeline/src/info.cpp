@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "exospec/error.hpp"
 #include "exospec/io/file.hpp"
 #include "exospec/io/input_file.hpp"
 #include "exospec/io/schema.hpp"
@@ -99,6 +100,11 @@ FileInfo inspect_output(const io::File& f) {
       c.products.emplace_back("calibrated");
       const io::Dims wl_dims = dims_if_present(f, cg + "/wavelength_nm");
       c.pixels = wl_dims.empty() ? 0 : wl_dims[0];
+      if (c.pixels > io::kMaxPixels) {
+        throw exospec::SchemaError(f.path(), cg + "/wavelength_nm",
+                          std::to_string(c.pixels) + " pixels; exospec takes at most " +
+                              std::to_string(io::kMaxPixels));
+      }
       io::validate_objects(f, io::schema::calibrated_objects(ch), {n, c.pixels, 0, 0});
       const auto wl = f.read_all<double>(cg + "/wavelength_nm");
       if (!wl.empty()) {

@@ -172,6 +172,22 @@ TEST(InputValidation, WrongShape) {
   expect_rejected(path, "/calibration/euv/flat", "shape (63), expected (64)");
 }
 
+// Found by fuzz_contract: a wavelength polynomial that claims 10^12
+// coefficients (a chunked dataset with no chunk written) was read whole.
+TEST(InputValidation, TooManyWavelengthCoefficients) {
+  const auto path = test::scratch_dir("coeffs") / "in.h5";
+  Mutations m;
+  m.object = [](schema::ObjectSpec& s, Dims& d) {
+    if (s.path == "/calibration/fuv/wavelength_coeffs") d = {kMaxWavelengthCoeffs + 1};
+    return true;
+  };
+  m.edit_values = [](const std::string& object, std::vector<double>& v) {
+    if (object == "/calibration/fuv/wavelength_coeffs") v.resize(kMaxWavelengthCoeffs + 1, 0.0);
+  };
+  write_input(path, m);
+  expect_rejected(path, "/calibration/fuv/wavelength_coeffs", "17 coefficients; exospec takes at most 16");
+}
+
 TEST(InputValidation, WrongRank) {
   const auto path = test::scratch_dir("rank") / "in.h5";
   Mutations m;

@@ -47,6 +47,11 @@ void check_calibration(const ChannelCalibration& calibration, std::uint64_t pixe
 // (altitudes, scans, the profile fits' inputs), a few GB at this bound.
 inline constexpr std::uint64_t kMaxPixels = 65536;
 inline constexpr std::uint64_t kMaxSpectra = 10'000'000;
+// The wavelength polynomial's coefficients K (the simulator writes 3): more
+// than a dispersion relation needs, and a bound on what the table may claim.
+inline constexpr std::uint64_t kMaxWavelengthCoeffs = 16;
+// The lines of a channel's /truth (the catalogue has a few dozen).
+inline constexpr std::uint64_t kMaxLines = 4096;
 
 class InputFile {
  public:
