@@ -119,17 +119,24 @@ void taylor_columns(std::size_t np, std::size_t nl, const double* __restrict T, 
 // are added up in a fixed order, so the result does not depend on anything
 // but the inputs.
 using Lanes = double __attribute__((vector_size(kLanes * sizeof(double))));
-// An unaligned load of 8 doubles: a memcpy, which GCC and clang compile into
-// unaligned vector loads (a cast to an under-aligned vector type is not: clang
-// keeps the vector's natural alignment, and UBSan reports misaligned loads).
-// (A statement expression, not a function: returning a vector this wide from
-// a function would change the ABI between the target clones.)
+// An unaligned load of 8 doubles. GCC: a cast to an under-aligned vector
+// type (aligned(8), which GCC honours). clang keeps a vector type's natural
+// alignment whatever the attribute says (UBSan then reports misaligned
+// loads), so there it is a memcpy, which compiles into the same unaligned
+// loads. (A cast or a statement expression, not a function: returning a
+// vector this wide from a function would change the ABI between the target
+// clones.)
+#if defined(__clang__)
 #define EXOSPEC_LOAD_LANES(p) \
   __extension__({                \
     Lanes lanes_;                \
     __builtin_memcpy(&lanes_, (p), sizeof lanes_); \
     lanes_;                      \
   })
+#else
+using UnalignedLanes = double __attribute__((vector_size(kLanes * sizeof(double)), aligned(8), may_alias));
+#define EXOSPEC_LOAD_LANES(p) (*reinterpret_cast<const UnalignedLanes*>(p))
+#endif
 
 // The horizontal sum of a vector's lanes, in a fixed order.
 #define EXOSPEC_SUM_LANES(v) ((((v)[0] + (v)[4]) + ((v)[2] + (v)[6])) + (((v)[1] + (v)[5]) + ((v)[3] + (v)[7])))
