@@ -1,11 +1,14 @@
 #include "exospec/io/file.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <bit>
 #include <cassert>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -62,16 +65,21 @@ std::size_t chunk_cache_bytes(hid_t dcpl, std::size_t element_size) {
 
 Handle open_dataset(hid_t file, const std::string& file_name, std::string_view path) {
   const Where w{file_name, path};
-  if (!h5::path_exists(file, path)) {
+  if (!h5::path_exists(file, path, file_name)) {
     throw SchemaError(file_name, std::string(path), "missing dataset");
   }
   if (H5Oexists_by_name(file, std::string(path).c_str(), H5P_DEFAULT) > 0) {
     H5O_info_t info;
-    if (H5Oget_info_by_name(file, std::string(path).c_str(), &info, H5P_DEFAULT) >= 0 &&
-        info.type != H5O_TYPE_DATASET) {
+    const herr_t got = H5Oget_info_by_name(file, std::string(path).c_str(), &info, H5P_DEFAULT);
+    // (After a failed read HDF5 1.10 may describe the object from what it
+    // half-loaded: a read error is reported, not the type it then gives.)
+    if (got < 0 && h5::io_error_pending()) h5::fail(w, "cannot read object header");
+    if (got >= 0 && info.type != H5O_TYPE_DATASET) {
       throw SchemaError(file_name, std::string(path), "is not a dataset");
     }
   }
+  if (h5::io_error_pending()) h5::fail(w, "cannot look up object");
+  H5Eclear2(H5E_DEFAULT);
   // Open once to learn the chunk size, then with a cache sized for it.
   std::size_t cache = 1u << 20;
   {
@@ -217,8 +225,10 @@ Handle open_attribute(hid_t file, const std::string& file_name, std::string_view
                       std::string_view name) {
   const std::string obj(object), attr(name);
   const Where w{file_name, object};
-  if (!h5::path_exists(file, object)) throw SchemaError(file_name, obj, "missing object");
+  if (!h5::path_exists(file, object, file_name))
+    throw SchemaError(file_name, obj, "missing object");
   if (H5Aexists_by_name(file, obj.c_str(), attr.c_str(), H5P_DEFAULT) <= 0) {
+    if (h5::io_error_pending()) h5::fail(w, "cannot look up attribute '" + attr + "'");
     H5Eclear2(H5E_DEFAULT);
     throw SchemaError(file_name, obj, "missing attribute '" + attr + "'");
   }
@@ -286,6 +296,7 @@ File File::open(const std::filesystem::path& path) {
     if (!probe) throw FileError(impl->path, "", "cannot open for reading: permission denied?");
   }
   const htri_t is_hdf5 = H5Fis_hdf5(impl->path.c_str());
+  if (is_hdf5 < 0 && h5::io_error_pending()) h5::fail(w, "cannot read");
   if (is_hdf5 <= 0) {
     h5::take_error_stack();
     throw FileError(impl->path, "", "not an HDF5 file (no HDF5 signature found)");
@@ -298,13 +309,14 @@ File File::open(const std::filesystem::path& path) {
 const std::string& File::path() const noexcept { return impl_->path; }
 
 bool File::exists(std::string_view object) const {
-  return h5::path_exists(impl_->file.get(), object);
+  return h5::path_exists(impl_->file.get(), object, impl_->path);
 }
 
 bool File::is_group(std::string_view object) const {
   if (!exists(object)) return false;
   H5O_info_t info;
   if (H5Oget_info_by_name(impl_->file.get(), std::string(object).c_str(), &info, H5P_DEFAULT) < 0) {
+    if (h5::io_error_pending()) h5::fail(Where{impl_->path, object}, "cannot read object header");
     H5Eclear2(H5E_DEFAULT);
     return false;
   }
@@ -472,6 +484,9 @@ bool File::has_attribute(std::string_view object, std::string_view name) const {
   if (!exists(object)) return false;
   const htri_t r = H5Aexists_by_name(impl_->file.get(), std::string(object).c_str(),
                                      std::string(name).c_str(), H5P_DEFAULT);
+  if (r < 0 && h5::io_error_pending()) {
+    h5::fail(Where{impl_->path, object}, "cannot look up attribute '" + std::string(name) + "'");
+  }
   H5Eclear2(H5E_DEFAULT);
   return r > 0;
 }
@@ -521,6 +536,7 @@ struct FileWriter::Impl {
   std::string path;
   std::string tmp;
   WriteOptions options;
+  bool overwrite = false;
   Handle file;
   DatasetCache datasets;
   bool committed = false;
@@ -584,7 +600,7 @@ struct FileWriter::Impl {
                          hid_t mtype) {
     const Where w = where(object);
     const std::string obj(object), attr_name(name);
-    if (!h5::path_exists(file.get(), object)) throw FileError(path, obj, "missing object");
+    if (!h5::path_exists(file.get(), object, path)) throw FileError(path, obj, "missing object");
     if (H5Aexists_by_name(file.get(), obj.c_str(), attr_name.c_str(), H5P_DEFAULT) > 0) {
       H5Adelete_by_name(file.get(), obj.c_str(), attr_name.c_str(), H5P_DEFAULT);
     }
@@ -598,11 +614,51 @@ struct FileWriter::Impl {
   }
 };
 
+namespace {
+
+// Renames the finished temporary file to the target; without `overwrite`,
+// never over a file that appeared meanwhile (another run writing the same
+// output): renameat2(RENAME_NOREPLACE), or link + unlink where the file
+// system lacks it. Returns what went wrong, or an empty string.
+std::string rename_into_place(const std::string& tmp, const std::string& target, bool overwrite) {
+  const auto dir = std::filesystem::path(target).has_parent_path()
+                       ? std::filesystem::path(target).parent_path()
+                       : std::filesystem::path(".");
+  auto explain = [&](int err) {
+    std::error_code ec;
+    if (err == EEXIST)
+      return std::string("output file already exists (written meanwhile by another program)");
+    if (err == ENOENT && !std::filesystem::is_directory(dir, ec)) {
+      return "cannot rename temporary file into place: directory " + dir.string() + " was removed";
+    }
+    if (err == ENOENT) return "cannot rename temporary file into place: " + tmp + " was removed";
+    return "cannot rename temporary file into place: " + std::generic_category().message(err);
+  };
+  if (overwrite) {
+    return ::rename(tmp.c_str(), target.c_str()) == 0 ? std::string() : explain(errno);
+  }
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0)
+    return {};
+  if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return explain(errno);
+  if (::link(tmp.c_str(), target.c_str()) == 0) {
+    ::unlink(tmp.c_str());
+    return {};
+  }
+  if (errno != EPERM && errno != ENOTSUP) return explain(errno);
+  // No hard links either (FAT): check, then rename.
+  std::error_code ec;
+  if (std::filesystem::exists(target, ec)) return explain(EEXIST);
+  return ::rename(tmp.c_str(), target.c_str()) == 0 ? std::string() : explain(errno);
+}
+
+}  // namespace
+
 FileWriter::FileWriter(const std::filesystem::path& path, WriteOptions options, bool overwrite)
     : impl_(std::make_unique<Impl>()) {
   h5::initialize();
   impl_->path = path.string();
   impl_->options = options;
+  impl_->overwrite = overwrite;
   if (options.deflate_level < 0 || options.deflate_level > 9) {
     throw FileError(impl_->path, "", "deflate level must be 0-9");
   }
@@ -623,8 +679,10 @@ FileWriter::FileWriter(const std::filesystem::path& path, WriteOptions options, 
   impl_->tmp = impl_->path + suffix;
   const hid_t id = H5Fcreate(impl_->tmp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
   if (id < 0) {
-    h5::take_error_stack();
-    throw FileError(impl_->path, "", "cannot create output file (is the directory writable?)");
+    // HDF5 leaves the file it created if writing its first bytes failed (a
+    // full disk); H5F_ACC_EXCL made sure that it is ours.
+    std::filesystem::remove(impl_->tmp, ec);
+    h5::fail(Where{impl_->path, ""}, "cannot create output file");
   }
   impl_->file = Handle(id, H5Fclose);
 }
@@ -640,7 +698,7 @@ const std::string& FileWriter::temporary_path() const noexcept { return impl_->t
 
 void FileWriter::create_group(std::string_view path) {
   const Where w = impl_->where(path);
-  if (h5::path_exists(impl_->file.get(), path)) return;
+  if (h5::path_exists(impl_->file.get(), path, impl_->path)) return;
   Handle lcpl = h5::plist_handle(H5Pcreate(H5P_LINK_CREATE), w, "cannot create property list");
   check(H5Pset_create_intermediate_group(lcpl.get(), 1), w, "cannot set property");
   Handle g = h5::group_handle(H5Gcreate2(impl_->file.get(), std::string(path).c_str(), lcpl.get(),
@@ -749,7 +807,7 @@ void FileWriter::write_strings(std::string_view dataset, const std::vector<std::
 void FileWriter::set_attribute(std::string_view object, std::string_view name,
                                std::string_view value) {
   const Where w = impl_->where(object);
-  if (!h5::path_exists(impl_->file.get(), object)) {
+  if (!h5::path_exists(impl_->file.get(), object, impl_->path)) {
     throw FileError(impl_->path, std::string(object), "missing object");
   }
   Handle obj(check(H5Oopen(impl_->file.get(), std::string(object).c_str(), H5P_DEFAULT), w,
@@ -777,10 +835,19 @@ void FileWriter::commit() {
   check(H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL), w, "cannot flush output file");
   impl_->datasets.clear();
   if (impl_->file.close() < 0) h5::fail(w, "cannot close output file");
-  std::error_code ec;
-  std::filesystem::rename(impl_->tmp, impl_->path, ec);
-  if (ec) {
-    throw FileError(impl_->path, "", "cannot rename temporary file into place: " + ec.message());
+  std::string failure = rename_into_place(impl_->tmp, impl_->path, impl_->overwrite);
+  if (!failure.empty()) {
+    // Removed now, so that the message can say if it cannot be (a folder made
+    // read-only meanwhile): then it is at least emptied.
+    std::error_code ec, ec_exists;
+    if (!std::filesystem::remove(impl_->tmp, ec) && ec &&
+        std::filesystem::exists(impl_->tmp, ec_exists)) {
+      failure += "; cannot remove the temporary file " + impl_->tmp + ": " + ec.message();
+      std::filesystem::resize_file(impl_->tmp, 0, ec);
+      if (!ec) failure += " (left empty)";
+    }
+    impl_->tmp.clear();
+    throw FileError(impl_->path, "", failure);
   }
   impl_->committed = true;
 }

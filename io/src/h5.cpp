@@ -75,6 +75,19 @@ void fail(const Where& where, std::string_view action) {
   throw FileError(std::string(where.file), std::string(where.object), message);
 }
 
+namespace {
+herr_t find_io_error(unsigned, const H5E_error2_t* err, void* data) {
+  if (err->maj_num == H5E_IO) *static_cast<bool*>(data) = true;
+  return 0;
+}
+}  // namespace
+
+bool io_error_pending() {
+  bool found = false;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, find_io_error, &found);
+  return found;
+}
+
 Handle vlen_string_type(const Where& w) {
   Handle t = type_handle(H5Tcopy(H5T_C_S1), w, "cannot create string type");
   check(H5Tset_size(t.get(), H5T_VARIABLE), w, "cannot create string type");
@@ -170,7 +183,7 @@ std::pair<bool, DType> classify(hid_t type, std::string* text) {
   return {false, DType::kU8};
 }
 
-bool path_exists(hid_t file, std::string_view path) {
+bool path_exists(hid_t file, std::string_view path, std::string_view file_name) {
   if (path.empty() || path.front() != '/') return false;
   if (path == "/") return true;
   std::size_t pos = 1;
@@ -180,6 +193,7 @@ bool path_exists(hid_t file, std::string_view path) {
     const std::string prefix(path.substr(0, next));
     if (H5Lexists(file, prefix.c_str(), H5P_DEFAULT) <= 0 ||
         H5Oexists_by_name(file, prefix.c_str(), H5P_DEFAULT) <= 0) {
+      if (io_error_pending()) fail(Where{file_name, prefix}, "cannot look up object");
       H5Eclear2(H5E_DEFAULT);
       return false;
     }

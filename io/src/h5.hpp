@@ -29,6 +29,13 @@ struct Where {
 
 [[noreturn]] void fail(const Where& where, std::string_view action);
 
+// Whether the current error stack holds a failed read or write of the file
+// itself (major H5E_IO: the driver's system call failed, e.g. EIO). The
+// functions that ask whether something exists or is of a kind use it to tell
+// "no" from "could not read": the latter throws (via fail) instead of being
+// reported as a missing object. Leaves the stack as it is.
+bool io_error_pending();
+
 template <class R>
 R check(R result, const Where& where, std::string_view action) {
   if (result < 0) fail(where, action);
@@ -106,6 +113,7 @@ hid_t memory_type(DType t) noexcept;
 std::pair<bool, DType> classify(hid_t type, std::string* text);
 
 // Whether every component of an absolute path exists (links and objects).
-bool path_exists(hid_t file, std::string_view path);
+// A read error on the way throws a FileError naming file_name and the path.
+bool path_exists(hid_t file, std::string_view path, std::string_view file_name);
 
 }  // namespace exospec::io::h5

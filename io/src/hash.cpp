@@ -1,6 +1,7 @@
 #include "exospec/io/hash.hpp"
 
 #include <openssl/evp.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -28,7 +29,9 @@ std::string sha256_file(const std::filesystem::path& path, const std::atomic<boo
       throw FileError(name, "", "SHA-256 update failed");
     }
     if (n < buf.size()) {
-      if (std::ferror(f.get())) throw FileError(name, "", "read error while hashing");
+      if (std::ferror(f.get())) {
+        throw FileError(name, "", std::string("read error while hashing: ") + std::strerror(errno));
+      }
       break;
     }
   }
@@ -44,6 +47,31 @@ std::string sha256_file(const std::filesystem::path& path, const std::atomic<boo
     out += kHex[digest[i] & 15];
   }
   return out;
+}
+
+std::optional<FileStamp> file_stamp(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  FileStamp s;
+  s.device = static_cast<std::uint64_t>(st.st_dev);
+  s.inode = static_cast<std::uint64_t>(st.st_ino);
+  s.size = static_cast<std::uint64_t>(st.st_size);
+  s.modified_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  return s;
+}
+
+std::string describe_change(const std::optional<FileStamp>& before,
+                            const std::optional<FileStamp>& after) {
+  if (before == after) return {};
+  if (!before) return "appeared";
+  if (!after) return "was removed";
+  if (before->device != after->device || before->inode != after->inode)
+    return "was replaced by another file";
+  if (before->size != after->size) {
+    return "changed size from " + std::to_string(before->size) + " to " +
+           std::to_string(after->size) + " bytes";
+  }
+  return "was written to";
 }
 
 }  // namespace exospec::io

@@ -163,9 +163,19 @@ std::vector<std::string> select_channels(const RunConfig& config, const io::Inpu
 
 }  // namespace
 
-RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& output,
-               bool overwrite, int threads, const RunProgress& progress) {
-  config.validate();
+namespace {
+
+// The input must stay as it was while it is read: its data, its hash (read
+// separately, on another thread) and the path recorded in the output's
+// provenance must describe one file. A rename over it, a truncation, a write
+// or its removal (seen in its stamp, io::file_stamp) fails the run.
+FileError input_changed(const fs::path& input, const std::string& how) {
+  return FileError(input.string(), "", how + " while it was read; no output written");
+}
+
+RunSummary run_streamed(const RunConfig& config, const fs::path& input, const fs::path& output,
+                        bool overwrite, int threads, const RunProgress& progress,
+                        const std::optional<io::FileStamp>& input_stamp) {
   const auto t_start = Clock::now();
   RunSummary summary;
   summary.quality_bit_pixels.assign(8, 0);
@@ -512,6 +522,11 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   }
   summary.scans = scans.size();
   w.set_attribute("/", "input_sha256", input_hash.get());
+  // Last before the output appears (and after the hash has been read).
+  if (const std::string how = io::describe_change(input_stamp, io::file_stamp(input));
+      !how.empty()) {
+    throw input_changed(input, how);
+  }
   w.commit();
   if (!config.fftw_wisdom_file.empty() && config.has_stage(Stage::kDenoise)) {
     // Best effort: wisdom only speeds up planning next time.
@@ -524,6 +539,26 @@ RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& o
   summary.channels = channels;
   summary.seconds = seconds_since(t_start);
   return summary;
+}
+
+}  // namespace
+
+RunSummary run(const RunConfig& config, const fs::path& input, const fs::path& output,
+               bool overwrite, int threads, const RunProgress& progress) {
+  config.validate();
+  const std::optional<io::FileStamp> stamp = io::file_stamp(input);  // before the file is opened
+  try {
+    return run_streamed(config, input, output, overwrite, threads, progress, stamp);
+  } catch (const FileError& e) {
+    // A read that failed because the input changed (HDF5 reads zeros past
+    // the end of a truncated file, which then fail to inflate) says so.
+    if (e.file() == input.string()) {
+      if (const std::string how = io::describe_change(stamp, io::file_stamp(input)); !how.empty()) {
+        throw input_changed(input, how);
+      }
+    }
+    throw;
+  }
 }
 
 void skip_hdf5_shutdown_at_exit() noexcept { io::skip_hdf5_shutdown_at_exit(); }

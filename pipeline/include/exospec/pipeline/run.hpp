@@ -108,7 +108,10 @@ using RunProgress = std::function<void(std::uint64_t done, std::uint64_t total)>
 
 // Runs the configured stages on `input`, writing `output`. threads <= 0: OpenMP's
 // default. Throws FileError / SchemaError / ConfigError; on any error the output
-// does not appear.
+// does not appear. The input must not change while it is read (a FileError
+// naming it when it was replaced, truncated, written to or removed meanwhile);
+// without `overwrite`, an output that another program created meanwhile is
+// not replaced either (a FileError: already exists).
 RunSummary run(const RunConfig& config, const std::filesystem::path& input,
                const std::filesystem::path& output, bool overwrite, int threads = 0,
                const RunProgress& progress = {});
