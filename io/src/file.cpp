@@ -70,7 +70,10 @@ Handle open_dataset(hid_t file, const std::string& file_name, std::string_view p
   }
   if (H5Oexists_by_name(file, std::string(path).c_str(), H5P_DEFAULT) > 0) {
     H5O_info_t info;
-    const herr_t got = H5Oget_info_by_name(file, std::string(path).c_str(), &info, H5P_DEFAULT);
+    // (The basic fields only: all of them include the size of a dataset's
+    // chunk index, which HDF5 gets by loading every node of it.)
+    const herr_t got = H5Oget_info_by_name2(file, std::string(path).c_str(), &info, H5O_INFO_BASIC,
+                                            H5P_DEFAULT);
     // (After a failed read HDF5 1.10 may describe the object from what it
     // half-loaded: a read error is reported, not the type it then gives.)
     if (got < 0 && h5::io_error_pending()) h5::fail(w, "cannot read object header");
@@ -315,7 +318,9 @@ bool File::exists(std::string_view object) const {
 bool File::is_group(std::string_view object) const {
   if (!exists(object)) return false;
   H5O_info_t info;
-  if (H5Oget_info_by_name(impl_->file.get(), std::string(object).c_str(), &info, H5P_DEFAULT) < 0) {
+  // (The basic fields only: see open_dataset.)
+  if (H5Oget_info_by_name2(impl_->file.get(), std::string(object).c_str(), &info, H5O_INFO_BASIC,
+                           H5P_DEFAULT) < 0) {
     if (h5::io_error_pending()) h5::fail(Where{impl_->path, object}, "cannot read object header");
     H5Eclear2(H5E_DEFAULT);
     return false;
