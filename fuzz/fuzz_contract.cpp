@@ -241,14 +241,12 @@ void fuzzed_attribute(hid_t obj, const char* name, Bytes& in, double value) {
 
 // Creates the groups of `path` (an absolute object path) below the root.
 hid_t parent_group(hid_t file, const std::string& path) {
-  std::string sofar;
   hid_t g = H5Gopen2(file, "/", H5P_DEFAULT);
   std::size_t start = 1;
   for (;;) {
     const std::size_t slash = path.find('/', start);
     if (slash == std::string::npos) break;
     const std::string part = path.substr(start, slash - start);
-    sofar += "/" + part;
     const hid_t next = H5Lexists(g, part.c_str(), H5P_DEFAULT) > 0
                            ? H5Gopen2(g, part.c_str(), H5P_DEFAULT)
                            : H5Gcreate2(g, part.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);

@@ -112,19 +112,13 @@ const detail::Toml& built_in_tree() {
 }  // namespace
 
 SimulationConfig load_simulation_config(const std::optional<std::filesystem::path>& user_file) {
-  detail::Toml root = built_in_tree();
   std::string source(kBuiltIn);
-  if (user_file) {
-    source = user_file->string();
-    detail::merge_toml(root, detail::parse_toml_file(*user_file), source);
-  }
+  const detail::Toml root = detail::merged_with_file(built_in_tree(), user_file, source);
   return simulation_config_from(root, source);
 }
 
 SimulationConfig parse_simulation_config(std::string_view text, const std::string& source) {
-  detail::Toml root = built_in_tree();
-  detail::merge_toml(root, detail::parse_toml(text, source), source);
-  return simulation_config_from(root, source);
+  return simulation_config_from(detail::merged_with_text(built_in_tree(), text, source), source);
 }
 
 namespace {

@@ -471,6 +471,22 @@ Toml parse_toml_file(const std::filesystem::path& path) {
   return parse_toml(read_toml_file(path, "cannot open for reading"), path.string());
 }
 
+Toml merged_with_file(const Toml& defaults, const std::optional<std::filesystem::path>& user_file,
+                      std::string& source) {
+  Toml root = defaults;
+  if (user_file) {
+    source = user_file->string();
+    merge_toml(root, parse_toml_file(*user_file), source);
+  }
+  return root;
+}
+
+Toml merged_with_text(const Toml& defaults, std::string_view text, const std::string& source) {
+  Toml root = defaults;
+  merge_toml(root, parse_toml(text, source), source);
+  return root;
+}
+
 namespace {
 void merge_at(Toml& base, const Toml& user, const std::string& source, const std::string& prefix) {
   for (const auto& [key, value] : user.as_table()) {

@@ -4,6 +4,7 @@
 // typed, range-checked access by dotted key path.
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -33,6 +34,12 @@ std::string read_toml_file(const std::filesystem::path& path, const std::string&
 // compatible type (a table for a table; integer and float are both numbers,
 // except that an integer key stays an integer). Errors name `source` and the key.
 void merge_toml(Toml& base, const Toml& user, const std::string& source);
+// `defaults` overlaid with a user file (none: the defaults alone). `source`
+// is set to the file's name, or left as it is (the defaults' name).
+Toml merged_with_file(const Toml& defaults, const std::optional<std::filesystem::path>& user_file,
+                      std::string& source);
+// `defaults` overlaid with TOML text (`source` names it in errors).
+Toml merged_with_text(const Toml& defaults, std::string_view text, const std::string& source);
 
 // Typed access with ConfigError(source, key, message) on a missing key or a
 // wrong type.

@@ -377,98 +377,76 @@ static ssize_t plan_write(size_t n, long long offset, int* pause) {
 typedef ssize_t (*ReadAt)(int, void*, size_t, off_t);
 typedef ssize_t (*WriteAt)(int, const void*, size_t, off_t);
 
+/* The planned size of a read or write of n bytes at offset (negative: fail
+ * it), after any pause the plan asks for. */
+static ssize_t planned(int is_write, size_t n, long long offset) {
+  int pause = 0;
+  pthread_mutex_lock(&g_lock);
+  const ssize_t ask = is_write ? plan_write(n, offset, &pause) : plan_read(n, offset, kApiFd, &pause);
+  pthread_mutex_unlock(&g_lock);
+  if (pause) wait_for_test();
+  return ask;
+}
+
+/* Counts a transfer of r bytes (r <= 0: none) in *bytes and *calls. */
+static void counted(long long* bytes, long long* calls, long long r) {
+  if (r <= 0) return;
+  pthread_mutex_lock(&g_lock);
+  *bytes += r;
+  ++*calls;
+  pthread_mutex_unlock(&g_lock);
+}
+
 static ssize_t do_pread(ReadAt real, int fd, void* buf, size_t n, off_t offset) {
   setup();
   if (!tracked(fd)) return real(fd, buf, n, offset);
-  int pause = 0;
-  pthread_mutex_lock(&g_lock);
-  const ssize_t ask = plan_read(n, (long long)offset, kApiFd, &pause);
-  pthread_mutex_unlock(&g_lock);
-  if (pause) wait_for_test();
+  const ssize_t ask = planned(0, n, (long long)offset);
   if (ask < 0) return -1;
   const ssize_t r = real(fd, buf, (size_t)ask, offset);
-  if (r > 0) {
-    pthread_mutex_lock(&g_lock);
-    g_read += r;
-    ++g_read_calls;
-    pthread_mutex_unlock(&g_lock);
-  }
+  counted(&g_read, &g_read_calls, r);
   return r;
 }
 
 static ssize_t do_pwrite(WriteAt real, int fd, const void* buf, size_t n, off_t offset) {
   setup();
   if (!tracked(fd)) return real(fd, buf, n, offset);
-  int pause = 0;
-  pthread_mutex_lock(&g_lock);
-  const ssize_t ask = plan_write(n, (long long)offset, &pause);
-  pthread_mutex_unlock(&g_lock);
-  if (pause) wait_for_test();
+  const ssize_t ask = planned(1, n, (long long)offset);
   if (ask < 0) return -1;
   const ssize_t r = real(fd, buf, (size_t)ask, offset);
-  if (r > 0) {
-    pthread_mutex_lock(&g_lock);
-    g_written += r;
-    ++g_write_calls;
-    pthread_mutex_unlock(&g_lock);
-  }
+  counted(&g_written, &g_write_calls, r);
   return r;
 }
 
 ssize_t pread(int fd, void* buf, size_t n, off_t offset) {
-  setup();
   return do_pread(real_pread, fd, buf, n, offset);
 }
 ssize_t pread64(int fd, void* buf, size_t n, off_t offset) {
-  setup();
   return do_pread(real_pread64, fd, buf, n, offset);
 }
 ssize_t pwrite(int fd, const void* buf, size_t n, off_t offset) {
-  setup();
   return do_pwrite(real_pwrite, fd, buf, n, offset);
 }
 ssize_t pwrite64(int fd, const void* buf, size_t n, off_t offset) {
-  setup();
   return do_pwrite(real_pwrite64, fd, buf, n, offset);
 }
 
 ssize_t read(int fd, void* buf, size_t n) {
   setup();
   if (!tracked(fd)) return real_read(fd, buf, n);
-  const long long offset = (long long)lseek(fd, 0, SEEK_CUR);
-  int pause = 0;
-  pthread_mutex_lock(&g_lock);
-  const ssize_t ask = plan_read(n, offset, kApiFd, &pause);
-  pthread_mutex_unlock(&g_lock);
-  if (pause) wait_for_test();
+  const ssize_t ask = planned(0, n, (long long)lseek(fd, 0, SEEK_CUR));
   if (ask < 0) return -1;
   const ssize_t r = real_read(fd, buf, (size_t)ask);
-  if (r > 0) {
-    pthread_mutex_lock(&g_lock);
-    g_read += r;
-    ++g_read_calls;
-    pthread_mutex_unlock(&g_lock);
-  }
+  counted(&g_read, &g_read_calls, r);
   return r;
 }
 
 ssize_t write(int fd, const void* buf, size_t n) {
   setup();
   if (!tracked(fd)) return real_write(fd, buf, n);
-  const long long offset = (long long)lseek(fd, 0, SEEK_CUR);
-  int pause = 0;
-  pthread_mutex_lock(&g_lock);
-  const ssize_t ask = plan_write(n, offset, &pause);
-  pthread_mutex_unlock(&g_lock);
-  if (pause) wait_for_test();
+  const ssize_t ask = planned(1, n, (long long)lseek(fd, 0, SEEK_CUR));
   if (ask < 0) return -1;
   const ssize_t r = real_write(fd, buf, (size_t)ask);
-  if (r > 0) {
-    pthread_mutex_lock(&g_lock);
-    g_written += r;
-    ++g_write_calls;
-    pthread_mutex_unlock(&g_lock);
-  }
+  counted(&g_written, &g_write_calls, r);
   return r;
 }
 
@@ -515,12 +493,7 @@ size_t fread(void* buf, size_t size, size_t n, FILE* f) {
   pthread_mutex_unlock(&g_lock);
   if (i < 0 || size == 0 || g_op != kOpRead || g_kind != kKindEio || !(g_api & kApiStdio)) {
     const size_t r = real_fread(buf, size, n, f);
-    if (i >= 0) {
-      pthread_mutex_lock(&g_lock);
-      g_read += (long long)(r * size);
-      ++g_read_calls;
-      pthread_mutex_unlock(&g_lock);
-    }
+    if (i >= 0) counted(&g_read, &g_read_calls, (long long)(r * size));
     return r;
   }
   const long long pos = (long long)ftello(f);
