@@ -354,8 +354,9 @@ void File::read_rows(std::string_view dataset, std::uint64_t row0, std::span<T> 
   const hid_t dset = impl_->dataset(dataset);
   const RowSelection sel = select_rows(dset, row0, out.size(), w);
   if (sel.rows == 0) return;
+  const Handle dxpl = h5::transfer_plist(out.size(), w);
   check(H5Dread(dset, h5::memory_type(DTypeOf<T>::value), sel.memory_space.get(),
-                sel.file_space.get(), H5P_DEFAULT, out.data()),
+                sel.file_space.get(), dxpl.get(), out.data()),
         w, "cannot read rows");
 }
 
@@ -451,9 +452,9 @@ void File::read(std::string_view dataset, std::span<T> out) const {
   const hid_t dset = impl_->dataset(dataset);
   check_size(dset, out.size(), w);
   if (out.empty()) return;
-  check(
-      H5Dread(dset, h5::memory_type(DTypeOf<T>::value), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
-      w, "cannot read dataset");
+  const Handle dxpl = h5::transfer_plist(out.size(), w);
+  check(H5Dread(dset, h5::memory_type(DTypeOf<T>::value), H5S_ALL, H5S_ALL, dxpl.get(), out.data()),
+        w, "cannot read dataset");
 }
 
 template <class T>
@@ -778,8 +779,9 @@ void FileWriter::write_rows(std::string_view dataset, std::uint64_t row0, std::s
   const hid_t dset = impl_->dataset(dataset);
   const RowSelection sel = select_rows(dset, row0, data.size(), w);
   if (sel.rows == 0) return;
+  const Handle dxpl = h5::transfer_plist(data.size(), w);
   check(H5Dwrite(dset, h5::memory_type(DTypeOf<T>::value), sel.memory_space.get(),
-                 sel.file_space.get(), H5P_DEFAULT, data.data()),
+                 sel.file_space.get(), dxpl.get(), data.data()),
         w, "cannot write rows");
 }
 
@@ -788,7 +790,8 @@ void FileWriter::write(std::string_view dataset, std::span<const T> data) {
   const Where w = impl_->where(dataset);
   const hid_t dset = impl_->dataset(dataset);
   check_size(dset, data.size(), w);
-  check(H5Dwrite(dset, h5::memory_type(DTypeOf<T>::value), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+  const Handle dxpl = h5::transfer_plist(data.size(), w);
+  check(H5Dwrite(dset, h5::memory_type(DTypeOf<T>::value), H5S_ALL, H5S_ALL, dxpl.get(),
                  data.data()),
         w, "cannot write dataset");
 }

@@ -1,5 +1,7 @@
 #include "h5.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <mutex>
 
 #include "exospec/io/file.hpp"
@@ -86,6 +88,15 @@ bool io_error_pending() {
   bool found = false;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, find_io_error, &found);
   return found;
+}
+
+Handle transfer_plist(std::uint64_t elements, const Where& w) {
+  constexpr std::uint64_t kDefault = std::uint64_t{1} << 20;
+  const std::uint64_t bytes = std::clamp<std::uint64_t>(elements, 1, kDefault / 16) * 16;
+  Handle dxpl = plist_handle(H5Pcreate(H5P_DATASET_XFER), w, "cannot create property list");
+  check(H5Pset_buffer(dxpl.get(), static_cast<std::size_t>(bytes), nullptr, nullptr), w,
+        "cannot set the conversion buffer");
+  return dxpl;
 }
 
 Handle vlen_string_type(const Where& w) {

@@ -106,6 +106,11 @@ inline Handle attribute_handle(hid_t id, const Where& w, std::string_view action
 
 // Variable-length UTF-8 string type (caller owns the handle).
 Handle vlen_string_type(const Where& w);
+// A transfer property list whose type-conversion buffer fits `elements`
+// values of up to 16 bytes (at most HDF5's default 1 MiB). HDF5 allocates
+// and zeroes that buffer on every read or write that converts types, so the
+// default costs 256 page faults even for a few values.
+Handle transfer_plist(std::uint64_t elements, const Where& w);
 // The little-endian file type and the native memory type of a DType.
 hid_t file_type(DType t) noexcept;
 hid_t memory_type(DType t) noexcept;
