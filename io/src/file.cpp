@@ -683,7 +683,8 @@ FileWriter::FileWriter(const std::filesystem::path& path, WriteOptions options, 
   char suffix[32];
   std::snprintf(suffix, sizeof suffix, ".tmp-%d-%08x", static_cast<int>(getpid()), rd());
   impl_->tmp = impl_->path + suffix;
-  const hid_t id = H5Fcreate(impl_->tmp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  const Handle fapl = h5::create_access_plist(Where{impl_->path, ""});
+  const hid_t id = H5Fcreate(impl_->tmp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get());
   if (id < 0) {
     // HDF5 leaves the file it created if writing its first bytes failed (a
     // full disk); H5F_ACC_EXCL made sure that it is ours.

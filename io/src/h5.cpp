@@ -90,6 +90,13 @@ bool io_error_pending() {
   return found;
 }
 
+Handle create_access_plist(const Where& w) {
+  Handle fapl = plist_handle(H5Pcreate(H5P_FILE_ACCESS), w, "cannot create property list");
+  check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110), w,
+        "cannot set the file format");
+  return fapl;
+}
+
 Handle transfer_plist(std::uint64_t elements, const Where& w) {
   constexpr std::uint64_t kDefault = std::uint64_t{1} << 20;
   const std::uint64_t bytes = std::clamp<std::uint64_t>(elements, 1, kDefault / 16) * 16;

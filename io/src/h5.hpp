@@ -110,6 +110,13 @@ Handle vlen_string_type(const Where& w);
 // values of up to 16 bytes (at most HDF5's default 1 MiB). HDF5 allocates
 // and zeroes that buffer on every read or write that converts types, so the
 // default costs 256 page faults even for a few values.
+// The file access properties of the files exospec writes: the HDF5 1.10
+// format (superblock 3, readable by HDF5 >= 1.10.0). Its chunk index for
+// datasets of fixed size is a fixed array, 8 or 16 bytes a chunk and made
+// once; the 1.8 format's version-1 B-tree grows a node every 64 chunks,
+// each node held in the metadata cache with its unpacked keys (about 9 KiB),
+// so a long run's memory grew with the file (docs/RELIABILITY.md, "Soak").
+Handle create_access_plist(const Where& w);
 Handle transfer_plist(std::uint64_t elements, const Where& w);
 // The little-endian file type and the native memory type of a DType.
 hid_t file_type(DType t) noexcept;
