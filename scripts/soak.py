@@ -15,7 +15,9 @@
 3. Checks that the RSS is flat after the first block: over the samples taken
    once the process has written at least two blocks of output (2 x block x
    output bytes per spectrum: by then each of the run's two buffer slots has
-   held a whole block), max / min <= --tolerance (1.10).
+   held a whole block) and before the last two blocks are written (after
+   them the run writes /profile, closes the output and frees its buffers, so
+   its RSS falls), max / min <= --tolerance (1.10).
 4. Hashes the output dataset by dataset (SHA-256 of each dataset's values as
    stored, with its dtype and shape; every attribute of every object), then
    deletes it unless --keep-outputs (two outputs of 10^6 spectra, 36 GB each,
@@ -99,9 +101,12 @@ def run_sampled(cmd, interval, csv_path):
     return proc.returncode, wall, samples, err
 
 
-def flat_rss(samples, start_bytes):
-    """The samples after the first blocks (wchar >= start_bytes), and their min and max RSS."""
-    after = [s for s in samples if s[2] >= start_bytes]
+def flat_rss(samples, start_bytes, end_bytes):
+    """The samples taken while blocks stream: once the first blocks are written (wchar >= start_bytes)
+    and before the last ones (wchar <= the run's last wchar - end_bytes), when the run writes /profile,
+    closes the output and frees its buffers. Returns them and their min and max RSS."""
+    last = max((s[2] for s in samples), default=0)
+    after = [s for s in samples if start_bytes <= s[2] <= last - end_bytes]
     if not after:
         return after, None, None
     rss = [s[1] for s in after]
@@ -247,7 +252,10 @@ def main():
         out_bytes = os.path.getsize(out)
         block = effective_block(block_rows, n)
         start_bytes = 2 * block * out_bytes // n
-        after, lo, hi = flat_rss(samples, start_bytes)
+        # (wchar counts more than the file's bytes: HDF5 writes the fill value of a chunk that a
+        # block fills only in part, then the block's rows.)
+        end_bytes = 2 * block * max((x[2] for x in samples), default=0) // n
+        after, lo, hi = flat_rss(samples, start_bytes, end_bytes)
         peak = max(s[1] for s in samples) if samples else None
         r = {"run": tag, "block_rows": block_rows, "effective_block": block, "threads": threads,
              "wall_s": wall, "output_bytes": out_bytes, "samples": len(samples), "csv": csv,
