@@ -106,10 +106,6 @@ inline Handle attribute_handle(hid_t id, const Where& w, std::string_view action
 
 // Variable-length UTF-8 string type (caller owns the handle).
 Handle vlen_string_type(const Where& w);
-// A transfer property list whose type-conversion buffer fits `elements`
-// values of up to 16 bytes (at most HDF5's default 1 MiB). HDF5 allocates
-// and zeroes that buffer on every read or write that converts types, so the
-// default costs 256 page faults even for a few values.
 // The file access properties of the files exospec writes: the HDF5 1.10
 // format (superblock 3, readable by HDF5 >= 1.10.0). Its chunk index for
 // datasets of fixed size is a fixed array, 8 or 16 bytes a chunk and made
@@ -117,6 +113,10 @@ Handle vlen_string_type(const Where& w);
 // each node held in the metadata cache with its unpacked keys (about 9 KiB),
 // so a long run's memory grew with the file (docs/RELIABILITY.md, "Soak").
 Handle create_access_plist(const Where& w);
+// A transfer property list whose type-conversion buffer fits `elements`
+// values of up to 16 bytes (at most HDF5's default 1 MiB). HDF5 allocates
+// and zeroes that buffer on every read or write that converts types, so the
+// default costs 256 page faults even for a few values.
 Handle transfer_plist(std::uint64_t elements, const Where& w);
 // The little-endian file type and the native memory type of a DType.
 hid_t file_type(DType t) noexcept;

@@ -25,10 +25,11 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// The input must stay as it was while it is read: its data, its hash (read
-// separately, on another thread) and the path recorded in the output's
-// provenance must describe one file. A rename over it, a truncation, a write
-// or its removal (seen in its stamp, io::file_stamp) fails the run.
+// The run, assembled from its parts (run_parts.hpp). The input must stay as
+// it was while it is read: its data, its hash (read separately, on another
+// thread) and the path recorded in the output's provenance must describe one
+// file. A rename over it, a truncation, a write or its removal (seen in its
+// stamp, io::file_stamp) fails the run (detail::Provenance::finish, run()).
 RunSummary run_streamed(const RunConfig& config, const fs::path& input, const fs::path& output,
                         bool overwrite, int threads, const RunProgress& progress,
                         const std::optional<io::FileStamp>& input_stamp) {
