@@ -27,10 +27,42 @@
 #include "exospec/pipeline/simulate.hpp"
 #include "exospec/time.hpp"
 #include "exospec/version.hpp"
+#if EXOSPEC_HAVE_MPI
+#include <mpi.h>
+
+#include "exospec/pipeline/run_mpi.hpp"
+#endif
 
 namespace {
 
 using exospec::pipeline::FileInfo;
+
+// This process's rank and the number of ranks (0 and 1 without MPI, or
+// when main() did not start it: the fuzz target).
+int mpi_rank() {
+#if EXOSPEC_HAVE_MPI
+  int started = 0;
+  MPI_Initialized(&started);
+  if (started != 0) {
+    int r = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return r;
+  }
+#endif
+  return 0;
+}
+int mpi_size() {
+#if EXOSPEC_HAVE_MPI
+  int started = 0;
+  MPI_Initialized(&started);
+  if (started != 0) {
+    int n = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    return n;
+  }
+#endif
+  return 1;
+}
 
 constexpr int kExitError = 1;
 
@@ -422,6 +454,13 @@ namespace exospec::cli {
 
 int command(int argc, char** argv, Mode mode) {
   const bool parse_only = mode == Mode::kParseOnly;
+  // Under mpirun, rank 0 speaks for the job: the other ranks' errors reach
+  // it (pipeline::RankFailed), and their output would repeat its own.
+  if (mpi_size() > 1 && mpi_rank() != 0) {
+    if (std::freopen("/dev/null", "w", stdout) == nullptr || std::freopen("/dev/null", "w", stderr) == nullptr) {
+      return kExitError;
+    }
+  }
   CLI::App app{"exospec: calibrate, denoise and fit Phebus-like UV spectra of an exosphere"};
   app.set_version_flag("--version", std::string(exospec::kVersion));
   app.require_subcommand(1);
@@ -527,6 +566,7 @@ int command(int argc, char** argv, Mode mode) {
   }
 
   if (!parse_only) install_signal_handlers();
+  auto dispatch = [&]() -> int {
   try {
     if (*sim) {
       auto config = exospec::pipeline::load_simulation_config(
@@ -569,11 +609,19 @@ int command(int argc, char** argv, Mode mode) {
       if (!run_report.empty()) check_report_path(run_report, run_in, run_out);
       if (parse_only) return 0;
       const Progress progress("run", !run_quiet);
-      const auto s =
-          exospec::pipeline::run(config, run_in, run_out, run_force, run_threads,
-                                 [&](std::uint64_t d, std::uint64_t t) { progress(d, t); });
+      const auto on_progress = [&](std::uint64_t d, std::uint64_t t) { progress(d, t); };
+#if EXOSPEC_HAVE_MPI
+      int mpi_started = 0;
+      MPI_Initialized(&mpi_started);
+      const auto s = mpi_started != 0 ? exospec::pipeline::run_mpi(config, run_in, run_out, run_force, run_threads,
+                                                                   on_progress, MPI_COMM_WORLD)
+                                      : exospec::pipeline::run(config, run_in, run_out, run_force, run_threads,
+                                                               on_progress);
+#else
+      const auto s = exospec::pipeline::run(config, run_in, run_out, run_force, run_threads, on_progress);
+#endif
       const nlohmann::json report = run_report_json(s, run_in, run_out);
-      if (!run_report.empty()) write_report(run_report, report);
+      if (!run_report.empty() && mpi_rank() == 0) write_report(run_report, report);
       if (!run_quiet) print_run_summary(s, run_out);
     } else if (*rep) {
       if (parse_only) return 0;
@@ -646,6 +694,17 @@ int command(int argc, char** argv, Mode mode) {
     return kExitError;
   }
   return 0;
+  };
+  // Under mpirun, `run` runs on every rank (run_mpi); the other commands on
+  // rank 0 alone, whose exit code every rank returns.
+  if (!parse_only && !*runc && mpi_size() > 1) {
+#if EXOSPEC_HAVE_MPI
+    int code = mpi_rank() == 0 ? dispatch() : 0;
+    MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    return code;
+#endif
+  }
+  return dispatch();
 }
 
 }  // namespace exospec::cli

@@ -6,8 +6,15 @@ install(TARGETS exospec exospec_core exospec_kernels exospec_io exospec_pipeline
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# (The MPI headers only in the MPI build: they include mpi.h.)
+if(EXOSPEC_MPI)
+  set(_exospec_header_excludes "")
+else()
+  set(_exospec_header_excludes PATTERN parallel.hpp EXCLUDE PATTERN run_mpi.hpp EXCLUDE)
+endif()
 foreach(dir core kernels io pipeline)
-  install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+          ${_exospec_header_excludes})
 endforeach()
 install(FILES ${PROJECT_BINARY_DIR}/generated/exospec/version.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/exospec)

@@ -12,6 +12,7 @@ packages=(
   python3-h5py python3-numpy python3-scipy
   python3-dev pybind11-dev python3-pytest python3-matplotlib
   clang libclang-rt-14-dev
+  openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
 )
 
 missing=()

@@ -16,6 +16,9 @@
 #include <system_error>
 
 #include "h5.hpp"
+#if EXOSPEC_HAVE_MPI
+#include "exospec/io/parallel.hpp"
+#endif
 
 namespace exospec::io {
 
@@ -861,6 +864,21 @@ void FileWriter::commit() {
   impl_->committed = true;
 }
 
+void FileWriter::suspend() {
+  const Where w{impl_->path, ""};
+  check(H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL), w, "cannot flush output file");
+  impl_->datasets.clear();
+  if (impl_->file.close() < 0) h5::fail(w, "cannot close output file");
+}
+
+void FileWriter::resume() {
+  const Where w{impl_->path, ""};
+  if (impl_->file) return;
+  const Handle fapl = h5::create_access_plist(w);
+  impl_->file = h5::file_handle(H5Fopen(impl_->tmp.c_str(), H5F_ACC_RDWR, fapl.get()), w,
+                                "cannot open the temporary output " + impl_->tmp + " again");
+}
+
 #define EXOSPEC_INSTANTIATE_WRITE(T)                                                            \
   template void FileWriter::write_rows<T>(std::string_view, std::uint64_t, std::span<const T>); \
   template void FileWriter::write<T>(std::string_view, std::span<const T>);
@@ -873,3 +891,68 @@ EXOSPEC_INSTANTIATE_WRITE(double)
 #undef EXOSPEC_INSTANTIATE_WRITE
 
 }  // namespace exospec::io
+
+#if EXOSPEC_HAVE_MPI
+// ----------------------------------------------------------------------- ParallelRowWriter
+
+namespace exospec::io {
+
+struct ParallelRowWriter::Impl {
+  std::string path;
+  Handle file;
+  DatasetCache datasets;
+};
+
+ParallelRowWriter::ParallelRowWriter(const std::string& path, const std::string& temporary, MPI_Comm comm)
+    : impl_(std::make_unique<Impl>()) {
+  h5::initialize();
+  impl_->path = path;
+  const Where w{impl_->path, ""};
+  const Handle fapl = h5::create_access_plist(w);
+  check(H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL), w, "cannot set the MPI-IO driver");
+  // Metadata read by one rank and broadcast, and written collectively.
+  check(H5Pset_all_coll_metadata_ops(fapl.get(), true), w, "cannot set collective metadata reads");
+  check(H5Pset_coll_metadata_write(fapl.get(), true), w, "cannot set collective metadata writes");
+  impl_->file = h5::file_handle(H5Fopen(temporary.c_str(), H5F_ACC_RDWR, fapl.get()), w,
+                                "cannot open the temporary output " + temporary + " with MPI-IO");
+}
+
+ParallelRowWriter::~ParallelRowWriter() {
+  if (impl_) {
+    impl_->datasets.clear();
+    impl_->file.reset();
+  }
+}
+
+template <class T>
+void ParallelRowWriter::write_rows(std::string_view dataset, std::uint64_t row0, std::span<const T> data) {
+  const Where w{impl_->path, dataset};
+  const hid_t dset = impl_->datasets.get(impl_->file.get(), impl_->path, dataset);
+  RowSelection sel = select_rows(dset, row0, data.size(), w);
+  if (sel.rows == 0) {
+    // This rank takes part in the collective write with nothing selected.
+    check(H5Sselect_none(sel.file_space.get()), w, "cannot select no rows");
+    const hsize_t one = 1;
+    sel.memory_space = h5::space_handle(H5Screate_simple(1, &one, nullptr), w, "cannot create memory space");
+    check(H5Sselect_none(sel.memory_space.get()), w, "cannot select no rows");
+  }
+  const Handle dxpl = h5::transfer_plist(std::max<std::size_t>(data.size(), 1), w);
+  check(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE), w, "cannot set collective transfer");
+  static const T none{};
+  check(H5Dwrite(dset, h5::memory_type(DTypeOf<T>::value), sel.memory_space.get(), sel.file_space.get(),
+                 dxpl.get(), data.empty() ? &none : data.data()),
+        w, "cannot write rows (collective)");
+}
+
+void ParallelRowWriter::close() {
+  const Where w{impl_->path, ""};
+  impl_->datasets.clear();
+  if (impl_->file.close() < 0) h5::fail(w, "cannot close output file (MPI-IO)");
+}
+
+template void ParallelRowWriter::write_rows<std::uint8_t>(std::string_view, std::uint64_t, std::span<const std::uint8_t>);
+template void ParallelRowWriter::write_rows<float>(std::string_view, std::uint64_t, std::span<const float>);
+template void ParallelRowWriter::write_rows<double>(std::string_view, std::uint64_t, std::span<const double>);
+
+}  // namespace exospec::io
+#endif  // EXOSPEC_HAVE_MPI

@@ -134,6 +134,37 @@ const kernels::ProfileResult& ChannelProfiles::result(std::size_t s, std::size_t
   return impl_->results[s * impl_->names.size() + j];
 }
 
+void ChannelProfiles::start_at(std::size_t s) {
+  Impl& m = *impl_;
+  if (s > m.scans.size() || m.next != 0 || m.fitted != 0) {
+    throw std::invalid_argument("ChannelProfiles::start_at: not a fresh part's first scan");
+  }
+  const std::uint64_t row = s < m.scans.size() ? static_cast<std::uint64_t>(m.scans[s].first)
+                            : m.scans.empty()  ? 0
+                                               : static_cast<std::uint64_t>(m.scans.back().first + m.scans.back().count);
+  m.fitted = s;
+  m.first = m.next = row;
+}
+
+std::span<const kernels::ProfileResult> ChannelProfiles::results(std::size_t s0, std::size_t s1) const {
+  const Impl& m = *impl_;
+  const std::size_t L = m.names.size();
+  s1 = std::min(s1, m.fitted);
+  s0 = std::min(s0, s1);
+  return std::span<const kernels::ProfileResult>(m.results).subspan(s0 * L, (s1 - s0) * L);
+}
+
+void ChannelProfiles::adopt(std::span<const kernels::ProfileResult> r) {
+  Impl& m = *impl_;
+  const std::size_t L = m.names.size();
+  if (L == 0) return;
+  if (r.size() % L != 0 || m.fitted + r.size() / L > m.scans.size()) {
+    throw std::invalid_argument("ChannelProfiles::adopt: results are not whole scans that follow on");
+  }
+  std::copy(r.begin(), r.end(), m.results.begin() + static_cast<std::ptrdiff_t>(m.fitted * L));
+  m.fitted += r.size() / L;
+}
+
 void ChannelProfiles::add(std::uint64_t row0, std::span<const double> altitude_km,
                           std::span<const double> brightness, std::span<const double> sigma,
                           std::span<const std::uint8_t> status) {

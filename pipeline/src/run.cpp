@@ -92,7 +92,9 @@ RunSummary run_streamed(const RunConfig& config, const fs::path& input, const fs
     }
   }
   const detail::BlockPlan plan = detail::BlockPlan::make(config, N, 0, N, row_bytes, context);
-  detail::OutputWriter writer(w, config, work, plan, altitudes, summary);
+  detail::create_outputs(w, config, work, N);
+  detail::RowSinkOf<io::FileWriter> sink(w);
+  detail::OutputWriter writer(sink, config, work, plan, altitudes, summary);
   for (auto& cw : work) cw.allocate(config, plan.slot_rows);
 
   // HDF5 serialises its calls, so all of them stay on this thread (the I/O
@@ -104,7 +106,7 @@ RunSummary run_streamed(const RunConfig& config, const fs::path& input, const fs
   detail::BlockReader reader(in, work, plan, spare_core, summary);
   detail::StageRunner runner(config, work, plan, altitudes, scans, nthreads, summary);
   detail::run_blocks(plan, reader, runner, writer, spare_core, progress);
-  writer.write_profiles();
+  detail::write_profile_outputs(w, config, work, summary);
   summary.scans = scans.size();
 
   const auto t0 = Clock::now();

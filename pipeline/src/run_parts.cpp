@@ -317,11 +317,8 @@ void StageRunner::compute(int slot, std::uint64_t row0, bool profiles_here) {
 
 // ---- OutputWriter
 
-OutputWriter::OutputWriter(io::FileWriter& w, const RunConfig& config, std::vector<ChannelWork>& work,
-                           const BlockPlan& plan, std::span<const double> altitudes,
-                           RunSummary& summary)
-    : w_(w), config_(config), work_(work), plan_(plan), altitudes_(altitudes), summary_(summary) {
-  const std::uint64_t N = plan.spectra;
+void create_outputs(io::FileWriter& w, const RunConfig& config, std::vector<ChannelWork>& work,
+                    std::uint64_t N) {
   io::create_objects(w, io::schema::geometry_objects(), {N, 0, 0, 0});
   for (auto& cw : work) {
     const std::size_t P = cw.stages.pixels();
@@ -351,59 +348,66 @@ OutputWriter::OutputWriter(io::FileWriter& w, const RunConfig& config, std::vect
   }
 }
 
+OutputWriter::OutputWriter(RowSink& sink, const RunConfig& config, std::vector<ChannelWork>& work,
+                           const BlockPlan& plan, std::span<const double> altitudes,
+                           RunSummary& summary)
+    : sink_(sink), config_(config), work_(work), plan_(plan), altitudes_(altitudes), summary_(summary) {}
+
 void OutputWriter::write(int slot, std::uint64_t row0, std::span<const double> time) {
-  const std::size_t rows = plan_.rows(row0);
-  const std::size_t off = plan_.extent(row0).offset;
+  put(slot, row0, plan_.rows(row0), plan_.extent(row0).offset, time);
+}
+
+void OutputWriter::write_nothing() { put(0, 0, 0, 0, {}); }
+
+void OutputWriter::put(int slot, std::uint64_t row0, std::size_t rows, std::size_t off,
+                       std::span<const double> time) {
   const auto t_write = Clock::now();
-  w_.write_rows<double>("/geometry/time", row0, time);
-  w_.write_rows<double>("/geometry/tangent_altitude_km", row0, altitudes_.subspan(row0, rows));
+  sink_.rows("/geometry/time", row0, time);
+  sink_.rows("/geometry/tangent_altitude_km", row0, altitudes_.subspan(row0, rows));
   for (auto& cw : work_) {
     if (!config_.has_stage(Stage::kCalibrate)) break;
     auto& sl = cw.slots[slot];
     const std::size_t P = cw.stages.pixels();
     if (config_.writes(Stage::kCalibrate)) {
       const std::string grp = io::schema::calibrated_group(cw.stages.channel());
-      w_.write_rows<float>(grp + "/radiance", row0, std::span<const float>(sl.radiance).subspan(off * P, rows * P));
-      w_.write_rows<float>(grp + "/variance", row0, std::span<const float>(sl.variance).subspan(off * P, rows * P));
-      w_.write_rows<std::uint8_t>(grp + "/quality", row0,
-                                  std::span<const std::uint8_t>(sl.quality).subspan(off * P, rows * P));
+      sink_.rows(grp + "/radiance", row0, std::span<const float>(sl.radiance).subspan(off * P, rows * P));
+      sink_.rows(grp + "/variance", row0, std::span<const float>(sl.variance).subspan(off * P, rows * P));
+      sink_.rows(grp + "/quality", row0, std::span<const std::uint8_t>(sl.quality).subspan(off * P, rows * P));
     }
     if (cw.stages.has_denoise() && config_.writes(Stage::kDenoise)) {
       const std::string dg = io::schema::denoised_group(cw.stages.channel());
-      w_.write_rows<float>(dg + "/radiance", row0, std::span<const float>(sl.denoised).subspan(off * P, rows * P));
-      w_.write_rows<float>(dg + "/variance", row0,
-                           std::span<const float>(sl.denoised_variance).subspan(off * P, rows * P));
+      sink_.rows(dg + "/radiance", row0, std::span<const float>(sl.denoised).subspan(off * P, rows * P));
+      sink_.rows(dg + "/variance", row0, std::span<const float>(sl.denoised_variance).subspan(off * P, rows * P));
     }
     if (cw.stages.has_fit() && config_.writes(Stage::kFit)) {
       const std::size_t L = cw.stages.lines();
       const std::string fg = io::schema::fit_group(cw.stages.channel());
-      w_.write_rows<double>(fg + "/brightness", row0, std::span<const double>(sl.fit_b).subspan(off * L, rows * L));
-      w_.write_rows<double>(fg + "/brightness_sigma", row0,
-                            std::span<const double>(sl.fit_s).subspan(off * L, rows * L));
-      w_.write_rows<double>(fg + "/center_nm", row0, std::span<const double>(sl.fit_c).subspan(off * L, rows * L));
-      w_.write_rows<double>(fg + "/fwhm_nm", row0, std::span<const double>(sl.fit_w).subspan(off * L, rows * L));
-      w_.write_rows<float>(fg + "/chi2_reduced", row0, std::span<const float>(sl.fit_chi2).subspan(off * L, rows * L));
-      w_.write_rows<std::uint8_t>(fg + "/status", row0,
-                                  std::span<const std::uint8_t>(sl.fit_status).subspan(off * L, rows * L));
+      sink_.rows(fg + "/brightness", row0, std::span<const double>(sl.fit_b).subspan(off * L, rows * L));
+      sink_.rows(fg + "/brightness_sigma", row0, std::span<const double>(sl.fit_s).subspan(off * L, rows * L));
+      sink_.rows(fg + "/center_nm", row0, std::span<const double>(sl.fit_c).subspan(off * L, rows * L));
+      sink_.rows(fg + "/fwhm_nm", row0, std::span<const double>(sl.fit_w).subspan(off * L, rows * L));
+      sink_.rows(fg + "/chi2_reduced", row0, std::span<const float>(sl.fit_chi2).subspan(off * L, rows * L));
+      sink_.rows(fg + "/status", row0, std::span<const std::uint8_t>(sl.fit_status).subspan(off * L, rows * L));
     }
   }
   summary_.write_seconds += seconds_since(t_write);
 }
 
-void OutputWriter::write_profiles() {
+void write_profile_outputs(io::FileWriter& w, const RunConfig& config, std::vector<ChannelWork>& work,
+                           RunSummary& summary) {
   const auto t0 = Clock::now();
-  for (auto& cw : work_) {
+  for (auto& cw : work) {
     if (!cw.profiles) continue;
-    summary_.profile_seconds += cw.profiles->seconds();
-    if (config_.writes(Stage::kProfile)) pipeline::write_profiles(w_, *cw.profiles);
+    summary.profile_seconds += cw.profiles->seconds();
+    if (config.writes(Stage::kProfile)) pipeline::write_profiles(w, *cw.profiles);
     const std::size_t L = cw.profiles->line_names().size();
     for (std::size_t i = 0; i < cw.profiles->scans().size() * L; ++i) {
       const auto st = static_cast<std::size_t>(cw.profiles->result(i / L, i % L).status);
-      if (summary_.profile_status.size() <= st) summary_.profile_status.resize(st + 1, 0);
-      ++summary_.profile_status[st];
+      if (summary.profile_status.size() <= st) summary.profile_status.resize(st + 1, 0);
+      ++summary.profile_status[st];
     }
   }
-  summary_.write_seconds += seconds_since(t0);
+  summary.write_seconds += seconds_since(t0);
 }
 
 // ---- Provenance
@@ -446,27 +450,72 @@ void Provenance::finish(io::FileWriter& w) {
 // ---- the block loop
 
 void run_blocks(const BlockPlan& plan, BlockReader& reader, StageRunner& runner,
-                OutputWriter& writer, bool profiles_on_io, const RunProgress& progress) {
+                OutputWriter& writer, bool profiles_on_io, const RunProgress& progress,
+                BlockAgreement* agreement) {
   const std::uint64_t blocks = plan.blocks();
-  if (blocks == 0) return;
+  const std::uint64_t steps = agreement != nullptr ? std::max(agreement->steps, blocks) : blocks;
+  if (steps == 0) {
+    if (agreement != nullptr) agreement->agree(nullptr);
+    return;
+  }
   const std::uint64_t rows = plan.end - plan.first;
-  auto drain = [&](int slot, std::uint64_t row0) {
-    if (profiles_on_io) runner.add_profiles(slot, row0);
-    writer.write(slot, row0, reader.time(slot, row0));
-    if (progress) progress(row0 + plan.rows(row0) - plan.first, rows);
+  // This part's error, held to the next agreement (with one); else thrown.
+  std::exception_ptr error;
+  auto guarded = [&](auto&& f) {
+    if (agreement == nullptr) return f();
+    if (error) return;
+    try {
+      f();
+    } catch (...) {
+      error = std::current_exception();
+    }
   };
-  reader.read(0, plan.row0(0));
+  // Block k's write (a write of nothing past this part's last block).
+  auto drain = [&](std::uint64_t k) {
+    if (k >= blocks) {
+      if (agreement != nullptr) agreement->agree(error);
+      writer.write_nothing();
+      return;
+    }
+    const int slot = static_cast<int>(k % 2);
+    const std::uint64_t row0 = plan.row0(k);
+    guarded([&] {
+      if (profiles_on_io) runner.add_profiles(slot, row0);
+    });
+    // (The writes themselves are collective in an MPI run: not held.)
+    if (agreement != nullptr) agreement->agree(error);
+    writer.write(slot, row0, reader.time(slot, row0));
+    guarded([&] {
+      if (progress) progress(row0 + plan.rows(row0) - plan.first, rows);
+    });
+  };
+  guarded([&] { reader.read(0, plan.row0(0)); });
   // (If a read or write throws, ~ComputeThread waits for the running block
   // before the buffers it uses go away.)
   ComputeThread compute;
-  for (std::uint64_t k = 0; k < blocks; ++k) {
+  for (std::uint64_t k = 0; k < steps; ++k) {
     const int cur = static_cast<int>(k % 2);
-    compute.start([&, cur, k] { runner.compute(cur, plan.row0(k), !profiles_on_io); });
-    if (k > 0) drain(1 - cur, plan.row0(k - 1));
-    if (k + 1 < blocks) reader.read(1 - cur, plan.row0(k + 1));
-    compute.wait();
+    bool started = false;
+    if (k < blocks && !error) {
+      compute.start([&, cur, k] { runner.compute(cur, plan.row0(k), !profiles_on_io); });
+      started = true;
+    }
+    if (k > 0) drain(k - 1);
+    if (k + 1 < blocks) guarded([&] { reader.read(1 - cur, plan.row0(k + 1)); });
+    if (started) {
+      if (agreement == nullptr) {
+        compute.wait();
+      } else {
+        try {
+          compute.wait();
+        } catch (...) {
+          if (!error) error = std::current_exception();
+        }
+      }
+    }
   }
-  drain(static_cast<int>((blocks - 1) % 2), plan.row0(blocks - 1));
+  drain(steps - 1);
+  if (agreement != nullptr) agreement->agree(error);
 }
 
 }  // namespace exospec::pipeline::detail

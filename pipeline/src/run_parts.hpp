@@ -5,8 +5,9 @@
 //   BlockReader   reads a block's inputs into a slot (HDF5: the I/O thread);
 //   StageRunner   runs the stages on a slot (the compute thread) and feeds
 //                 the profile stage;
-//   OutputWriter  creates the output's objects and writes a slot's rows,
-//                 then the profiles (HDF5: the I/O thread);
+//   OutputWriter  writes a slot's rows (create_outputs makes the objects
+//                 first, write_profile_outputs adds /profile at the end;
+//                 HDF5: the I/O thread);
 //   Provenance    the root attributes, the input's SHA-256 computed beside
 //                 the run, and the last check that the input did not change;
 //   run_blocks    the double-buffered loop that drives the three: block k is
@@ -19,11 +20,13 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <future>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "exospec/error.hpp"
@@ -138,24 +141,63 @@ class StageRunner {
   std::array<std::vector<std::int64_t>, 2> scan_;
 };
 
-class OutputWriter {
+// Where OutputWriter's rows go: the run's FileWriter, or (MPI) the collective
+// io::ParallelRowWriter of every rank.
+class RowSink {
  public:
-  // Creates every object the configured products need (geometry, and per
-  // channel calibrated, denoised, fit) and writes the per-channel constants.
-  OutputWriter(io::FileWriter& w, const RunConfig& config, std::vector<ChannelWork>& work,
-               const BlockPlan& plan, std::span<const double> altitudes, RunSummary& summary);
-  void write(int slot, std::uint64_t row0, std::span<const double> time);
-  // After the last block: /profile (when written) and the profile statuses.
-  void write_profiles();
+  virtual ~RowSink() = default;
+  virtual void rows(std::string_view dataset, std::uint64_t row0, std::span<const double> data) = 0;
+  virtual void rows(std::string_view dataset, std::uint64_t row0, std::span<const float> data) = 0;
+  virtual void rows(std::string_view dataset, std::uint64_t row0, std::span<const std::uint8_t> data) = 0;
+};
+
+template <class Writer>
+class RowSinkOf final : public RowSink {
+ public:
+  explicit RowSinkOf(Writer& w) : w_(w) {}
+  void rows(std::string_view d, std::uint64_t row0, std::span<const double> v) override { put(d, row0, v); }
+  void rows(std::string_view d, std::uint64_t row0, std::span<const float> v) override { put(d, row0, v); }
+  void rows(std::string_view d, std::uint64_t row0, std::span<const std::uint8_t> v) override { put(d, row0, v); }
 
  private:
-  io::FileWriter& w_;
+  template <class T>
+  void put(std::string_view d, std::uint64_t row0, std::span<const T> v) {
+    w_.template write_rows<T>(d, row0, v);
+  }
+  Writer& w_;
+};
+
+// Creates every object of the output that the configured products need
+// (geometry, and per channel calibrated, denoised, fit) for N spectra, and
+// writes the per-channel constants. (The profile objects come at the end,
+// write_profile_outputs.)
+void create_outputs(io::FileWriter& w, const RunConfig& config, std::vector<ChannelWork>& work,
+                    std::uint64_t spectra);
+
+// Writes a slot's own rows into the objects create_outputs made.
+class OutputWriter {
+ public:
+  OutputWriter(RowSink& sink, const RunConfig& config, std::vector<ChannelWork>& work,
+               const BlockPlan& plan, std::span<const double> altitudes, RunSummary& summary);
+  void write(int slot, std::uint64_t row0, std::span<const double> time);
+  // The same calls with no rows (a collective write that this rank has no
+  // rows for).
+  void write_nothing();
+
+ private:
+  void put(int slot, std::uint64_t row0, std::size_t rows, std::size_t off, std::span<const double> time);
+  RowSink& sink_;
   const RunConfig& config_;
   std::vector<ChannelWork>& work_;
   const BlockPlan& plan_;
   std::span<const double> altitudes_;
   RunSummary& summary_;
 };
+
+// After the last block: /profile (when written) and the profile statuses
+// (every scan of each channel's profiles must be fitted).
+void write_profile_outputs(io::FileWriter& w, const RunConfig& config, std::vector<ChannelWork>& work,
+                           RunSummary& summary);
 
 class Provenance {
  public:
@@ -183,9 +225,26 @@ class Provenance {
 // or its removal, seen in its stamp).
 FileError input_changed(const std::filesystem::path& input, const std::string& how);
 
+// The parts of an MPI run agree before every collective write whether any
+// of them failed (run_mpi.cpp). agree(error) takes this part's error (or
+// none) and returns if no part failed; otherwise it throws on every part:
+// its own error where it failed, the first failing part's on the others.
+class BlockAgreement {
+ public:
+  virtual ~BlockAgreement() = default;
+  virtual void agree(std::exception_ptr error) = 0;
+  // The blocks that every part steps through (the most of any part): a
+  // part past its own last block takes part in the writes with no rows.
+  std::uint64_t steps = 0;
+};
+
 // The block loop. With profiles_on_io, the profile stage is fed on this (the
 // I/O) thread before each block is written, else by the compute thread.
+// Without an agreement, an error is thrown where it happens; with one (the
+// parts of an MPI run), it is held to the next agreement, where every part
+// stops together, and the loop ends with one more agreement.
 void run_blocks(const BlockPlan& plan, BlockReader& reader, StageRunner& runner,
-                OutputWriter& writer, bool profiles_on_io, const RunProgress& progress);
+                OutputWriter& writer, bool profiles_on_io, const RunProgress& progress,
+                BlockAgreement* agreement = nullptr);
 
 }  // namespace exospec::pipeline::detail

@@ -138,6 +138,13 @@ class FileWriter {
   // Flushes, closes and renames the temporary file to the target path.
   void commit();
 
+  // For another writer of the same temporary file (the MPI run's collective
+  // row writes, io/parallel.hpp): suspend() flushes and closes it, keeping it
+  // (this writer still removes it if destroyed without commit()); resume()
+  // opens it again for this writer's further writes and the commit().
+  void suspend();
+  void resume();
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -57,6 +57,17 @@ class ChannelProfiles {
   const kernels::ProfileResult& result(std::size_t s, std::size_t j) const noexcept;
   double seconds() const noexcept;  // time spent fitting
 
+  // A run over a part of the file (the ranks of an MPI run, each with whole
+  // scans): this part starts at scan `s`, whose first row the first add()
+  // starts at; the scans before it are taken from their parts by adopt().
+  void start_at(std::size_t s);
+  // The results of the fitted scans [s0, s1), S x L in order.
+  std::span<const kernels::ProfileResult> results(std::size_t s0, std::size_t s1) const;
+  // Another part's results of scans [fitted(), fitted() + r.size() / L),
+  // as it fitted them (in part order; the last part's own scans come last
+  // from its add()). Throws std::invalid_argument if they do not follow on.
+  void adopt(std::span<const kernels::ProfileResult> r);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
