@@ -3,7 +3,10 @@
 // non-zero exit.
 #include "command.hpp"
 
+#include <glob.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -15,7 +18,10 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <optional>
+#include <sstream>
+#include <thread>
 #include <string>
 
 #include "exospec/error.hpp"
@@ -448,9 +454,274 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+
+// ---- many files: `exospec run A.h5 B.h5 ... -O DIR`
+
+namespace fs = std::filesystem;
+
+// The inputs: each argument a file, or a glob pattern (quoted, for the
+// command to expand: lists longer than a shell allows) that is not itself a
+// file's name; then each line of --inputs-from (blank lines and # comments
+// skipped).
+std::vector<std::string> expand_inputs(const std::vector<std::string>& args, const std::string& list) {
+  std::vector<std::string> out;
+  auto add = [&](const std::string& a) {
+    std::error_code ec;
+    if (a.find_first_of("*?[") == std::string::npos || fs::exists(a, ec)) {
+      out.push_back(a);
+      return;
+    }
+    glob_t g{};
+    const int rc = glob(a.c_str(), 0, nullptr, &g);
+    if (rc == 0) {
+      for (std::size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+    }
+    globfree(&g);
+    if (rc == GLOB_NOMATCH) throw exospec::FileError(a, "", "no file matches this pattern");
+    if (rc != 0) throw exospec::FileError(a, "", "cannot expand this pattern");
+  };
+  for (const auto& a : args) add(a);
+  if (!list.empty()) {
+    std::ifstream f(list);
+    if (!f) throw exospec::FileError(list, "", "cannot read the list of inputs");
+    std::string line;
+    while (std::getline(f, line)) {
+      const auto b = line.find_first_not_of(" \t\r"), e = line.find_last_not_of(" \t\r");
+      if (b == std::string::npos || line[b] == '#') continue;
+      add(line.substr(b, e - b + 1));
+    }
+  }
+  if (out.empty()) throw exospec::ConfigError("run", "", "no input given");
+  return out;
+}
+
+struct ManyFiles {
+  std::vector<std::string> inputs;
+  std::string output_dir, config_file, report;
+  exospec::pipeline::RunConfig config;
+  std::vector<std::string> passed, passed_values;  // --stages/--channels/--products as given
+  int threads = 0, jobs = 1;
+  bool force = false, quiet = false;
+};
+
+struct FileOutcome {
+  bool ran = false, ok = false;
+  std::string error;  // the error line's text (without "exospec: error: ")
+  std::uint64_t spectra = 0;
+  double seconds = 0.0;
+};
+
+// One file in this process.
+FileOutcome run_one(const ManyFiles& m, const std::string& in, const std::string& out) {
+  FileOutcome o;
+  o.ran = true;
+  try {
+    const auto s = exospec::pipeline::run(m.config, in, out, m.force, m.threads,
+                                          [](std::uint64_t, std::uint64_t) {
+                                            if (g_signal != 0) throw Interrupted();
+                                          });
+    o.ok = true;
+    o.spectra = s.spectra;
+    o.seconds = s.seconds;
+  } catch (const Interrupted&) {
+    o.error = in + ": interrupted by signal " + std::to_string(static_cast<int>(g_signal)) + "; no output written";
+  } catch (const std::exception& e) {
+    o.error = printable(e.what());
+  }
+  return o;
+}
+
+// One file per child process (--jobs): `exospec run IN -o OUT -q` with the
+// same options; each child prints its own error line.
+void run_children(const ManyFiles& m, const std::vector<std::string>& outputs, std::vector<FileOutcome>& outcomes) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = m.threads > 0 ? m.threads : std::max(1, cores / m.jobs);
+  std::map<pid_t, std::size_t> running;
+  std::size_t next = 0;
+  // Each child's JSON report (for its spectra), in a folder of our own.
+  char folder[] = "/tmp/exospec-jobs-XXXXXX";
+  const bool reports = mkdtemp(folder) != nullptr;
+  auto report_of = [&](std::size_t i) { return std::string(folder) + "/" + std::to_string(i) + ".json"; };
+  auto spawn = [&](std::size_t i) {
+    std::vector<std::string> args = {"exospec", "run", m.inputs[i], "-o", outputs[i], "-q", "--threads",
+                                     std::to_string(threads)};
+    if (!m.config_file.empty()) args.insert(args.end(), {"--config", m.config_file});
+    for (std::size_t k = 0; k < m.passed.size(); ++k) args.insert(args.end(), {m.passed[k], m.passed_values[k]});
+    if (m.force) args.emplace_back("-f");
+    if (reports) args.insert(args.end(), {"--json-report", report_of(i)});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    outcomes[i].ran = true;
+    if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0) {
+      outcomes[i].error = m.inputs[i] + ": cannot start a process for it";
+      return;
+    }
+    running[pid] = i;
+  };
+  while (next < m.inputs.size() || !running.empty()) {
+    while (g_signal == 0 && next < m.inputs.size() && static_cast<int>(running.size()) < m.jobs) spawn(next++);
+    if (running.empty()) break;
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) {
+        for (const auto& [p, i] : running) kill(p, g_signal != 0 ? static_cast<int>(g_signal) : SIGTERM);
+        continue;
+      }
+      break;
+    }
+    const auto it = running.find(pid);
+    if (it == running.end()) continue;
+    FileOutcome& o = outcomes[it->second];
+    o.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!o.ok) {
+      o.error = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                    : "exit code " + std::to_string(WEXITSTATUS(status));
+    } else if (reports) {
+      std::ifstream f(report_of(it->second));
+      const auto j = nlohmann::json::parse(f, nullptr, false);
+      if (!j.is_discarded() && j.contains("spectra")) o.spectra = j["spectra"].get<std::uint64_t>();
+    }
+    running.erase(it);
+  }
+  if (reports) {
+    std::error_code ec;
+    fs::remove_all(folder, ec);
+  }
+}
+
+int run_many(const ManyFiles& m) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int rank = mpi_rank(), size = mpi_size();
+  if (m.jobs > 1 && size > 1) throw exospec::ConfigError("--jobs", "", "is for the serial run; under mpirun the ranks share the files");
+  // Each output is named as its input, in the folder.
+  std::error_code ec;
+  if (rank == 0 && !fs::is_directory(m.output_dir, ec)) {
+    if (fs::exists(m.output_dir, ec)) throw exospec::FileError(m.output_dir, "", "is not a directory");
+    fs::create_directories(m.output_dir, ec);
+    if (ec) throw exospec::FileError(m.output_dir, "", "cannot make the output folder: " + ec.message());
+  }
+  std::vector<std::string> outputs;
+  std::map<std::string, std::string> by_name;
+  for (const auto& in : m.inputs) {
+    const std::string name = fs::path(in).filename().string();
+    if (const auto [it, fresh] = by_name.emplace(name, in); !fresh) {
+      throw exospec::FileError(in, "", "its output would have the same name as that of " + it->second + " in " + m.output_dir);
+    }
+    outputs.push_back((fs::path(m.output_dir) / name).string());
+  }
+  if (!m.report.empty()) check_report_path(m.report, m.inputs[0], outputs[0]);
+#if EXOSPEC_HAVE_MPI
+  if (size > 1) MPI_Barrier(MPI_COMM_WORLD);  // (the folder exists)
+#endif
+
+  std::vector<FileOutcome> outcomes(m.inputs.size());
+  if (m.jobs > 1) {
+    run_children(m, outputs, outcomes);
+  } else {
+    // In this process: file i on rank i mod R (all of them without MPI),
+    // one after another, each with every thread of the rank.
+    for (std::size_t i = static_cast<std::size_t>(rank); i < m.inputs.size(); i += static_cast<std::size_t>(size)) {
+      if (g_signal != 0) break;
+      outcomes[i] = run_one(m, m.inputs[i], outputs[i]);
+      if (size == 1 && !outcomes[i].ok) std::fprintf(stderr, "exospec: error: %s\n", outcomes[i].error.c_str());
+    }
+  }
+#if EXOSPEC_HAVE_MPI
+  if (size > 1) {
+    // Every rank's outcomes to rank 0, which prints the error lines.
+    std::ostringstream text;
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+      const auto& o = outcomes[i];
+      if (!o.ran) continue;
+      text << i << '\t' << o.ok << '\t' << o.spectra << '\t' << o.seconds << '\t' << o.error << '\n';
+    }
+    const std::string mine = text.str();
+    const int n = static_cast<int>(mine.size());
+    std::vector<int> counts(static_cast<std::size_t>(size)), displs(static_cast<std::size_t>(size));
+    MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+    std::string all;
+    if (rank == 0) {
+      int total = 0;
+      for (std::size_t r = 0; r < counts.size(); ++r) {
+        displs[r] = total;
+        total += counts[r];
+      }
+      all.resize(static_cast<std::size_t>(total));
+    }
+    MPI_Gatherv(mine.data(), n, MPI_CHAR, all.data(), counts.data(), displs.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
+    int sig = static_cast<int>(g_signal);
+    MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (g_signal == 0) g_signal = sig;
+    if (rank == 0) {
+      std::istringstream lines(all);
+      std::string line;
+      while (std::getline(lines, line)) {
+        std::istringstream f(line);
+        std::string idx, ok, spectra, seconds, error;
+        std::getline(f, idx, '\t');
+        std::getline(f, ok, '\t');
+        std::getline(f, spectra, '\t');
+        std::getline(f, seconds, '\t');
+        std::getline(f, error);
+        auto& o = outcomes[std::stoul(idx)];
+        o.ran = true;
+        o.ok = ok == "1";
+        o.spectra = std::stoull(spectra);
+        o.seconds = std::stod(seconds);
+        o.error = error;
+      }
+      for (const auto& o : outcomes) {
+        if (o.ran && !o.ok) std::fprintf(stderr, "exospec: error: %s\n", o.error.c_str());
+      }
+    }
+  }
+#endif
+  std::size_t written = 0, failed = 0, skipped = 0;
+  std::uint64_t spectra = 0;
+  for (const auto& o : outcomes) {
+    written += o.ok;
+    failed += o.ran && !o.ok;
+    skipped += !o.ran;
+    spectra += o.spectra;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (rank == 0 && !m.report.empty()) {
+    nlohmann::json j;
+    j["output_dir"] = m.output_dir;
+    j["written"] = written;
+    j["failed"] = failed;
+    j["not_run"] = skipped;
+    j["spectra"] = spectra;
+    j["seconds"] = seconds;
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+      nlohmann::json f;
+      f["input"] = m.inputs[i];
+      f["output"] = outputs[i];
+      f["status"] = outcomes[i].ok ? "written" : outcomes[i].ran ? "failed" : "not run";
+      if (outcomes[i].ran && !outcomes[i].ok) f["error"] = outcomes[i].error;
+      if (outcomes[i].ok) f["spectra"] = outcomes[i].spectra;
+      j["files"].push_back(f);
+    }
+    write_report(m.report, j);
+  }
+  if (rank == 0 && (!m.quiet || failed > 0 || skipped > 0)) {
+    std::fprintf(stderr, "run: %zu of %zu files written to %s (%llu spectra) in %.2f s", written, outcomes.size(),
+                 m.output_dir.c_str(), static_cast<unsigned long long>(spectra), seconds);
+    if (failed > 0) std::fprintf(stderr, "; %zu failed", failed);
+    if (skipped > 0) std::fprintf(stderr, "; %zu not run (interrupted)", skipped);
+    std::fprintf(stderr, "\n");
+  }
+  if (g_signal != 0) return 128 + static_cast<int>(g_signal);
+  return static_cast<int>(std::min<std::size_t>(failed, 125));
+}
+
 }  // namespace
 
 namespace exospec::cli {
+
 
 int command(int argc, char** argv, Mode mode) {
   const bool parse_only = mode == Mode::kParseOnly;
@@ -490,11 +761,23 @@ int command(int argc, char** argv, Mode mode) {
 
   // run
   auto* runc = app.add_subcommand("run", "Calibrate, denoise and fit an input file into an output file");
-  std::string run_in, run_out, run_stages, run_channels, run_config, run_report;
-  int run_threads = 0;
+  std::string run_in, run_out, run_stages, run_channels, run_config, run_report, run_outdir, run_list;
+  std::vector<std::string> run_inputs;
+  int run_threads = 0, run_jobs = 1;
   bool run_force = false, run_quiet = false;
-  runc->add_option("input", run_in, "Input HDF5 file (never modified)")->required();
-  runc->add_option("-o,--output", run_out, "Output HDF5 file")->required();
+  runc->add_option("input", run_inputs,
+                   "Input HDF5 file(s), never modified; with --output-dir, several files or quoted glob "
+                   "patterns ('orbit_*.h5')");
+  auto* o_out = runc->add_option("-o,--output", run_out, "Output HDF5 file (one input)");
+  auto* o_outdir = runc->add_option("-O,--output-dir", run_outdir,
+                                    "Folder for one output per input, each named as its input (made if missing)");
+  o_out->excludes(o_outdir);
+  runc->add_option("--inputs-from", run_list, "A file listing inputs (or patterns), one per line (with -O)")
+      ->check(CLI::ExistingFile);
+  runc->add_option("--jobs", run_jobs,
+                   "With -O: files run at once, each in its own process (serial build; under mpirun the "
+                   "ranks share the files)")
+      ->check(CLI::Range(1, 1024));
   auto* o_stages = runc->add_option("--stages", run_stages,
                                     "Comma-separated stages, in pipeline order: calibrate,denoise,fit,profile");
   auto* o_run_channels = runc->add_option("--channels", run_channels, "Comma-separated: euv,fuv");
@@ -606,6 +889,34 @@ int command(int argc, char** argv, Mode mode) {
         config.source = "--products";
       }
       config.validate();
+      if (!*o_outdir) {
+        if (!*o_out) throw exospec::ConfigError("run", "", "give the output: -o OUT (or -O DIR for one output per input)");
+        if (run_inputs.size() != 1 || !run_list.empty()) {
+          throw exospec::ConfigError("-o", "", "takes one input; for several, give an output folder with -O DIR");
+        }
+        if (run_jobs != 1) throw exospec::ConfigError("--jobs", "", "is for several inputs (-O DIR)");
+        run_in = run_inputs[0];
+      }
+      if (*o_outdir) {
+        ManyFiles many;
+        many.inputs = expand_inputs(run_inputs, run_list);
+        many.output_dir = run_outdir;
+        many.config = config;
+        many.threads = run_threads;
+        many.jobs = run_jobs;
+        many.force = run_force;
+        many.quiet = run_quiet;
+        many.report = run_report;
+        for (auto* o : {o_stages, o_run_channels, o_products}) {
+          if (*o) many.passed.push_back(o->get_name(false, true));
+        }
+        if (*o_stages) many.passed_values.push_back(run_stages);
+        if (*o_run_channels) many.passed_values.push_back(run_channels);
+        if (*o_products) many.passed_values.push_back(run_products);
+        many.config_file = run_config;
+        if (parse_only) return 0;
+        return run_many(many);
+      }
       if (!run_report.empty()) check_report_path(run_report, run_in, run_out);
       if (parse_only) return 0;
       const Progress progress("run", !run_quiet);

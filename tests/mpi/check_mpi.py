@@ -140,6 +140,30 @@ if r.returncode == 0 or len(lines) != 1 or "absent.h5" not in lines[0] or glob.g
     failures.append(f"missing input: exit {r.returncode}, {r.stderr!r}")
 print(f"missing input: exit {r.returncode}: {lines[0] if lines else ''}")
 
+# ---- many files across the ranks: each output equals its serial run's
+many = []
+for i in range(3):
+    p = os.path.join(work, f"orbit_{i}.h5")
+    subprocess.run([serial, "simulate", "-o", p, "--spectra", "150", "--seed", str(60 + i), "--quiet"], check=True)
+    many.append(p)
+refs = {}
+for p in many:
+    refs[p] = os.path.join(work, "ref_" + os.path.basename(p))
+    subprocess.run([serial, "run", p, "-o", refs[p], "-q", "--threads", "1"], check=True, env=env)
+outdir = os.path.join(work, "many_out")
+r = mpi(2, "run", many[0], damaged, many[1], many[2], "-O", outdir, "--threads", "1")
+lines = [l for l in r.stderr.splitlines() if l.startswith("exospec")]
+summary = [l for l in r.stderr.splitlines() if l.startswith("run: ")]
+if r.returncode == 0 or len(lines) != 1 or "damaged.h5" not in lines[0] or not summary or "3 of 4" not in summary[0]:
+    failures.append(f"many files R=2: exit {r.returncode}, {r.stderr!r}")
+for p in many:
+    o = os.path.join(outdir, os.path.basename(p))
+    if not os.path.exists(o):
+        failures.append(f"many files R=2: {o} missing")
+    else:
+        failures += compare(refs[p], o, f"many files R=2 {os.path.basename(p)}")
+print(f"many files R=2: exit {r.returncode}: {summary[0] if summary else r.stderr!r}")
+
 # ---- interrupted: SIGINT to mpirun while the ranks write
 big = os.path.join(work, "big.h5")
 subprocess.run([serial, "simulate", "-o", big, "--spectra", "12000", "--seed", "4", "--quiet"], check=True)
