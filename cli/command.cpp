@@ -865,9 +865,19 @@ int command(int argc, char** argv, Mode mode) {
         return 0;
       }
       const Progress progress("simulate", !sim_quiet);
+      const auto on_progress = [&](std::uint64_t d, std::uint64_t t) { progress(d, t); };
+#if EXOSPEC_HAVE_MPI
+      int mpi_started = 0;
+      MPI_Initialized(&mpi_started);
       const auto summary =
-          exospec::pipeline::simulate(config, catalogue, sim_out, sim_force, sim_threads,
-                                      [&](std::uint64_t d, std::uint64_t t) { progress(d, t); });
+          mpi_started != 0
+              ? exospec::pipeline::simulate_mpi(config, catalogue, sim_out, sim_force, sim_threads, on_progress,
+                                                MPI_COMM_WORLD)
+              : exospec::pipeline::simulate(config, catalogue, sim_out, sim_force, sim_threads, on_progress);
+#else
+      const auto summary =
+          exospec::pipeline::simulate(config, catalogue, sim_out, sim_force, sim_threads, on_progress);
+#endif
       if (!sim_quiet) {
         std::fprintf(stderr, "simulate: wrote %s: %llu spectra x", sim_out.c_str(),
                      static_cast<unsigned long long>(summary.spectra));
@@ -1006,9 +1016,10 @@ int command(int argc, char** argv, Mode mode) {
   }
   return 0;
   };
-  // Under mpirun, `run` runs on every rank (run_mpi); the other commands on
-  // rank 0 alone, whose exit code every rank returns.
-  if (!parse_only && !*runc && mpi_size() > 1) {
+  // Under mpirun, `run` and `simulate` run on every rank (run_mpi,
+  // simulate_mpi); the other commands on rank 0 alone, whose exit code every
+  // rank returns.
+  if (!parse_only && !*runc && !*sim && mpi_size() > 1) {
 #if EXOSPEC_HAVE_MPI
     int code = mpi_rank() == 0 ? dispatch() : 0;
     MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD);

@@ -951,6 +951,7 @@ void ParallelRowWriter::close() {
 }
 
 template void ParallelRowWriter::write_rows<std::uint8_t>(std::string_view, std::uint64_t, std::span<const std::uint8_t>);
+template void ParallelRowWriter::write_rows<std::uint32_t>(std::string_view, std::uint64_t, std::span<const std::uint32_t>);
 template void ParallelRowWriter::write_rows<float>(std::string_view, std::uint64_t, std::span<const float>);
 template void ParallelRowWriter::write_rows<double>(std::string_view, std::uint64_t, std::span<const double>);
 

@@ -27,6 +27,7 @@
 #include "exospec/io/hash.hpp"
 #include "exospec/io/input_file.hpp"
 #include "exospec/io/parallel.hpp"
+#include "mpi_agreement.hpp"
 #include "run_parts.hpp"
 
 namespace exospec::pipeline {
@@ -34,66 +35,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-std::string describe(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-    return "unknown error";
-  }
-}
-
-void bcast_string(std::string& s, int root, MPI_Comm comm) {
-  unsigned long long n = s.size();
-  MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, root, comm);
-  s.resize(static_cast<std::size_t>(n));
-  if (n > 0) MPI_Bcast(s.data(), static_cast<int>(n), MPI_CHAR, root, comm);
-}
-
-class Agreement final : public detail::BlockAgreement {
- public:
-  explicit Agreement(MPI_Comm comm) : comm_(comm) {
-    MPI_Comm_rank(comm, &rank_);
-    MPI_Comm_size(comm, &size_);
-  }
-  void agree(std::exception_ptr error) override {
-    int mine = error ? rank_ : size_, first = size_;
-    // Waited for without spinning: a rank here waits for the slower ones,
-    // whose compute threads would share its cores with MPI's busy polling
-    // (2 ranks on 2 cores: 1.3 s of CPU spent polling in a 2 s run).
-    MPI_Request request;
-    MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm_, &request);
-    int done = 0;
-    for (int idle = 0;; ++idle) {
-      MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-      if (done != 0) break;
-      std::this_thread::sleep_for(std::chrono::microseconds(idle < 50 ? 10 : 200));
-    }
-    if (first == size_) return;
-    std::string message;
-    if (rank_ == first) message = describe(error);
-    bcast_string(message, first, comm_);
-    if (error) std::rethrow_exception(error);
-    throw RankFailed(first, message);
-  }
-  // Runs f, then agrees on whether it (or any rank's) failed.
-  template <class F>
-  void phase(F&& f) {
-    std::exception_ptr error;
-    try {
-      f();
-    } catch (...) {
-      error = std::current_exception();
-    }
-    agree(error);
-  }
-
- private:
-  MPI_Comm comm_;
-  int rank_ = 0, size_ = 1;
-};
 
 // The R parts of the file's N rows: part r is rows [row[r], row[r + 1]). With
 // at_scans they start at scan starts (part r: scans [scan[r], scan[r + 1])),
@@ -190,7 +131,7 @@ RunSummary run_parts(const RunConfig& config, const fs::path& input, const fs::p
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
-  Agreement agreement(comm);
+  detail::Agreement agreement(comm);
   RunSummary summary;
   summary.quality_bit_pixels.assign(8, 0);
 
@@ -272,7 +213,7 @@ RunSummary run_parts(const RunConfig& config, const fs::path& input, const fs::p
       temporary = w->temporary_path();
     }
   });
-  bcast_string(temporary, 0, comm);
+  detail::bcast_string(temporary, 0, comm);
 
   // ---- 2. the rows, written collectively
   std::optional<io::ParallelRowWriter> pw;

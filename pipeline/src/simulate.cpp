@@ -1,6 +1,13 @@
 #include "exospec/pipeline/simulate.hpp"
+#if EXOSPEC_HAVE_MPI
+#include "exospec/io/parallel.hpp"
+#include "exospec/pipeline/run_mpi.hpp"
+#include "mpi_agreement.hpp"
+#endif
 
 #include <omp.h>
+
+#include <optional>
 
 #include <algorithm>
 #include <chrono>
@@ -222,23 +229,24 @@ void ChannelSimulator::generate(std::uint64_t i, const Pointing& where, const Sp
   }
 }
 
-SimulationSummary simulate(const SimulationConfig& config, const LineCatalogue& catalogue,
-                           const std::filesystem::path& output, bool overwrite, int threads,
-                           const ProgressCallback& progress) {
-  config.validate(catalogue);
-  const auto t_start = std::chrono::steady_clock::now();
-  // Channels in contract order.
+namespace {
+
+// The channels' simulators, in contract order.
+std::vector<ChannelSimulator> make_simulators(const SimulationConfig& config, const LineCatalogue& catalogue) {
   std::vector<ChannelSimulator> sims;
   for (auto ch : io::schema::kChannels) {
     if (std::find(config.channels.begin(), config.channels.end(), ch) != config.channels.end()) {
       sims.emplace_back(config, ch, catalogue.channel(ch));
     }
   }
-  const std::uint64_t N = config.spectra;
-  io::WriteOptions options;
-  options.deflate_level = config.deflate_level;
-  io::FileWriter w(output, options, overwrite);
+  return sims;
+}
 
+// Every object of the file, the root attributes and the per-channel
+// constants (calibration, truth of the lines and profiles).
+void create_simulation_objects(io::FileWriter& w, const SimulationConfig& config,
+                               const std::vector<ChannelSimulator>& sims) {
+  const std::uint64_t N = config.spectra;
   io::write_root_attributes(w, config.to_toml());
   w.set_attribute("/", "generator", std::string_view("exospec simulate"));
   w.set_attribute("/", "preset", preset_name(config.preset));
@@ -269,71 +277,109 @@ SimulationSummary simulate(const SimulationConfig& config, const LineCatalogue& 
     const double fwhm = sim.model().lsf_fwhm_nm;
     w.write<double>(truth + "/lsf_fwhm_nm", std::span<const double>(&fwhm, 1));
   }
+}
 
-  // Per-block buffers (one block of rows of every channel) and per-thread work.
-  const std::size_t block = static_cast<std::size_t>(std::min<std::uint64_t>(config.block_rows, N));
-  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
+// One block of rows of every channel, and per-thread work. Each spectrum
+// comes from its own random streams (keyed by its row), so a block's rows do
+// not depend on where the block starts, nor on the thread count.
+class SimulationBlocks {
+ public:
+  SimulationBlocks(const SimulationConfig& config, const std::vector<ChannelSimulator>& sims, std::size_t block,
+                   int threads)
+      : config_(config), sims_(sims), threads_(threads), buf_(sims.size()), times_(block), altitudes_(block) {
+    std::size_t max_p = 0;
+    for (std::size_t c = 0; c < sims.size(); ++c) {
+      const std::size_t P = sims[c].pixels(), L = sims[c].lines();
+      max_p = std::max(max_p, P);
+      buf_[c].counts.resize(block * P);
+      buf_[c].hits.resize(block * P);
+      buf_[c].radiance.resize(block * P);
+      buf_[c].brightness.resize(block * L);
+      buf_[c].exposure.assign(block, config.exposure_s);
+      buf_[c].temperature.resize(block);
+    }
+    work_.assign(static_cast<std::size_t>(threads), std::vector<double>(max_p));
+  }
+
+  void generate(std::uint64_t row0, std::size_t rows) {
+    const auto n_rows = static_cast<std::int64_t>(rows);
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (std::int64_t r = 0; r < n_rows; ++r) {
+      const std::uint64_t i = row0 + static_cast<std::uint64_t>(r);
+      const Pointing where = pointing(config_, i);
+      const auto ri = static_cast<std::size_t>(r);
+      times_[ri] = where.time_s;
+      altitudes_[ri] = where.tangent_altitude_km;
+      auto& ws = work_[static_cast<std::size_t>(omp_get_thread_num())];
+      for (std::size_t c = 0; c < sims_.size(); ++c) {
+        const std::size_t P = sims_[c].pixels(), L = sims_[c].lines();
+        ChannelSimulator::Spectrum s{
+            std::span(buf_[c].counts).subspan(ri * P, P), std::span(buf_[c].hits).subspan(ri * P, P),
+            std::span(buf_[c].radiance).subspan(ri * P, P),
+            std::span(buf_[c].brightness).subspan(ri * L, L), &buf_[c].temperature[ri]};
+        sims_[c].generate(i, where, s, std::span(ws).first(P));
+      }
+    }
+  }
+
+  // The block's rows (none: a collective write this rank has no rows for).
+  template <class Writer>
+  void write(Writer& w, std::uint64_t row0, std::size_t rows) const {
+    w.template write_rows<double>("/geometry/time", row0, std::span<const double>(times_).first(rows));
+    w.template write_rows<double>("/geometry/tangent_altitude_km", row0,
+                                  std::span<const double>(altitudes_).first(rows));
+    for (std::size_t c = 0; c < sims_.size(); ++c) {
+      const std::string& ch = sims_[c].channel();
+      const std::size_t P = sims_[c].pixels(), L = sims_[c].lines();
+      const std::string raw = io::schema::raw_group(ch), truth = io::schema::truth_group(ch);
+      const Buffers& b = buf_[c];
+      w.template write_rows<std::uint32_t>(raw + "/counts", row0, std::span<const std::uint32_t>(b.counts).first(rows * P));
+      w.template write_rows<double>(raw + "/exposure_s", row0, std::span<const double>(b.exposure).first(rows));
+      w.template write_rows<float>(raw + "/detector_temperature", row0,
+                                   std::span<const float>(b.temperature).first(rows));
+      w.template write_rows<double>(truth + "/line_brightness", row0,
+                                    std::span<const double>(b.brightness).first(rows * L));
+      w.template write_rows<double>(truth + "/radiance", row0, std::span<const double>(b.radiance).first(rows * P));
+      w.template write_rows<std::uint32_t>(truth + "/particle_hit_counts", row0,
+                                           std::span<const std::uint32_t>(b.hits).first(rows * P));
+    }
+  }
+
+ private:
   struct Buffers {
     std::vector<std::uint32_t> counts, hits;
     std::vector<double> radiance, brightness, exposure;
     std::vector<float> temperature;
   };
-  std::vector<Buffers> buf(sims.size());
-  std::size_t max_p = 0;
-  for (std::size_t c = 0; c < sims.size(); ++c) {
-    const std::size_t P = sims[c].pixels(), L = sims[c].lines();
-    max_p = std::max(max_p, P);
-    buf[c].counts.resize(block * P);
-    buf[c].hits.resize(block * P);
-    buf[c].radiance.resize(block * P);
-    buf[c].brightness.resize(block * L);
-    buf[c].exposure.assign(block, config.exposure_s);
-    buf[c].temperature.resize(block);
-  }
-  std::vector<std::vector<double>> work(static_cast<std::size_t>(nthreads),
-                                        std::vector<double>(max_p));
-  std::vector<double> times(block), altitudes(block);
+  const SimulationConfig& config_;
+  const std::vector<ChannelSimulator>& sims_;
+  int threads_;
+  std::vector<Buffers> buf_;
+  std::vector<std::vector<double>> work_;
+  std::vector<double> times_, altitudes_;
+};
 
+}  // namespace
+
+SimulationSummary simulate(const SimulationConfig& config, const LineCatalogue& catalogue,
+                           const std::filesystem::path& output, bool overwrite, int threads,
+                           const ProgressCallback& progress) {
+  config.validate(catalogue);
+  const auto t_start = std::chrono::steady_clock::now();
+  const std::vector<ChannelSimulator> sims = make_simulators(config, catalogue);
+  const std::uint64_t N = config.spectra;
+  io::WriteOptions options;
+  options.deflate_level = config.deflate_level;
+  io::FileWriter w(output, options, overwrite);
+  create_simulation_objects(w, config, sims);
+
+  const std::size_t block = static_cast<std::size_t>(std::min<std::uint64_t>(config.block_rows, N));
+  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
+  SimulationBlocks blocks(config, sims, block, nthreads);
   for (std::uint64_t row0 = 0; row0 < N; row0 += block) {
     const std::size_t rows = static_cast<std::size_t>(std::min<std::uint64_t>(block, N - row0));
-    const auto n_rows = static_cast<std::int64_t>(rows);
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (std::int64_t r = 0; r < n_rows; ++r) {
-      const std::uint64_t i = row0 + static_cast<std::uint64_t>(r);
-      const Pointing where = pointing(config, i);
-      const auto ri = static_cast<std::size_t>(r);
-      times[ri] = where.time_s;
-      altitudes[ri] = where.tangent_altitude_km;
-      auto& ws = work[static_cast<std::size_t>(omp_get_thread_num())];
-      for (std::size_t c = 0; c < sims.size(); ++c) {
-        const std::size_t P = sims[c].pixels(), L = sims[c].lines();
-        ChannelSimulator::Spectrum s{
-            std::span(buf[c].counts).subspan(ri * P, P), std::span(buf[c].hits).subspan(ri * P, P),
-            std::span(buf[c].radiance).subspan(ri * P, P),
-            std::span(buf[c].brightness).subspan(ri * L, L), &buf[c].temperature[ri]};
-        sims[c].generate(i, where, s, std::span(ws).first(P));
-      }
-    }
-    w.write_rows<double>("/geometry/time", row0, std::span<const double>(times).first(rows));
-    w.write_rows<double>("/geometry/tangent_altitude_km", row0,
-                         std::span<const double>(altitudes).first(rows));
-    for (std::size_t c = 0; c < sims.size(); ++c) {
-      const std::string& ch = sims[c].channel();
-      const std::size_t P = sims[c].pixels(), L = sims[c].lines();
-      const std::string raw = io::schema::raw_group(ch), truth = io::schema::truth_group(ch);
-      w.write_rows<std::uint32_t>(raw + "/counts", row0,
-                                  std::span<const std::uint32_t>(buf[c].counts).first(rows * P));
-      w.write_rows<double>(raw + "/exposure_s", row0,
-                           std::span<const double>(buf[c].exposure).first(rows));
-      w.write_rows<float>(raw + "/detector_temperature", row0,
-                          std::span<const float>(buf[c].temperature).first(rows));
-      w.write_rows<double>(truth + "/line_brightness", row0,
-                           std::span<const double>(buf[c].brightness).first(rows * L));
-      w.write_rows<double>(truth + "/radiance", row0,
-                           std::span<const double>(buf[c].radiance).first(rows * P));
-      w.write_rows<std::uint32_t>(truth + "/particle_hit_counts", row0,
-                                  std::span<const std::uint32_t>(buf[c].hits).first(rows * P));
-    }
+    blocks.generate(row0, rows);
+    blocks.write(w, row0, rows);
     if (progress) progress(row0 + rows, N);
   }
   w.commit();
@@ -345,5 +391,76 @@ SimulationSummary simulate(const SimulationConfig& config, const LineCatalogue& 
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   return summary;
 }
+
+#if EXOSPEC_HAVE_MPI
+SimulationSummary simulate_mpi(const SimulationConfig& config, const LineCatalogue& catalogue,
+                               const std::filesystem::path& output, bool overwrite, int threads,
+                               const ProgressCallback& progress, MPI_Comm comm) {
+  const auto t_start = std::chrono::steady_clock::now();
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  detail::Agreement agreement(comm);
+  std::vector<ChannelSimulator> sims;
+  std::optional<io::FileWriter> w;
+  std::string temporary;
+  const std::uint64_t N = config.spectra;
+  // 1. rank 0 creates the file's objects and closes it for now.
+  agreement.phase([&] {
+    config.validate(catalogue);
+    sims = make_simulators(config, catalogue);
+    if (rank == 0) {
+      io::WriteOptions options;
+      options.deflate_level = config.deflate_level;
+      w.emplace(output, options, overwrite);
+      create_simulation_objects(*w, config, sims);
+      w->suspend();
+      temporary = w->temporary_path();
+    }
+  });
+  detail::bcast_string(temporary, 0, comm);
+  // 2. every rank its contiguous rows, block by block, written collectively.
+  std::optional<io::ParallelRowWriter> pw;
+  agreement.phase([&] { pw.emplace(output.string(), temporary, comm); });
+  {
+    const std::uint64_t first = N / static_cast<std::uint64_t>(size) * static_cast<std::uint64_t>(rank) +
+                                N % static_cast<std::uint64_t>(size) * static_cast<std::uint64_t>(rank) /
+                                    static_cast<std::uint64_t>(size);
+    const std::uint64_t end = rank + 1 == size ? N
+                              : N / static_cast<std::uint64_t>(size) * static_cast<std::uint64_t>(rank + 1) +
+                                    N % static_cast<std::uint64_t>(size) * static_cast<std::uint64_t>(rank + 1) /
+                                        static_cast<std::uint64_t>(size);
+    const std::size_t block = static_cast<std::size_t>(std::max<std::uint64_t>(1, std::min<std::uint64_t>(config.block_rows, N)));
+    const int nthreads = threads > 0 ? threads : omp_get_max_threads();
+    SimulationBlocks blocks(config, sims, block, nthreads);
+    unsigned long long steps = (end - first + block - 1) / block;
+    MPI_Allreduce(MPI_IN_PLACE, &steps, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm);
+    for (std::uint64_t k = 0; k < steps; ++k) {
+      const std::uint64_t row0 = std::min(end, first + k * block);
+      const std::size_t rows = static_cast<std::size_t>(std::min<std::uint64_t>(block, end - row0));
+      agreement.phase([&] {
+        blocks.generate(row0, rows);
+        if (progress) progress(row0 + rows - first, end - first);
+      });
+      blocks.write(*pw, rows > 0 ? row0 : 0, rows);
+    }
+  }
+  agreement.phase([&] { pw->close(); });
+  pw.reset();
+  // 3. rank 0 renames it into place.
+  agreement.phase([&] {
+    if (rank == 0) {
+      w->resume();
+      w->commit();
+    }
+  });
+  SimulationSummary summary;
+  summary.spectra = N;
+  for (const auto& s : sims) summary.channels.push_back(s.channel());
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  MPI_Allreduce(MPI_IN_PLACE, &summary.seconds, 1, MPI_DOUBLE, MPI_MAX, comm);
+  return summary;
+}
+#endif
 
 }  // namespace exospec::pipeline
