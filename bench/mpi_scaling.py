@@ -8,8 +8,8 @@ Strong: one file of SPECTRA (default 100,000) spectra, both channels,
 for the default products and for `--products fit,profile`; wall time from
 mpirun's start to its exit. Weak: SPECTRA / 2 spectra per rank (R = 1 on half
 the file, R = 2 on the whole). Prints a table (seconds, and R=2 against R=1)
-and each run's output size, and checks that every output equals the serial
-build's in its datasets (h5py)."""
+and each run's output size, and checks that the first R = 2 output of each equals the serial build's
+in its datasets (h5py)."""
 import json
 import os
 import shutil
@@ -61,7 +61,7 @@ full, half = make(N), make(N // 2)
 print(f"{os.uname().nodename}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}; "
       f"{N} spectra ({os.path.getsize(full) / 1e6:.0f} MB input)")
 rows = []
-for products in ([], ["--products", "fit,profile"]):
+for products in (["--products", "fit,profile"], []):
     label = "default" if not products else "fit,profile"
     ref = os.path.join(work, "serial.h5")
     ts = timed([serial_exe, "run", full, "-o", ref, "--threads", "1", "-q"] + products, ref)
@@ -73,7 +73,8 @@ for products in ([], ["--products", "fit,profile"]):
             out = os.path.join(work, f"mpi{R}.h5")
             t[R].append(timed(mpirun + ["-np", str(R), mpi_exe, "run", full, "-o", out, "--threads", "1", "-q"]
                               + products, out))
-            ok = ok and same(ref, out)
+            if R == 2 and len(t[2]) == 1:  # (the first R = 2 output against the serial run's)
+                ok = ok and same(ref, out)
             os.remove(out)
     weak1 = os.path.join(work, "weak1.h5")
     tw = timed(mpirun + ["-np", "1", mpi_exe, "run", half, "-o", weak1, "--threads", "1", "-q"] + products, weak1)
