@@ -901,6 +901,21 @@ struct ParallelRowWriter::Impl {
   std::string path;
   Handle file;
   DatasetCache datasets;
+  // Whether a dataset has filters (deflate): those are written collectively,
+  // as parallel HDF5 requires; the others independently, each rank its own
+  // rows, without waiting for the others inside the write.
+  std::map<std::string, bool, std::less<>> filtered;
+
+  bool is_filtered(std::string_view name, hid_t dset, const Where& w) {
+    auto it = filtered.find(name);
+    if (it == filtered.end()) {
+      const Handle dcpl = h5::plist_handle(H5Dget_create_plist(dset), w, "cannot read the creation properties");
+      const int n = H5Pget_nfilters(dcpl.get());
+      if (n < 0) h5::fail(w, "cannot read the filters");
+      it = filtered.emplace(std::string(name), n > 0).first;
+    }
+    return it->second;
+  }
 };
 
 ParallelRowWriter::ParallelRowWriter(const std::string& path, const std::string& temporary, MPI_Comm comm)
@@ -910,8 +925,8 @@ ParallelRowWriter::ParallelRowWriter(const std::string& path, const std::string&
   const Where w{impl_->path, ""};
   const Handle fapl = h5::create_access_plist(w);
   check(H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL), w, "cannot set the MPI-IO driver");
-  // Metadata read by one rank and broadcast, and written collectively.
-  check(H5Pset_all_coll_metadata_ops(fapl.get(), true), w, "cannot set collective metadata reads");
+  // Metadata written collectively; read by each rank as it needs it (the
+  // independent row writes below may read the chunk index on one rank only).
   check(H5Pset_coll_metadata_write(fapl.get(), true), w, "cannot set collective metadata writes");
   impl_->file = h5::file_handle(H5Fopen(temporary.c_str(), H5F_ACC_RDWR, fapl.get()), w,
                                 "cannot open the temporary output " + temporary + " with MPI-IO");
@@ -928,6 +943,8 @@ template <class T>
 void ParallelRowWriter::write_rows(std::string_view dataset, std::uint64_t row0, std::span<const T> data) {
   const Where w{impl_->path, dataset};
   const hid_t dset = impl_->datasets.get(impl_->file.get(), impl_->path, dataset);
+  const bool collective = impl_->is_filtered(dataset, dset, w);
+  if (!collective && data.empty()) return;
   RowSelection sel = select_rows(dset, row0, data.size(), w);
   if (sel.rows == 0) {
     // This rank takes part in the collective write with nothing selected.
@@ -937,11 +954,12 @@ void ParallelRowWriter::write_rows(std::string_view dataset, std::uint64_t row0,
     check(H5Sselect_none(sel.memory_space.get()), w, "cannot select no rows");
   }
   const Handle dxpl = h5::transfer_plist(std::max<std::size_t>(data.size(), 1), w);
-  check(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE), w, "cannot set collective transfer");
+  check(H5Pset_dxpl_mpio(dxpl.get(), collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT), w,
+        "cannot set the MPI-IO transfer mode");
   static const T none{};
   check(H5Dwrite(dset, h5::memory_type(DTypeOf<T>::value), sel.memory_space.get(), sel.file_space.get(),
                  dxpl.get(), data.empty() ? &none : data.data()),
-        w, "cannot write rows (collective)");
+        w, collective ? "cannot write rows (collective)" : "cannot write rows (MPI-IO)");
 }
 
 void ParallelRowWriter::close() {

@@ -38,6 +38,8 @@
 #include "exospec/pipeline/run.hpp"
 #include "exospec/pipeline/stages.hpp"
 
+#include "block_buffer.hpp"
+
 namespace exospec::pipeline::detail {
 
 struct BlockPlan {
@@ -74,16 +76,17 @@ struct ChannelWork {
   // Two sets of block buffers: the I/O thread reads the next block into one
   // and writes the previous one from it while the compute threads work on
   // the other.
+  // (Sized once by allocate(): block_buffer.hpp.)
   struct Slot {
-    std::vector<double> fit_b, fit_s, fit_c, fit_w;
-    std::vector<float> fit_chi2;
-    std::vector<std::uint8_t> fit_status;
-    std::vector<std::uint32_t> counts;
+    BlockBuffer<double> fit_b, fit_s, fit_c, fit_w;
+    BlockBuffer<float> fit_chi2;
+    BlockBuffer<std::uint8_t> fit_status;
+    BlockBuffer<std::uint32_t> counts;
     io::StoredRows stored_counts;  // counts as stored, until decoded into `counts`
-    std::vector<double> exposure, temperature;
-    std::vector<float> temperature_f, radiance, variance, denoised, denoised_variance;
-    std::vector<double> scale, offset;  // count model rows (anscombe, fit)
-    std::vector<std::uint8_t> quality;
+    BlockBuffer<double> exposure, temperature;
+    BlockBuffer<float> temperature_f, radiance, variance, denoised, denoised_variance;
+    BlockBuffer<double> scale, offset;  // count model rows (anscombe, fit)
+    BlockBuffer<std::uint8_t> quality;
   };
   std::array<Slot, 2> slots;
 
