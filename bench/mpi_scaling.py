@@ -9,7 +9,12 @@ for the default products and for `--products fit,profile`; wall time from
 mpirun's start to its exit. Weak: SPECTRA / 2 spectra per rank (R = 1 on half
 the file, R = 2 on the whole). Prints a table (seconds, and R=2 against R=1)
 and each run's output size, and checks that the first R = 2 output of each equals the serial build's
-in its datasets (h5py)."""
+in its datasets (h5py).
+
+Each is run with two launches: Open MPI's defaults, and the single-node
+transports (`--mca pml ob1 --mca btl self,vader`: shared memory only, without
+probing for the UCX and OFI network stacks, which costs each rank start-up
+time and CPU on a machine without them)."""
 import json
 import os
 import shutil
@@ -60,9 +65,11 @@ def same(a, b):
 full, half = make(N), make(N // 2)
 print(f"{os.uname().nodename}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}; "
       f"{N} spectra ({os.path.getsize(full) / 1e6:.0f} MB input)")
+launches = [("Open MPI defaults", []), ("pml ob1, btl self,vader", ["--mca", "pml", "ob1", "--mca", "btl", "self,vader"])]
 rows = []
-for products in (["--products", "fit,profile"], []):
-    label = "default" if not products else "fit,profile"
+for products, (launch, mca) in [(p, l) for p in (["--products", "fit,profile"], []) for l in launches]:
+    label = ("default" if not products else "fit,profile") + f" [{launch}]"
+    mpirun_l = mpirun + mca
     ref = os.path.join(work, "serial.h5")
     ts = timed([serial_exe, "run", full, "-o", ref, "--threads", "1", "-q"] + products, ref)
     size = os.path.getsize(ref)
@@ -71,13 +78,13 @@ for products in (["--products", "fit,profile"], []):
     for _ in range(pairs):
         for R in (1, 2):
             out = os.path.join(work, f"mpi{R}.h5")
-            t[R].append(timed(mpirun + ["-np", str(R), mpi_exe, "run", full, "-o", out, "--threads", "1", "-q"]
+            t[R].append(timed(mpirun_l + ["-np", str(R), mpi_exe, "run", full, "-o", out, "--threads", "1", "-q"]
                               + products, out))
             if R == 2 and len(t[2]) == 1:  # (the first R = 2 output against the serial run's)
                 ok = ok and same(ref, out)
             os.remove(out)
     weak1 = os.path.join(work, "weak1.h5")
-    tw = timed(mpirun + ["-np", "1", mpi_exe, "run", half, "-o", weak1, "--threads", "1", "-q"] + products, weak1)
+    tw = timed(mpirun_l + ["-np", "1", mpi_exe, "run", half, "-o", weak1, "--threads", "1", "-q"] + products, weak1)
     os.remove(weak1)
     os.remove(ref)
     m1, m2 = sorted(t[1])[len(t[1]) // 2], sorted(t[2])[len(t[2]) // 2]

@@ -78,7 +78,7 @@ RunSummary run_streamed(const RunConfig& config, const fs::path& input, const fs
   // mostly waits, does the inflating of the counts and the profile fits
   // (each block's, while the next block is computed), on one thread; else
   // the compute threads do both. Either way gives the same values.
-  const unsigned cores = std::thread::hardware_concurrency();
+  const unsigned cores = detail::usable_cores();
   const bool spare_core = cores > 0 && static_cast<unsigned>(nthreads) < cores;
   std::size_t context = 0;
   std::uint64_t row_bytes = 0;

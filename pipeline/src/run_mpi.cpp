@@ -13,6 +13,7 @@
 #include "exospec/pipeline/run_mpi.hpp"
 
 #include <omp.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -136,18 +137,31 @@ RunSummary run_parts(const RunConfig& config, const fs::path& input, const fs::p
   summary.quality_bit_pixels.assign(8, 0);
 
   // ---- 1. set-up: the input, the stages, this rank's part; rank 0 the output
-  // The cores of this rank: its node's, shared among the node's ranks. The
-  // default threads use them; a core left free takes the inflating and the
-  // profile fits, as in a serial run (run.cpp).
+  // The cores of this rank: under mpirun's binding its own (its affinity),
+  // else a share of its node's. The default threads use them; a core left
+  // free takes the inflating and the profile fits, as in a serial run
+  // (run.cpp). The input's hash (rank 0) runs on any core of the node's
+  // ranks: the scheduler spreads it over them, where on rank 0's cores alone
+  // it would hold the others back at every block's agreement (100,000
+  // spectra, R = 2 on 2 cores: 0.07-0.1 s of 3.7, docs/PERFORMANCE.md).
   int node_ranks = 1;
+  cpu_set_t node_cores;
+  CPU_ZERO(&node_cores);
   {
     MPI_Comm node;
     MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
     MPI_Comm_size(node, &node_ranks);
+    if (sched_getaffinity(0, sizeof node_cores, &node_cores) != 0) {
+      for (unsigned c = 0; c < std::thread::hardware_concurrency() && c < CPU_SETSIZE; ++c) CPU_SET(c, &node_cores);
+    }
+    MPI_Allreduce(MPI_IN_PLACE, &node_cores, static_cast<int>(sizeof node_cores), MPI_BYTE, MPI_BOR, node);
     MPI_Comm_free(&node);
   }
-  const int nthreads = threads > 0 ? threads : std::max(1, omp_get_max_threads() / node_ranks);
-  const unsigned cores = std::thread::hardware_concurrency() / static_cast<unsigned>(node_ranks);
+  const unsigned own_cores = detail::usable_cores();
+  const bool bound = static_cast<int>(own_cores) < CPU_COUNT(&node_cores);
+  const int nthreads = threads > 0 ? threads
+                                   : std::max(1, bound ? omp_get_max_threads() : omp_get_max_threads() / node_ranks);
+  const unsigned cores = bound ? own_cores : own_cores / static_cast<unsigned>(node_ranks);
   const bool spare_core = cores > 0 && static_cast<unsigned>(nthreads) < cores;
   std::optional<io::InputFile> in;
   std::vector<std::string> channels;
@@ -203,7 +217,7 @@ RunSummary run_parts(const RunConfig& config, const fs::path& input, const fs::p
     }
     plan.emplace(detail::BlockPlan::make(config, N, parts.row[r], parts.row[r + 1], row_bytes, context));
     if (rank == 0) {
-      provenance.emplace(input, input_stamp, summary);
+      provenance.emplace(input, input_stamp, summary, node_cores);
       io::WriteOptions options;
       options.deflate_level = config.deflate_level;
       w.emplace(output, options, overwrite);

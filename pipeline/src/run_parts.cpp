@@ -182,6 +182,15 @@ std::uint64_t ChannelWork::slot_row_bytes() const noexcept {
   return 2 * kSlotBytesPerPixel * stages.pixels();
 }
 
+unsigned usable_cores() noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    if (const int n = CPU_COUNT(&set); n > 0) return static_cast<unsigned>(n);
+  }
+  return std::thread::hardware_concurrency();
+}
+
 std::vector<std::string> select_channels(const RunConfig& config, const io::InputFile& in) {
   if (config.channels.empty()) return in.channels();
   std::vector<std::string> out;
@@ -417,12 +426,13 @@ FileError input_changed(const fs::path& input, const std::string& how) {
 }
 
 Provenance::Provenance(const fs::path& input, const std::optional<io::FileStamp>& stamp,
-                       RunSummary& summary)
+                       RunSummary& summary, std::optional<cpu_set_t> hash_cores)
     : input_(input), stamp_(stamp) {
   // The input's hash is computed beside the run, not before it. If the run
   // fails, the destructor stops it early and waits for it.
-  hash_ = std::async(std::launch::async, [this, &summary] {
+  hash_ = std::async(std::launch::async, [this, &summary, hash_cores] {
     const auto t = Clock::now();
+    if (hash_cores) sched_setaffinity(0, sizeof(cpu_set_t), &*hash_cores);  // (advice: may fail)
     std::string hash = io::sha256_file(input_, &cancel_);
     summary.hash_seconds = seconds_since(t);
     return hash;

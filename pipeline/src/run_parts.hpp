@@ -16,6 +16,8 @@
 // A run over a part of the file's rows (BlockPlan::first/end) reads the
 // context rows either side of it from the file like any other block, so the
 // results of its rows do not depend on where the part starts.
+#include <sched.h>
+
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -98,6 +100,10 @@ struct ChannelWork {
   // Bytes per row of both slots, about (for the block memory bound).
   std::uint64_t slot_row_bytes() const noexcept;
 };
+
+// The cores this process may run on (its affinity: under mpirun, its
+// binding), or hardware_concurrency() if that cannot be read.
+unsigned usable_cores() noexcept;
 
 // The channels a run processes: the configuration's, or every one in the file.
 std::vector<std::string> select_channels(const RunConfig& config, const io::InputFile& in);
@@ -205,9 +211,11 @@ void write_profile_outputs(io::FileWriter& w, const RunConfig& config, std::vect
 class Provenance {
  public:
   // Starts hashing the input (on its own thread). `stamp` is the input's,
-  // taken before it was opened.
+  // taken before it was opened. With hash_cores, the hashing thread runs on
+  // those cores (an MPI run: every core of the node's ranks, so that the
+  // scheduler spreads it over them rather than slowing one rank).
   Provenance(const std::filesystem::path& input, const std::optional<io::FileStamp>& stamp,
-             RunSummary& summary);
+             RunSummary& summary, std::optional<cpu_set_t> hash_cores = std::nullopt);
   Provenance(const Provenance&) = delete;
   Provenance& operator=(const Provenance&) = delete;
   // Stops the hash early if it is still running (a failed run), and waits.
