@@ -1,7 +1,7 @@
 """Strong and weak scaling of `mpirun -np R exospec run` (the MPI build) on
 this machine, with the serial build beside it, in one run.
 
-usage: mpi_scaling.py MPI_EXE SERIAL_EXE WORK [SPECTRA] [PAIRS]
+usage: mpi_scaling.py MPI_EXE SERIAL_EXE WORK [SPECTRA] [PAIRS] [fit|all]
 
 Strong: one file of SPECTRA (default 100,000) spectra, both channels,
 `--threads 1` per rank, R = 1 and R = 2 alternating PAIRS times (default 3),
@@ -67,7 +67,9 @@ print(f"{os.uname().nodename}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d 
       f"{N} spectra ({os.path.getsize(full) / 1e6:.0f} MB input)")
 launches = [("Open MPI defaults", []), ("pml ob1, btl self,vader", ["--mca", "pml", "ob1", "--mca", "btl", "self,vader"])]
 rows = []
-for products, (launch, mca) in [(p, l) for p in (["--products", "fit,profile"], []) for l in launches]:
+which = sys.argv[6] if len(sys.argv) > 6 else "all"
+product_sets = [["--products", "fit,profile"]] + ([[]] if which == "all" else [])
+for products, (launch, mca) in [(p, l) for p in product_sets for l in launches]:
     label = ("default" if not products else "fit,profile") + f" [{launch}]"
     mpirun_l = mpirun + mca
     ref = os.path.join(work, "serial.h5")
@@ -88,9 +90,13 @@ for products, (launch, mca) in [(p, l) for p in (["--products", "fit,profile"], 
     os.remove(weak1)
     os.remove(ref)
     m1, m2 = sorted(t[1])[len(t[1]) // 2], sorted(t[2])[len(t[2]) // 2]
+    # (On a shared host the speed drifts between runs: the ratio of each
+    # adjacent pair, and of the fastest runs, are shown beside the medians'.)
+    pr = sorted(a / b for a, b in zip(t[1], t[2]))
     rows.append((label, ts, t[1], t[2], m1 / m2, tw, size, ok))
     print(f"{label}: serial {ts:.2f} s; R=1 {', '.join(f'{x:.2f}' for x in t[1])} s; "
-          f"R=2 {', '.join(f'{x:.2f}' for x in t[2])} s; R=2 / R=1 speed-up (medians) {m1 / m2:.2f}x; "
+          f"R=2 {', '.join(f'{x:.2f}' for x in t[2])} s; R=2 / R=1 speed-up (medians) {m1 / m2:.2f}x, "
+          f"(pairs) {pr[len(pr) // 2]:.2f}x, (fastest) {min(t[1]) / min(t[2]):.2f}x; "
           f"weak (N/2 on R=1 against N on R=2): {tw:.2f} s against {m2:.2f} s, efficiency {tw / m2:.2f}; "
           f"output {size / 1e9:.2f} GB; outputs equal the serial run's: {ok}")
 json.dump([{"products": r[0], "serial_s": r[1], "r1_s": r[2], "r2_s": r[3], "speedup": r[4], "weak_r1_half_s": r[5],

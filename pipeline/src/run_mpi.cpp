@@ -5,7 +5,8 @@
 //      the rows; rank 0 also starts the input's hash, creates the output
 //      (a temporary file) with every object, and closes it for now;
 //   2. every rank opens that file with MPI-IO and writes its rows block by
-//      block, with collective writes (run_blocks, agreeing before each);
+//      block (run_blocks, agreeing before each; collective writes where a
+//      dataset has deflate, independent ones elsewhere);
 //   3. the file is closed by every rank; the profile results of each rank's
 //      scans are gathered on rank 0;
 //   4. rank 0 opens the file again, adds /profile and the hash, and renames
@@ -229,7 +230,7 @@ RunSummary run_parts(const RunConfig& config, const fs::path& input, const fs::p
   });
   detail::bcast_string(temporary, 0, comm);
 
-  // ---- 2. the rows, written collectively
+  // ---- 2. the rows, written by every rank into the one file
   std::optional<io::ParallelRowWriter> pw;
   agreement.phase([&] { pw.emplace(output.string(), temporary, comm); });
   for (auto& cw : work) cw.allocate(config, plan->slot_rows);

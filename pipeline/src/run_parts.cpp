@@ -492,7 +492,7 @@ void run_blocks(const BlockPlan& plan, BlockReader& reader, StageRunner& runner,
     guarded([&] {
       if (profiles_on_io) runner.add_profiles(slot, row0);
     });
-    // (The writes themselves are collective in an MPI run: not held.)
+    // (The writes themselves may be collective in an MPI run: not held.)
     if (agreement != nullptr) agreement->agree(error);
     writer.write(slot, row0, reader.time(slot, row0));
     guarded([&] {

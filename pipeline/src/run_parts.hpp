@@ -150,7 +150,7 @@ class StageRunner {
   std::array<std::vector<std::int64_t>, 2> scan_;
 };
 
-// Where OutputWriter's rows go: the run's FileWriter, or (MPI) the collective
+// Where OutputWriter's rows go: the run's FileWriter, or (MPI) the
 // io::ParallelRowWriter of every rank.
 class RowSink {
  public:
@@ -189,8 +189,8 @@ class OutputWriter {
   OutputWriter(RowSink& sink, const RunConfig& config, std::vector<ChannelWork>& work,
                const BlockPlan& plan, std::span<const double> altitudes, RunSummary& summary);
   void write(int slot, std::uint64_t row0, std::span<const double> time);
-  // The same calls with no rows (a collective write that this rank has no
-  // rows for).
+  // The same calls with no rows (an MPI rank past its last block, which
+  // still takes part in the collective writes).
   void write_nothing();
 
  private:
@@ -236,7 +236,7 @@ class Provenance {
 // or its removal, seen in its stamp).
 FileError input_changed(const std::filesystem::path& input, const std::string& how);
 
-// The parts of an MPI run agree before every collective write whether any
+// The parts of an MPI run agree before every block's write whether any
 // of them failed (run_mpi.cpp). agree(error) takes this part's error (or
 // none) and returns if no part failed; otherwise it throws on every part:
 // its own error where it failed, the first failing part's on the others.

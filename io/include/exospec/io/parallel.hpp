@@ -1,13 +1,18 @@
 #pragma once
-// Collective row writes into one shared output with MPI-IO (parallel HDF5;
+// Row writes into one shared output with MPI-IO (parallel HDF5;
 // MPI builds only, EXOSPEC_MPI). The output is made by one rank's FileWriter,
 // which creates every object and then suspends (FileWriter::suspend); every
 // rank then opens the temporary file here and writes its own rows; the first
 // rank resumes its FileWriter for the last objects and the commit.
 //
-// Every call is collective: each rank of the communicator makes the same
-// calls, on the same datasets, in the same order. A rank with no rows for a
-// call passes an empty span (it then takes part without writing).
+// Every rank of the communicator makes the same calls, on the same datasets,
+// in the same order (the first call on a dataset opens it on every rank, and
+// a dataset with filters is written collectively). A rank with no rows for a
+// call passes an empty span: it takes part in a collective write without
+// writing, and skips an independent one. Datasets without filters are written
+// independently (H5FD_MPIO_INDEPENDENT: each rank its own rows, without
+// waiting for the others inside the write; their storage is allocated when
+// the file is opened with MPI-IO).
 #include <mpi.h>
 
 #include <cstdint>
