@@ -930,6 +930,17 @@ ParallelRowWriter::ParallelRowWriter(const std::string& path, const std::string&
   check(H5Pset_coll_metadata_write(fapl.get(), true), w, "cannot set collective metadata writes");
   impl_->file = h5::file_handle(H5Fopen(temporary.c_str(), H5F_ACC_RDWR, fapl.get()), w,
                                 "cannot open the temporary output " + temporary + " with MPI-IO");
+  // Every dataset opened now, on every rank in the same order: opening one
+  // allocates its storage, collectively. Done later, at a dataset's first
+  // write, a rank whose earlier write had failed could leave that collective
+  // call another way than the others, which would then wait for it forever.
+  std::vector<std::string> names;
+  auto visit = [](hid_t, const char* name, const H5O_info_t* info, void* op) -> herr_t {
+    if (info->type == H5O_TYPE_DATASET) static_cast<std::vector<std::string>*>(op)->push_back(std::string("/") + name);
+    return 0;
+  };
+  check(H5Ovisit(impl_->file.get(), H5_INDEX_NAME, H5_ITER_INC, visit, &names), w, "cannot list the datasets");
+  for (const auto& n : names) impl_->datasets.get(impl_->file.get(), impl_->path, n);
 }
 
 ParallelRowWriter::~ParallelRowWriter() {

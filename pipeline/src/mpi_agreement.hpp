@@ -38,6 +38,7 @@ class Agreement final : public BlockAgreement {
     MPI_Comm_size(comm, &size_);
   }
   void agree(std::exception_ptr error) override {
+    if (!error && held != nullptr && *held) error = *held;
     int mine = error ? rank_ : size_, first = size_;
     // Waited for without spinning: a rank here waits for the slower ones,
     // whose compute threads would share its cores with MPI's busy polling
@@ -68,6 +69,10 @@ class Agreement final : public BlockAgreement {
     }
     agree(error);
   }
+
+  // An error held elsewhere until the next agreement (a failed write,
+  // HeldRowSink), reported as this rank's when agree() is given none.
+  const std::exception_ptr* held = nullptr;
 
  private:
   MPI_Comm comm_;

@@ -80,6 +80,32 @@ Parts split_rows(std::uint64_t N, int R, const std::vector<kernels::Scan>& scans
   return p;
 }
 
+// The rows of an MPI run's blocks. A write that fails on this rank (a full
+// disk, EIO on its node) is held to the next agreement, as a block's compute
+// error is, and the rest of the block's writes are made with no rows: every
+// rank then still makes the same calls, where a rank that threw out of them
+// would leave the others waiting for it forever (inside a collective write,
+// or at the next agreement).
+class HeldRowSink final : public detail::RowSink {
+ public:
+  explicit HeldRowSink(io::ParallelRowWriter& w) : w_(w) {}
+  void rows(std::string_view d, std::uint64_t row0, std::span<const double> v) override { put(d, row0, v); }
+  void rows(std::string_view d, std::uint64_t row0, std::span<const float> v) override { put(d, row0, v); }
+  void rows(std::string_view d, std::uint64_t row0, std::span<const std::uint8_t> v) override { put(d, row0, v); }
+  std::exception_ptr error;
+
+ private:
+  template <class T>
+  void put(std::string_view d, std::uint64_t row0, std::span<const T> v) {
+    try {
+      w_.write_rows<T>(d, row0, error ? std::span<const T>() : v);
+    } catch (...) {
+      if (!error) error = std::current_exception();
+    }
+  }
+  io::ParallelRowWriter& w_;
+};
+
 template <class T>
 void allreduce_sum(T& v, MPI_Comm comm) {
   if constexpr (std::is_same_v<T, double>) {
@@ -235,7 +261,8 @@ RunSummary run_parts(const RunConfig& config, const fs::path& input, const fs::p
   agreement.phase([&] { pw.emplace(output.string(), temporary, comm); });
   for (auto& cw : work) cw.allocate(config, plan->slot_rows);
   {
-    detail::RowSinkOf<io::ParallelRowWriter> sink(*pw);
+    HeldRowSink sink(*pw);
+    agreement.held = &sink.error;
     detail::OutputWriter writer(sink, config, work, *plan, altitudes, summary);
     detail::BlockReader reader(*in, work, *plan, spare_core, summary);
     detail::StageRunner runner(config, work, *plan, altitudes, scans, nthreads, summary);
@@ -243,6 +270,7 @@ RunSummary run_parts(const RunConfig& config, const fs::path& input, const fs::p
     MPI_Allreduce(MPI_IN_PLACE, &steps, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm);
     agreement.steps = steps;
     detail::run_blocks(*plan, reader, runner, writer, spare_core, progress, &agreement);
+    agreement.held = nullptr;  // (the sink goes; on a throw, agreement is not used again)
   }
 
   // ---- 3. closed by every rank; the profiles gathered on rank 0

@@ -4,10 +4,12 @@ channels, every dataset and attribute of the output equals a serial run's
 (only created_utc may differ), with the default products, with compressed
 output and with two threads per rank; a damaged chunk that only the last
 rank reads fails every rank with one error line naming the file, the object
-and the rank, and leaves nothing; so does a missing input; SIGINT to mpirun
+and the rank, and leaves nothing; so does a write that fails on one rank
+only (EIO from the fault shim, tests/fault, on rank 1: before the held write
+errors, the others waited for it forever); so does a missing input; SIGINT to mpirun
 (which passes SIGTERM to the ranks) unwinds every rank and leaves nothing.
 
-usage: check_mpi.py MPI_EXE WORK [SERIAL_EXE]
+usage: check_mpi.py MPI_EXE WORK [SERIAL_EXE] [FAULT_SHIM]
 SERIAL_EXE (a serial build's exospec, as scripts/test.sh gives) makes the
 reference run; without it the MPI build's command runs it without mpirun
 (one rank)."""
@@ -25,6 +27,7 @@ import numpy as np
 
 exe, work = sys.argv[1], sys.argv[2]
 serial = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else exe
+shim = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 env = dict(os.environ)
@@ -154,6 +157,42 @@ for R in (2, 3):
     if set(os.listdir(work)) - before:
         failures.append(f"{tag}: left {sorted(set(os.listdir(work)) - before)}")
     print(f"{tag}: exit {r.returncode}: {lines[0] if lines else r.stderr!r}")
+
+# ---- a write that fails on rank 1 only, half-way through its rows (it
+# writes about 13.6 MB of this output in all, the first of it when the
+# datasets are opened)
+if shim:
+    wrapper = os.path.join(work, "rank1_fault.sh")
+    with open(wrapper, "w") as fh:
+        fh.write("#!/bin/sh\n"
+                 "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then\n"
+                 f"  export LD_PRELOAD={shim} EXOSPEC_FAULT_PATH=write_fault_out EXOSPEC_FAULT_OP=write "
+                 f"EXOSPEC_FAULT_KIND=eio EXOSPEC_FAULT_AT=8000000\n"
+                 "fi\n"
+                 f"exec {exe} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    before = set(os.listdir(work))
+    out = os.path.join(work, "write_fault_out.h5")
+    tag = "write fails on rank 1 of 2"
+    try:
+        r = subprocess.run(mpirun + ["-np", "2", wrapper, "run", inp, "-o", out, "--threads", "1"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        lines = [l for l in r.stderr.splitlines() if l.startswith("exospec")]
+        if r.returncode == 0:
+            failures.append(f"{tag}: exit 0")
+        if len(lines) != 1:
+            failures.append(f"{tag}: {len(lines)} exospec lines: {r.stderr!r}")
+        # (the message shows the fault: rank 1's write failed, not another)
+        for word in ("write_fault_out.h5", "rank 1 failed", "cannot write rows", "file write failed"):
+            if word not in r.stderr:
+                failures.append(f"{tag}: stderr lacks {word!r}: {r.stderr!r}")
+        print(f"{tag}: exit {r.returncode}: {lines[0] if lines else r.stderr!r}")
+    except subprocess.TimeoutExpired:
+        failures.append(f"{tag}: the ranks did not stop within 120 s")
+        subprocess.run(["pkill", "-9", "-f", "write_fault_out"])
+    os.remove(wrapper)
+    if set(os.listdir(work)) - before:
+        failures.append(f"{tag}: left {sorted(set(os.listdir(work)) - before)}")
 
 # ---- a missing input
 r = mpi(2, "run", os.path.join(work, "absent.h5"), "-o", os.path.join(work, "absent_out.h5"))
