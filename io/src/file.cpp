@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <system_error>
 
 #include "h5.hpp"
@@ -901,21 +902,11 @@ struct ParallelRowWriter::Impl {
   std::string path;
   Handle file;
   DatasetCache datasets;
-  // Whether a dataset has filters (deflate): those are written collectively,
-  // as parallel HDF5 requires; the others independently, each rank its own
-  // rows, without waiting for the others inside the write.
-  std::map<std::string, bool, std::less<>> filtered;
-
-  bool is_filtered(std::string_view name, hid_t dset, const Where& w) {
-    auto it = filtered.find(name);
-    if (it == filtered.end()) {
-      const Handle dcpl = h5::plist_handle(H5Dget_create_plist(dset), w, "cannot read the creation properties");
-      const int n = H5Pget_nfilters(dcpl.get());
-      if (n < 0) h5::fail(w, "cannot read the filters");
-      it = filtered.emplace(std::string(name), n > 0).first;
-    }
-    return it->second;
-  }
+  // The datasets with filters (deflate), read when they are opened: those
+  // are written collectively, as parallel HDF5 requires; the others
+  // independently, each rank its own rows, without waiting for the others
+  // inside the write.
+  std::set<std::string, std::less<>> filtered;
 };
 
 ParallelRowWriter::ParallelRowWriter(const std::string& path, const std::string& temporary, MPI_Comm comm)
@@ -940,7 +931,14 @@ ParallelRowWriter::ParallelRowWriter(const std::string& path, const std::string&
     return 0;
   };
   check(H5Ovisit(impl_->file.get(), H5_INDEX_NAME, H5_ITER_INC, visit, &names), w, "cannot list the datasets");
-  for (const auto& n : names) impl_->datasets.get(impl_->file.get(), impl_->path, n);
+  for (const auto& n : names) {
+    const Where wd{impl_->path, n};
+    const hid_t dset = impl_->datasets.get(impl_->file.get(), impl_->path, n);
+    const Handle dcpl = h5::plist_handle(H5Dget_create_plist(dset), wd, "cannot read the creation properties");
+    const int filters = H5Pget_nfilters(dcpl.get());
+    if (filters < 0) h5::fail(wd, "cannot read the filters");
+    if (filters > 0) impl_->filtered.insert(n);
+  }
 }
 
 ParallelRowWriter::~ParallelRowWriter() {
@@ -954,7 +952,7 @@ template <class T>
 void ParallelRowWriter::write_rows(std::string_view dataset, std::uint64_t row0, std::span<const T> data) {
   const Where w{impl_->path, dataset};
   const hid_t dset = impl_->datasets.get(impl_->file.get(), impl_->path, dataset);
-  const bool collective = impl_->is_filtered(dataset, dset, w);
+  const bool collective = impl_->filtered.contains(dataset);
   if (!collective && data.empty()) return;
   RowSelection sel = select_rows(dset, row0, data.size(), w);
   if (sel.rows == 0) {

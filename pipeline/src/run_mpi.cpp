@@ -172,19 +172,15 @@ RunSummary run_parts(const RunConfig& config, const fs::path& input, const fs::p
   // it would hold the others back at every block's agreement (100,000
   // spectra, R = 2 on 2 cores: 0.07-0.1 s of 3.7, docs/PERFORMANCE.md).
   int node_ranks = 1;
-  cpu_set_t node_cores;
-  CPU_ZERO(&node_cores);
+  cpu_set_t node_cores = detail::usable_core_set();
+  const auto own_cores = static_cast<unsigned>(CPU_COUNT(&node_cores));
   {
     MPI_Comm node;
     MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
     MPI_Comm_size(node, &node_ranks);
-    if (sched_getaffinity(0, sizeof node_cores, &node_cores) != 0) {
-      for (unsigned c = 0; c < std::thread::hardware_concurrency() && c < CPU_SETSIZE; ++c) CPU_SET(c, &node_cores);
-    }
     MPI_Allreduce(MPI_IN_PLACE, &node_cores, static_cast<int>(sizeof node_cores), MPI_BYTE, MPI_BOR, node);
     MPI_Comm_free(&node);
   }
-  const unsigned own_cores = detail::usable_cores();
   const bool bound = static_cast<int>(own_cores) < CPU_COUNT(&node_cores);
   const int nthreads = threads > 0 ? threads
                                    : std::max(1, bound ? omp_get_max_threads() : omp_get_max_threads() / node_ranks);

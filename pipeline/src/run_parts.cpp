@@ -182,13 +182,21 @@ std::uint64_t ChannelWork::slot_row_bytes() const noexcept {
   return 2 * kSlotBytesPerPixel * stages.pixels();
 }
 
-unsigned usable_cores() noexcept {
+cpu_set_t usable_core_set() noexcept {
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) {
-    if (const int n = CPU_COUNT(&set); n > 0) return static_cast<unsigned>(n);
+  if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) == 0) {
+    CPU_ZERO(&set);
+    for (unsigned c = 0; c < std::max(1u, std::thread::hardware_concurrency()) && c < CPU_SETSIZE; ++c) {
+      CPU_SET(c, &set);
+    }
   }
-  return std::thread::hardware_concurrency();
+  return set;
+}
+
+unsigned usable_cores() noexcept {
+  const cpu_set_t set = usable_core_set();
+  return static_cast<unsigned>(CPU_COUNT(&set));
 }
 
 std::vector<std::string> select_channels(const RunConfig& config, const io::InputFile& in) {

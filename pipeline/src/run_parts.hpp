@@ -102,7 +102,9 @@ struct ChannelWork {
 };
 
 // The cores this process may run on (its affinity: under mpirun, its
-// binding), or hardware_concurrency() if that cannot be read.
+// binding), or every core of the machine if that cannot be read; and their
+// number.
+cpu_set_t usable_core_set() noexcept;
 unsigned usable_cores() noexcept;
 
 // The channels a run processes: the configuration's, or every one in the file.
