@@ -217,6 +217,16 @@ Calibrator::Calibrator(const DetectorCalibration& cal, const CalibrateSettings& 
     }
     t64.irregular_w2.push_back(w2);
   }
+  // Stored tap-major (weight k of irregular pixel i at k * count + i), so
+  // that the variance kernel's loop over the irregular pixels vectorises.
+  {
+    const std::size_t width = 2 * h + 1, count = irregular_pixel_.size();
+    std::vector<double> by_tap(width * count);
+    for (std::size_t i = 0; i < count; ++i) {
+      for (std::size_t k = 0; k < width; ++k) by_tap[k * count + i] = t64.irregular[i * width + k];
+    }
+    t64.irregular = std::move(by_tap);
+  }
   // A window narrower than 2h + 1 (P < 2h + 1) is padded with zero weights.
   auto to_float = [](const std::vector<double>& v) {
     std::vector<float> f(v.size());
@@ -325,12 +335,41 @@ inline void radiance_kernel(const RowTables<T>& tb, const SpectrumTerms& s,
   }
 }
 
+// The irregular pixels' variance (their own weights, tap-major: see the
+// constructor), one vectorised pass over them into tmp (the window's values
+// gathered), then stored at their pixels.
+template <int H, class T>
+[[gnu::always_inline]] inline void irregular_variance(const RowTables<T>& tb, const VarianceTerms<T>& vt,
+                                                      T c2_over_m, const T* __restrict cm, const T* __restrict W,
+                                                      T* __restrict V, T* __restrict tmp) noexcept {
+  const std::size_t n = tb.irregular_count;
+  const std::size_t width = 2 * (H > 0 ? static_cast<std::size_t>(H) : tb.half_width) + 1;
+  const T* __restrict w = tb.irregular;
+  const std::uint32_t* __restrict lo = tb.irregular_lo;
+  const std::uint32_t* __restrict pixel = tb.irregular_pixel;
+  const T* __restrict w2 = tb.irregular_w2;
+  const T* __restrict inv_resp = tb.inv_response;
+  const T* __restrict resp = tb.response;
+  const T* __restrict dark = tb.dark_radiance;
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* __restrict src = cm + lo[i];
+    T acc = T(0);
+    if constexpr (H > 0) {
+      for (int k = 0; k < 2 * H + 1; ++k) acc += w[static_cast<std::size_t>(k) * n + i] * src[k];
+    } else {
+      for (std::size_t k = 0; k < width; ++k) acc += w[k * n + i] * src[k];
+    }
+    const std::uint32_t p = pixel[i];
+    tmp[i] = vt(choose_estimate(vt, acc, W[p], w2[i] * c2_over_m, dark[p], resp[p]), dark[p], resp[p], inv_resp[p]);
+  }
+  for (std::size_t i = 0; i < n; ++i) V[pixel[i]] = tmp[i];
+}
+
+// tmp: scratch of at least the irregular pixels' count.
 template <class T>
 [[gnu::always_inline]] inline void variance_kernel(const RowTables<T>& tb, const SpectrumTerms& s, double min_counts,
                             T c2_over_m, const T* __restrict cm, const T* __restrict W,
-                            T* __restrict V) noexcept {
-  const T* __restrict inv_resp = tb.inv_response;
-  const T* __restrict dark = tb.dark_radiance;
+                            T* __restrict V, T* __restrict tmp) noexcept {
   const VarianceTerms<T> vt(s, min_counts);
   if (tb.half_width == 4) {
     interior_variance<4>(tb, vt, c2_over_m, cm, W, V);
@@ -338,16 +377,10 @@ template <class T>
     interior_variance<0>(tb, vt, c2_over_m, cm, W, V);
   }
   // The pixels near edges and bad pixels, with their own weights.
-  const std::size_t width = 2 * tb.half_width + 1;
-  const T* __restrict resp = tb.response;
-  for (std::size_t i = 0; i < tb.irregular_count; ++i) {
-    const T* __restrict w = tb.irregular + i * width;
-    const T* __restrict src = cm + tb.irregular_lo[i];
-    T acc = T(0);
-    for (std::size_t k = 0; k < width; ++k) acc += w[k] * src[k];
-    const std::uint32_t p = tb.irregular_pixel[i];
-    const T est = choose_estimate(vt, acc, W[p], tb.irregular_w2[i] * c2_over_m, dark[p], resp[p]);
-    V[p] = vt(est, dark[p], resp[p], inv_resp[p]);
+  if (tb.half_width == 4) {
+    irregular_variance<4>(tb, vt, c2_over_m, cm, W, V, tmp);
+  } else {
+    irregular_variance<0>(tb, vt, c2_over_m, cm, W, V, tmp);
   }
 }
 
@@ -412,7 +445,9 @@ template <int HW, class T>
 // An upper bound of the despike statistic (despike_row's z_of before its
 // line tolerance, which only lowers it) for the pixels [b, e), 3 <= b,
 // e <= P - 3, with the reference from the pixels usable and not yet flagged
-// at the start of the row: out[p - b]. In float (16 pixels per AVX-512
+// when it is called (open_from: 1 or 0 for the pixels [b - 3, e + 3), made by
+// the caller in a pass of its own so that this loop is on floats only):
+// out[p - b], minus infinity where fewer than two pixels are open. In float (16 pixels per AVX-512
 // vector) plus a slack of more than ten times the rounding of the float
 // terms (each sqrt within ~1e-6 relative, mu within ~4 ulp of the sum of
 // its terms' sizes, however they cancel), so that it bounds the double
@@ -421,24 +456,22 @@ template <int HW, class T>
 // this bound reaches the threshold or a neighbour was flagged in its pass,
 // so the screen only skips work.
 template <class Count, class T>
-[[gnu::always_inline]] inline void despike_bound(std::size_t b, std::size_t e, const std::uint8_t* __restrict usable,
-                                                 const std::uint8_t* __restrict Q, const T* __restrict L,
+[[gnu::always_inline]] inline void despike_bound(std::size_t b, std::size_t e, const float* __restrict open_from,
+                                                 const T* __restrict L,
                                                  const Count* __restrict c, const T* __restrict response,
                                                  const T* __restrict dark, double tg_d, double dark_scale_d,
-                                                 double min_counts_d, double threshold,
-                                                 std::uint8_t* __restrict out) noexcept {
+                                                 double min_counts_d, float* __restrict out) noexcept {
   constexpr float kInvRefNoise = static_cast<float>(1.0 / 1.1180339887498949);  // 1 / sqrt(1 + 1/4)
   const auto tg = static_cast<float>(tg_d), dark_scale = static_cast<float>(dark_scale_d);
   const auto min_counts = static_cast<float>(min_counts_d);
-  // (The threshold in float, rounded down: z <= thr then implies z <= threshold.)
-  float thr = static_cast<float>(threshold);
-  if (static_cast<double>(thr) > threshold) thr = std::nextafter(thr, -std::numeric_limits<float>::infinity());
+  // (open_from[q - (b - 3)]: 1 where pixel q is usable and not flagged, else 0.)
+  const float* __restrict open = open_from + 3 - b;
   for (std::size_t p = b; p < e; ++p) {
     // (In z_of's order: p - 3, p - 2, p + 2, p + 3.)
-    const bool o0 = (usable[p - 3] != 0) & ((Q[p - 3] & quality::kParticleHit) == 0);
-    const bool o1 = (usable[p - 2] != 0) & ((Q[p - 2] & quality::kParticleHit) == 0);
-    const bool o2 = (usable[p + 2] != 0) & ((Q[p + 2] & quality::kParticleHit) == 0);
-    const bool o3 = (usable[p + 3] != 0) & ((Q[p + 3] & quality::kParticleHit) == 0);
+    const bool o0 = open[p - 3] != 0.0f;
+    const bool o1 = open[p - 2] != 0.0f;
+    const bool o2 = open[p + 2] != 0.0f;
+    const bool o3 = open[p + 3] != 0.0f;
     const auto l0 = static_cast<float>(L[p - 3]), l1 = static_cast<float>(L[p - 2]);
     const auto l2 = static_cast<float>(L[p + 2]), l3 = static_cast<float>(L[p + 3]);
     const float ref = (((o0 ? l0 : 0.0f) + (o1 ? l1 : 0.0f)) + (o2 ? l2 : 0.0f)) + (o3 ? l3 : 0.0f);
@@ -454,19 +487,28 @@ template <class Count, class T>
     const float sc = std::sqrt(static_cast<float>(c[p]) + 0.375f), sm = std::sqrt(mu + 0.375f);
     const float slack = 1e-5f * (sc + sm) + 1e-6f * (size * inv_n * std::fabs(k) + std::fabs(d)) / sm + 1e-6f;
     const float z = 2.0f * (sc - sm) * kInvRefNoise + slack;
-    const bool below = (n < 2.0f) | (z <= thr);  // (NaN: not below)
-    const bool open = (usable[p] != 0) & ((Q[p] & quality::kParticleHit) == 0);
-    out[p - b] = static_cast<std::uint8_t>(open & !below);
+    out[p - b] = n < 2.0f ? -std::numeric_limits<float>::infinity() : z;
   }
 }
 #define EXOSPEC_DESPIKE_BOUND(Count, T)                                                                         \
   EXOSPEC_CLONES void despike_bound_dispatch(std::size_t b, std::size_t e, const std::uint8_t* __restrict usable, \
-                                             const std::uint8_t* __restrict Q, const T* __restrict L,          \
+                                             const std::uint8_t* __restrict Q, float* __restrict open,         \
+                                             float* __restrict bound,                                          \
+                                             const T* __restrict L,                                            \
                                              const Count* __restrict c, const T* __restrict response,          \
                                              const T* __restrict dark, double tg, double dark_scale,           \
                                              double min_counts, double threshold,                              \
                                              std::uint8_t* __restrict out) noexcept {                          \
-    despike_bound<Count, T>(b, e, usable, Q, L, c, response, dark, tg, dark_scale, min_counts, threshold, out); \
+    for (std::size_t q = b - 3; q < e + 3; ++q) {                                                            \
+      open[q - (b - 3)] = (usable[q] != 0) & ((Q[q] & quality::kParticleHit) == 0) ? 1.0f : 0.0f;             \
+    }                                                                                                          \
+    despike_bound<Count, T>(b, e, open, L, c, response, dark, tg, dark_scale, min_counts, bound);             \
+    /* (The threshold in float, rounded down: z <= thr then implies z <= threshold; NaN is not below.) */     \
+    float thr = static_cast<float>(threshold);                                                                 \
+    if (static_cast<double>(thr) > threshold) thr = std::nextafter(thr, -std::numeric_limits<float>::infinity()); \
+    for (std::size_t p = b; p < e; ++p) {                                                                      \
+      out[p - b] = static_cast<std::uint8_t>((open[p + 3 - b] != 0.0f) & !(bound[p - b] <= thr));              \
+    }                                                                                                          \
   }
 EXOSPEC_DESPIKE_BOUND(std::uint32_t, float)
 EXOSPEC_DESPIKE_BOUND(std::uint32_t, double)
@@ -568,18 +610,19 @@ std::size_t despike_row(const RowTables<T>& tb, const SpectrumTerms& s, double m
   // bound, so below the threshold: the same flags as z_of everywhere.
   constexpr std::size_t kChunk = 256;
   std::uint8_t need[kChunk + 8];
+  float open_scratch[kChunk + 6], bound_scratch[kChunk];  // (despike_bound's open pixels and bounds)
   const double thr = ds_settings.threshold;
   for (std::size_t c0 = 0; c0 < P; c0 += kChunk) {
     const std::size_t c1 = std::min(P, c0 + kChunk);
     const std::size_t b = std::max<std::size_t>(c0, 3), e = std::min(c1, P - 3);
     std::fill_n(need, kChunk + 8, std::uint8_t{0});
     auto open = [&](std::size_t q) { return usable[q] && !hit(q); };
-    for (std::size_t p = c0; p < c1; ++p) {
-      if (p < b || p >= e) need[p - c0] = open(p) ? 1 : 0;
-    }
+    // (The row's first and last 3 pixels: [c0, b) and [max(e, c0), c1).)
+    for (std::size_t p = c0; p < std::min(b, c1); ++p) need[p - c0] = open(p) ? 1 : 0;
+    for (std::size_t p = std::max(e, c0); p < c1; ++p) need[p - c0] = open(p) ? 1 : 0;
     if (b < e) {
-      despike_bound_dispatch(b, e, usable, Q, L, c, tb.response, tb.dark_radiance, tg, dark_scale, min_counts,
-                             thr, need + (b - c0));
+      despike_bound_dispatch(b, e, usable, Q, open_scratch, bound_scratch, L, c, tb.response, tb.dark_radiance, tg, dark_scale,
+                             min_counts, thr, need + (b - c0));
     }
     for (std::size_t i = 0; i < c1 - c0;) {
       // (Eight marks at a time: most are 0.)
@@ -730,13 +773,13 @@ EXOSPEC_RADIANCE_KERNEL(double, double, radiance_f64_f64)
 #undef EXOSPEC_RADIANCE_KERNEL
 EXOSPEC_CLONES void variance_dispatch(const RowTables<float>& tb, const SpectrumTerms& s,
                                       double min_counts, float c2_over_m, const float* cm,
-                                      const float* W, float* V) noexcept {
-  variance_kernel<float>(tb, s, min_counts, c2_over_m, cm, W, V);
+                                      const float* W, float* V, float* tmp) noexcept {
+  variance_kernel<float>(tb, s, min_counts, c2_over_m, cm, W, V, tmp);
 }
 EXOSPEC_CLONES void variance_dispatch(const RowTables<double>& tb, const SpectrumTerms& s,
                                       double min_counts, double c2_over_m, const double* cm,
-                                      const double* W, double* V) noexcept {
-  variance_kernel<double>(tb, s, min_counts, c2_over_m, cm, W, V);
+                                      const double* W, double* V, double* tmp) noexcept {
+  variance_kernel<double>(tb, s, min_counts, c2_over_m, cm, W, V, tmp);
 }
 EXOSPEC_CLONES void sum_rows_dispatch(std::size_t P, const float* const* rows, std::size_t m,
                                       float* sum) noexcept {
@@ -794,10 +837,24 @@ template <class Count, class Real>
 void Calibrator::run(std::span<const Count> counts, std::span<const double> exposure_s,
                      std::span<const double> temperature_c, std::span<Real> radiance,
                      std::span<Real> variance, std::span<std::uint8_t> quality) const {
+  // In tiles of rows, the radiance running variance_spectra rows ahead of the
+  // variance, so that a tile's rows are still in cache for their variance
+  // (each row's values are the same as from the two whole passes).
+  constexpr std::size_t kTile = 8;
+  const std::size_t P = pixels_, rows = exposure_s.size();
+  const auto hs = static_cast<std::size_t>(settings_.variance_spectra);
   std::vector<Real> scratch;
-  this->radiance<Count, Real>(counts, exposure_s, temperature_c, radiance, quality);
-  this->variance<Count, Real>(counts, exposure_s, temperature_c, radiance, quality, {}, 0,
-                              exposure_s.size(), variance, scratch);
+  std::size_t done = 0;
+  for (std::size_t r = 0; r < rows; r += kTile) {
+    const std::size_t n = std::min(kTile, rows - r), need = std::min(rows, r + n + hs);
+    if (need > done) {
+      this->radiance<Count, Real>(counts.subspan(done * P, (need - done) * P), exposure_s.subspan(done, need - done),
+                                  temperature_c.subspan(done, need - done), radiance.subspan(done * P, (need - done) * P),
+                                  quality.subspan(done * P, (need - done) * P));
+      done = need;
+    }
+    this->variance<Count, Real>(counts, exposure_s, temperature_c, radiance, quality, {}, r, n, variance, scratch);
+  }
 }
 
 template <class Count, class Real>
@@ -881,8 +938,9 @@ void Calibrator::variance(std::span<const Count> counts, std::span<const double>
     wide_mean_dispatch(P, hw, cm, L, tables<Real>().inv_wide.data() + (m - 1) * P, W);
     const Real inv_m = static_cast<Real>(1.0 / static_cast<double>(m));
     for (std::size_t p = 0; p < P; ++p) cm[p] *= inv_m;
+    // (W's scratch after it is free once the wide mean is known.)
     variance_dispatch(tb, s, settings_.min_expected_counts,
-                      static_cast<Real>(c * c / static_cast<double>(m)), cm, W, V);
+                      static_cast<Real>(c * c / static_cast<double>(m)), cm, W, V, W + P);
     std::uint8_t any = 0;
     for (std::size_t p = 0; p < P; ++p) any |= Q[p];
     if (any & quality::kParticleHit) replaced_variance(P, usable_.data(), Q, V);

@@ -175,7 +175,7 @@ class Calibrator {
   std::size_t interior_begin_ = 0, interior_end_ = 0;
   // Pixels whose smoother window is not the regular one (near the edges or a bad
   // pixel): window start (their 2h + 1 weights, 0 for excluded pixels, are
-  // Tables::irregular).
+  // Tables::irregular, tap-major: weight k of pixel i at k * count + i).
   std::vector<std::uint32_t> irregular_pixel_, irregular_lo_;
   std::vector<std::uint32_t> bad_list_;  // unusable pixels
   std::vector<std::uint32_t> wide_usable_;  // usable pixels within the wide window of each pixel
