@@ -950,22 +950,27 @@ void Calibrator::variance(std::span<const Count> counts, std::span<const double>
 
 bool Calibrator::count_model(std::span<const std::uint32_t> counts, double exposure_s,
                              double temperature_c, std::span<double> scale,
-                             std::span<double> offset) const noexcept {
+                             std::span<double> offset, std::span<const PixelRange> pixels) const noexcept {
   assert(counts.size() == pixels_);
   const SpectrumTerms s =
       spectrum_terms(sum_dispatch(counts.data(), pixels_), exposure_s, temperature_c, dead_time_s_,
                      t_ref_, temp_coeff_, settings_);
-  if (!s.values) {
-    std::fill(scale.begin(), scale.end(), 0.0);
-    std::fill(offset.begin(), offset.end(), 0.0);
-    return false;
-  }
+  const PixelRange all{0, pixels_};
+  if (pixels.empty()) pixels = std::span(&all, 1);
   const auto& t = tables_f64_;
-  for (std::size_t p = 0; p < pixels_; ++p) {
-    scale[p] = t.response[p] * s.tg;
-    offset[p] = s.dark_scale * t.dark_radiance[p] * t.response[p] * s.tg;
+  for (const PixelRange& r : pixels) {
+    assert(r.begin <= r.end && r.end <= pixels_);
+    if (!s.values) {
+      std::fill(scale.begin() + r.begin, scale.begin() + r.end, 0.0);
+      std::fill(offset.begin() + r.begin, offset.begin() + r.end, 0.0);
+      continue;
+    }
+    for (std::size_t p = r.begin; p < r.end; ++p) {
+      scale[p] = t.response[p] * s.tg;
+      offset[p] = s.dark_scale * t.dark_radiance[p] * t.response[p] * s.tg;
+    }
   }
-  return true;
+  return s.values;
 }
 
 template <class Count, class Real>

@@ -59,6 +59,9 @@ struct ChannelStages::Impl {
   std::optional<kernels::LineFitter> fitter;
   std::vector<kernels::LineFitter::Workspace> fit_work;  // per thread
   bool count_model = false;
+  // The pixels whose count model is read: the fit's windows, when the count
+  // model is the fit's alone (empty: every pixel).
+  std::vector<kernels::PixelRange> model_pixels;
   bool neighbour_reference = false;  // the fit's final solve at its neighbours' reference
   int reference_half_width = 0;
   std::vector<double> states;                  // rows x state_size: fit()'s window states
@@ -141,6 +144,11 @@ struct ChannelStages::Impl {
       count_model |= f.refine_iterations > 0;
       neighbour_reference = f.refine_iterations > 0 && f.sigma_reference == kernels::SigmaReference::kNeighbours;
       reference_half_width = f.reference_half_width;
+      if (!(smoother && smoother->needs_count_model())) {
+        for (std::size_t w = 0; w < fitter->windows(); ++w) {
+          model_pixels.push_back({fitter->window_first(w), fitter->window_first(w) + fitter->window_size(w)});
+        }
+      }
       if (neighbour_reference) reference.assign(static_cast<std::size_t>(threads), std::vector<double>(fitter->state_size()));
     }
   }
@@ -264,7 +272,7 @@ void ChannelStages::Impl::variance_task(std::span<const std::uint32_t> counts, s
     // Counts = radiance x scale + offset, per row.
     for (std::size_t r = r0; r < r0 + n; ++r) {
       calibrator.count_model(counts.subspan(r * P, P), exposure_s[r], temperature_c[r],
-                             out.scale.subspan(r * P, P), out.offset.subspan(r * P, P));
+                             out.scale.subspan(r * P, P), out.offset.subspan(r * P, P), model_pixels);
     }
   }
 }

@@ -51,6 +51,8 @@
 // radiance and variance; a saturated spectrum (dead-time correction 1/g above
 // `max_dead_time_correction`) keeps its values and is flagged (NaN if g <= 0).
 // One bad spectrum never affects another.
+#include "exospec/kernels/pixel_range.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -154,9 +156,11 @@ class Calibrator {
   // offset_p (scale = S F t g, offset = s D t g; 0 on unusable pixels), from
   // the spectrum's counts (P values, for the dead-time total). Returns false
   // for an invalid or saturated-beyond-inversion spectrum (then both are 0).
+  // pixels: only these ranges (sorted or not, within P) are written, for a
+  // caller that reads no others (the fit's windows); empty: all P.
   bool count_model(std::span<const std::uint32_t> counts, double exposure_s,
                    double temperature_c, std::span<double> scale,
-                   std::span<double> offset) const noexcept;
+                   std::span<double> offset, std::span<const PixelRange> pixels = {}) const noexcept;
 
   // Plain scalar reference of run(): the same definition computed directly
   // (direct sums over each pixel's neighbourhood and a normal-equation fit per

@@ -35,14 +35,10 @@
 #include <span>
 #include <vector>
 
+#include "exospec/kernels/pixel_range.hpp"
 #include "exospec/kernels/savgol.hpp"
 
 namespace exospec::kernels {
-
-// Pixels [begin, end) of a spectrum.
-struct PixelRange {
-  std::size_t begin = 0, end = 0;
-};
 
 struct AdaptiveSettings {
   int polyorder = 2;
