@@ -158,7 +158,7 @@ void ChannelWork::allocate(const RunConfig& config, std::size_t slot_rows) {
       sl.denoised.resize(slot_rows * P);
       sl.denoised_variance.resize(slot_rows * P);
     }
-    if (stages.needs_count_model()) {
+    if (stages.needs_count_model_rows()) {
       sl.scale.resize(slot_rows * P);
       sl.offset.resize(slot_rows * P);
     }
@@ -296,7 +296,7 @@ void StageRunner::compute(int slot, std::uint64_t row0, bool profiles_here) {
     auto& sl = cw.slots[slot];
     const std::size_t P = cw.stages.pixels();
     for (std::size_t r = 0; r < rows; ++r) sl.temperature[r] = sl.temperature_f[r];
-    const bool model = cw.stages.needs_count_model();
+    const bool model = cw.stages.needs_count_model_rows();
     const CalibratedRows cal{std::span(sl.radiance).first(rows * P), std::span(sl.variance).first(rows * P),
                              std::span(sl.quality).first(rows * P),
                              model ? std::span(sl.scale).first(rows * P) : std::span<double>(),

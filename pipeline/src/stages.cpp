@@ -59,9 +59,13 @@ struct ChannelStages::Impl {
   std::optional<kernels::LineFitter> fitter;
   std::vector<kernels::LineFitter::Workspace> fit_work;  // per thread
   bool count_model = false;
+  bool fit_count_model = false;  // the fit uses the count model (refine_iterations > 0)
   // The pixels whose count model is read: the fit's windows, when the count
   // model is the fit's alone (empty: every pixel).
   std::vector<kernels::PixelRange> model_pixels;
+  // Per thread: one row's count model (scale, then offset: 2 P), when
+  // process() computes it for the fit row by row.
+  std::vector<std::vector<double>> model_scratch;
   bool neighbour_reference = false;  // the fit's final solve at its neighbours' reference
   int reference_half_width = 0;
   std::vector<double> states;                  // rows x state_size: fit()'s window states
@@ -90,10 +94,21 @@ struct ChannelStages::Impl {
                      std::span<const std::int64_t> scan, std::size_t r0, std::size_t n, int thread);
   void denoise_task(const CalibratedInput& in, const DenoisedRows& out, std::size_t r0, std::size_t n,
                     int thread);
+  // The inputs of each row's count model, for the fit tasks when the
+  // calibrated rows come without one (process()).
+  struct ModelInputs {
+    std::span<const std::uint32_t> counts;
+    std::span<const double> exposure_s, temperature_c;
+  };
+  // Row r's count model: the calibrated rows' if they have one, else (with
+  // `model`) computed into this thread's scratch, else none (empty spans).
+  std::pair<std::span<const double>, std::span<const double>> row_model(const CalibratedInput& in,
+                                                                        const ModelInputs* model, std::size_t r,
+                                                                        int thread);
   void fit_task(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out,
-                std::size_t r0, std::size_t n, int thread);
+                std::size_t r0, std::size_t n, int thread, const ModelInputs* model = nullptr);
   void refit_task(const CalibratedInput& in, const FitRows& out, const RowGeometry& geometry, std::size_t r0,
-                  std::size_t n, int thread);
+                  std::size_t n, int thread, const ModelInputs* model = nullptr);
   // Sizes the window states for `rows` (fit()'s, the references' input).
   void prepare_states(std::size_t rows) {
     if (neighbour_reference) states.resize(rows * fitter->state_size());
@@ -142,6 +157,8 @@ struct ChannelStages::Impl {
       for (int t = 0; t < threads; ++t) fit_work.push_back(fitter->make_workspace());
       const auto& f = config.fit.at(name);
       count_model |= f.refine_iterations > 0;
+      fit_count_model = f.refine_iterations > 0;
+      if (fit_count_model) model_scratch.assign(static_cast<std::size_t>(threads), std::vector<double>(2 * pixels));
       neighbour_reference = f.refine_iterations > 0 && f.sigma_reference == kernels::SigmaReference::kNeighbours;
       reference_half_width = f.reference_half_width;
       if (!(smoother && smoother->needs_count_model())) {
@@ -190,6 +207,9 @@ void ChannelStages::denoise_for_fit_only() {
 }
 bool ChannelStages::has_fit() const noexcept { return impl_->fitter.has_value(); }
 bool ChannelStages::needs_count_model() const noexcept { return impl_->count_model; }
+bool ChannelStages::needs_count_model_rows() const noexcept {
+  return impl_->smoother && impl_->smoother->needs_count_model();
+}
 std::size_t ChannelStages::context_rows() const noexcept {
   // A row's variance reads the radiance of its neighbouring spectra; the
   // neighbours' reference reads the first fits of rows up to 2 half widths
@@ -290,16 +310,23 @@ void ChannelStages::Impl::denoise_task(const CalibratedInput& in, const Denoised
                 out.variance.subspan(r0 * P, n * P), thread);
 }
 
+std::pair<std::span<const double>, std::span<const double>> ChannelStages::Impl::row_model(
+    const CalibratedInput& in, const ModelInputs* model, std::size_t r, int thread) {
+  const std::size_t P = pixels;
+  if (!in.scale.empty()) return {in.scale.subspan(r * P, P), in.offset.subspan(r * P, P)};
+  if (model == nullptr) return {};
+  auto& s = model_scratch[static_cast<std::size_t>(thread)];
+  const auto scale = std::span(s).first(P), offset = std::span(s).subspan(P, P);
+  calibrator.count_model(model->counts.subspan(r * P, P), model->exposure_s[r], model->temperature_c[r], scale, offset,
+                         model_pixels);
+  return {scale, offset};
+}
+
 void ChannelStages::Impl::fit_task(const CalibratedInput& in, std::span<const float> denoised, const FitRows& out,
-                                   std::size_t r0, std::size_t n, int thread) {
+                                   std::size_t r0, std::size_t n, int thread, const ModelInputs* model) {
   const std::size_t P = pixels, L = fitter->lines();
-  const bool model = !in.scale.empty();
   for (std::size_t r = r0; r < r0 + n; ++r) {
-    std::span<const double> scale, offset;
-    if (model) {
-      scale = in.scale.subspan(r * P, P);
-      offset = in.offset.subspan(r * P, P);
-    }
+    const auto [scale, offset] = row_model(in, model, r, thread);
     const std::size_t S = fitter->state_size();
     const kernels::LineFitResult res{out.brightness.subspan(r * L, L), out.sigma.subspan(r * L, L),
                                      out.center_nm.subspan(r * L, L),  out.fwhm_nm.subspan(r * L, L),
@@ -313,7 +340,7 @@ void ChannelStages::Impl::fit_task(const CalibratedInput& in, std::span<const fl
 }
 
 void ChannelStages::Impl::refit_task(const CalibratedInput& in, const FitRows& out, const RowGeometry& geometry,
-                                     std::size_t r0, std::size_t n, int thread) {
+                                     std::size_t r0, std::size_t n, int thread, const ModelInputs* model) {
   const std::size_t P = pixels, L = fitter->lines();
   auto& ref = reference[static_cast<std::size_t>(thread)];
   for (std::size_t r = r0; r < r0 + n; ++r) {
@@ -321,9 +348,10 @@ void ChannelStages::Impl::refit_task(const CalibratedInput& in, const FitRows& o
     const kernels::LineFitResult res{out.brightness.subspan(r * L, L), out.sigma.subspan(r * L, L),
                                      out.center_nm.subspan(r * L, L),  out.fwhm_nm.subspan(r * L, L),
                                      out.chi2_reduced.subspan(r * L, L), out.status.subspan(r * L, L)};
+    const auto [scale, offset] = row_model(in, model, r, thread);
     fitter->refit<float>(in.radiance.subspan(r * P, P), in.variance.subspan(r * P, P),
-                         in.quality.subspan(r * P, P), in.scale.subspan(r * P, P), in.offset.subspan(r * P, P),
-                         ref, res, fit_work[static_cast<std::size_t>(thread)]);
+                         in.quality.subspan(r * P, P), scale, offset, ref, res,
+                         fit_work[static_cast<std::size_t>(thread)]);
   }
 }
 
@@ -420,7 +448,13 @@ StageSeconds ChannelStages::process(std::span<const std::uint32_t> counts, std::
   // to bindings inside an OpenMP region.)
   const auto row_range = range_of(range, rows);
   const std::size_t first = row_range.first, end = row_range.second;
-  const bool refit = m.fitter && m.neighbour_reference && !calibrated.scale.empty();
+  // Without count model rows, a count model that only the fit uses is
+  // computed row by row where the fit reads it (the same values).
+  const bool own_model = m.fitter && m.fit_count_model && calibrated.scale.empty() &&
+                         !(m.smoother && m.smoother->needs_count_model());
+  const Impl::ModelInputs model_inputs{counts, exposure_s, temperature_c};
+  const Impl::ModelInputs* model = own_model ? &model_inputs : nullptr;
+  const bool refit = m.fitter && m.neighbour_reference && (!calibrated.scale.empty() || own_model);
   const std::span<const float> initial =
       m.smoother ? std::span<const float>(denoised.radiance) : std::span<const float>();
   using Clock = std::chrono::steady_clock;
@@ -454,7 +488,7 @@ StageSeconds ChannelStages::process(std::span<const std::uint32_t> counts, std::
       }
       if (m.fitter) {
         t = Clock::now();
-        m.fit_task(in, initial, fits, r0, n, thread);
+        m.fit_task(in, initial, fits, r0, n, thread, model);
         mine.fit += since(t);
       }
     }
@@ -466,7 +500,7 @@ StageSeconds ChannelStages::process(std::span<const std::uint32_t> counts, std::
       for (std::int64_t task = 0; task < refit_tasks; ++task) {
         const std::size_t r0 = first + static_cast<std::size_t>(task) * kTaskRows;
         const auto t = Clock::now();
-        m.refit_task(in, fits, geo, r0, std::min(kTaskRows, end - r0), thread);
+        m.refit_task(in, fits, geo, r0, std::min(kTaskRows, end - r0), thread, model);
         mine.fit += since(t);
       }
     }

@@ -111,6 +111,11 @@ class ChannelStages {
   // Whether denoise or fit use the count model (then calibrate() must get
   // scale and offset spans, and they must be passed on).
   bool needs_count_model() const noexcept;
+  // Whether process() needs them too: only for the denoise stage's count
+  // model (anscombe). A count model that only the fit uses, process()
+  // computes row by row where the fit reads it when the calibrated rows
+  // come without scale and offset (the same fits).
+  bool needs_count_model_rows() const noexcept;
   std::size_t lines() const noexcept;  // 0 without the fit stage
   const std::vector<kernels::FitLineSpec>& line_specs() const;
   // The fit's windows: pixels [first, first + size) and the lines (indices
