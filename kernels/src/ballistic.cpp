@@ -5,6 +5,7 @@
 #include "vmath.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -286,12 +287,37 @@ EXOSPEC_CLONES void column_coordinates(const double* __restrict z, double* __res
   }
 }
 
-// v[i] = sum_a wu[a] sum_b wt_b(v[i]) rows[a][j_i - 1 + b] (0 where v[i] < 0),
-// branch-free so that it vectorises with gathers.
-EXOSPEC_CLONES void interpolate_in_place(double* __restrict v, std::size_t n, const double* __restrict r0,
-                                         std::size_t cols, double last, const double* __restrict wu) noexcept {
+// The lowest and highest node j that interpolate_in_place takes for the
+// points' coordinates v (1 for none; a point at z <= 0 takes 1 too).
+EXOSPEC_CLONES void node_range(const double* __restrict v, std::size_t n, double last, int& lo,
+                               int& hi) noexcept {
+  double a = last + 1.0, b = 1.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double x = std::min(std::max(v[i], 1.0), last + 1.0);
+    a = std::min(a, x);
+    b = std::max(b, x);
+  }
+  const int ilast = static_cast<int>(last);
+  lo = std::min(static_cast<int>(std::min(a, b)), ilast);
+  hi = std::min(static_cast<int>(b), ilast);
+}
+
+// row[c] = sum_a wu[a] rows[a][c] for the columns c in [lo, hi): the table
+// interpolated in u once for the trial temperature.
+EXOSPEC_CLONES void combine_rows(const double* __restrict r0, std::size_t cols, const double* __restrict wu,
+                                 std::size_t lo, std::size_t hi, double* __restrict row) noexcept {
   const double w0 = wu[0], w1 = wu[1], w2 = wu[2], w3 = wu[3];
-  const int c1 = static_cast<int>(cols), c2 = 2 * c1, c3 = 3 * c1, ilast = static_cast<int>(last);
+  const double *__restrict a = r0, *__restrict b = r0 + cols, *__restrict c = r0 + 2 * cols,
+                           *__restrict d = r0 + 3 * cols;
+  for (std::size_t k = lo; k < hi; ++k) row[k] = w0 * a[k] + w1 * b[k] + w2 * c[k] + w3 * d[k];
+}
+
+// v[i] = sum_b wt_b(v[i]) row[j_i - 1 + b] (0 where v[i] < 0), row the
+// table interpolated in u (combine_rows), branch-free so that it vectorises
+// with gathers.
+EXOSPEC_CLONES void interpolate_in_place(double* __restrict v, std::size_t n, const double* __restrict row,
+                                         double last) noexcept {
+  const int ilast = static_cast<int>(last);
   for (std::size_t i = 0; i < n; ++i) {
     const double ft = v[i];
     // (Column 0 is t = -kDt, so the node of t is j + 1; z <= 0 takes j = 1
@@ -305,14 +331,7 @@ EXOSPEC_CLONES void interpolate_in_place(double* __restrict v, std::size_t n, co
     const double q0 = -p * (p - 1.0) * (p - 2.0) / 6.0, q1 = (p + 1.0) * (p - 1.0) * (p - 2.0) / 2.0;
     const double q2 = -(p + 1.0) * p * (p - 2.0) / 2.0, q3 = (p + 1.0) * p * (p - 1.0) / 6.0;
     const int k = j - 1;
-    const double* row = r0;
-    const double a0 = q0 * row[k] + q1 * row[k + 1] + q2 * row[k + 2] + q3 * row[k + 3];
-    const int k1 = k + c1;
-    const double a1 = q0 * row[k1] + q1 * row[k1 + 1] + q2 * row[k1 + 2] + q3 * row[k1 + 3];
-    const int k2 = k + c2, k3 = k + c3;
-    const double a2 = q0 * row[k2] + q1 * row[k2 + 1] + q2 * row[k2 + 2] + q3 * row[k2 + 3];
-    const double a3 = q0 * row[k3] + q1 * row[k3 + 1] + q2 * row[k3 + 2] + q3 * row[k3 + 3];
-    const double acc = w0 * a0 + w1 * a1 + w2 * a2 + w3 * a3;
+    const double acc = q0 * row[k] + q1 * row[k + 1] + q2 * row[k + 2] + q3 * row[k + 3];
     v[i] = ft < 0.0 ? 0.0 : acc;
   }
 }
@@ -336,7 +355,15 @@ void ColumnProfileTable::ratio(double temperature_K, std::span<const double> z_k
   const std::size_t n = z_km.size();
   double* v = out.data();
   column_coordinates(z_km.data(), v, n, scale / kX0);
-  interpolate_in_place(v, n, r0, tb.cols, last, wu);
+  // The table in u at this temperature, over the columns the points need
+  // (nodes j - 1 .. j + 2), then each point's cubic in t.
+  int jlo = 1, jhi = 1;
+  node_range(v, n, last, jlo, jhi);
+  constexpr std::size_t kMaxCols = 512;
+  assert(tb.cols <= kMaxCols);
+  double row[kMaxCols];
+  combine_rows(r0, tb.cols, wu, static_cast<std::size_t>(jlo - 1), static_cast<std::size_t>(jhi + 3), row);
+  interpolate_in_place(v, n, row, last);
   exp_in_place(v, n);
 }
 
