@@ -550,6 +550,15 @@ struct FileWriter::Impl {
   Handle file;
   DatasetCache datasets;
   bool committed = false;
+  // The row-chunked datasets without filters that this writer made, whose
+  // stored elements are the memory's (little-endian host): their whole
+  // chunks are written as they are (write_rows).
+  struct DirectChunks {
+    DType dtype;
+    std::size_t rank;
+    std::uint64_t rows, chunk_rows, row_elements;
+  };
+  std::map<std::string, DirectChunks, std::less<>> direct;
 
   Where where(std::string_view object) const { return Where{path, object}; }
 
@@ -767,6 +776,13 @@ void FileWriter::create_dataset(std::string_view path, DType dtype, const Dims& 
   // from the caller's rows (with a cache it copies them into the cache
   // first, and writes them out from there), and a part of a chunk in place.
   const bool filtered = H5Pget_nfilters(dcpl.get()) > 0;
+  if (row_chunked && !filtered && H5Pget_layout(dcpl.get()) == H5D_CHUNKED && dtype != DType::kString &&
+      H5Tequal(ftype, h5::memory_type(dtype)) > 0) {
+    std::vector<hsize_t> chunk(dims.size());
+    check(H5Pget_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), w, "cannot read chunking");
+    impl_->direct.insert_or_assign(std::string(path), Impl::DirectChunks{dtype, dims.size(), dims[0], chunk[0],
+                                                                         element_count(Dims(dims.begin() + 1, dims.end()))});
+  }
   check(H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots,
                            filtered ? chunk_cache_bytes(dcpl.get(), element_size) : 0, 1.0),
         w, "cannot set chunk cache");
@@ -784,6 +800,29 @@ void FileWriter::write_rows(std::string_view dataset, std::uint64_t row0, std::s
   const hid_t dset = impl_->dataset(dataset);
   const RowSelection sel = select_rows(dset, row0, data.size(), w);
   if (sel.rows == 0) return;
+  // The whole chunks among the rows, of a dataset without filters, as they
+  // are (H5Dwrite_chunk): through H5Dwrite, HDF5 1.10 sends each chunk not
+  // yet in the file through a chunk buffer that it fills with the fill value
+  // first and copies the rows into. The rows before and after them as usual.
+  if (const auto it = impl_->direct.find(dataset);
+      it != impl_->direct.end() && it->second.dtype == DTypeOf<T>::value) {
+    const Impl::DirectChunks& d = it->second;
+    const std::uint64_t cr = d.chunk_rows, end = row0 + sel.rows;
+    const std::uint64_t first = (row0 + cr - 1) / cr * cr;
+    const std::uint64_t last = std::min(end, d.rows / cr * cr) / cr * cr;  // (full chunks only)
+    if (first < last) {
+      if (first > row0) write_rows<T>(dataset, row0, data.first((first - row0) * d.row_elements));
+      std::vector<hsize_t> offset(d.rank, 0);
+      for (std::uint64_t r = first; r < last; r += cr) {
+        offset[0] = r;
+        check(H5Dwrite_chunk(dset, H5P_DEFAULT, 0, offset.data(), cr * d.row_elements * sizeof(T),
+                             data.data() + (r - row0) * d.row_elements),
+              w, "cannot write rows");
+      }
+      if (end > last) write_rows<T>(dataset, last, data.subspan((last - row0) * d.row_elements));
+      return;
+    }
+  }
   const Handle dxpl = h5::transfer_plist(data.size(), w);
   check(H5Dwrite(dset, h5::memory_type(DTypeOf<T>::value), sel.memory_space.get(),
                  sel.file_space.get(), dxpl.get(), data.data()),
