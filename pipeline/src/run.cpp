@@ -106,6 +106,7 @@ RunSummary run_streamed(const RunConfig& config, const fs::path& input, const fs
   detail::BlockReader reader(in, work, plan, spare_core, summary);
   detail::StageRunner runner(config, work, plan, altitudes, scans, nthreads, summary);
   detail::run_blocks(plan, reader, runner, writer, spare_core, progress);
+  summary.calibrate_seconds += runner.prepare_seconds();
   detail::write_profile_outputs(w, config, work, summary);
   summary.scans = scans.size();
 

@@ -266,6 +266,7 @@ RunSummary run_parts(const RunConfig& config, const fs::path& input, const fs::p
     MPI_Allreduce(MPI_IN_PLACE, &steps, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm);
     agreement.steps = steps;
     detail::run_blocks(*plan, reader, runner, writer, spare_core, progress, &agreement);
+    summary.calibrate_seconds += runner.prepare_seconds();
     agreement.held = nullptr;  // (the sink goes; on a throw, agreement is not used again)
   }
 

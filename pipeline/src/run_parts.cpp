@@ -268,6 +268,25 @@ void StageRunner::add_profiles(int slot, std::uint64_t row0) {
   }
 }
 
+void StageRunner::prepare(int slot, std::uint64_t row0) {
+  prepared_[slot] = false;
+  if (!config_.has_stage(Stage::kCalibrate)) return;
+  const auto [first, rows, off] = plan_.extent(row0);
+  (void)first;
+  (void)off;
+  for (auto& cw : work_) {
+    auto& sl = cw.slots[slot];
+    const std::size_t P = cw.stages.pixels();
+    for (std::size_t r = 0; r < rows; ++r) sl.temperature[r] = sl.temperature_f[r];
+    prepare_seconds_ += cw.stages.calibrate_radiance(
+        std::span<const std::uint32_t>(sl.counts).first(rows * P), std::span<const double>(sl.exposure).first(rows),
+        std::span<const double>(sl.temperature).first(rows),
+        {std::span(sl.radiance).first(rows * P), std::span(sl.variance).first(rows * P),
+         std::span(sl.quality).first(rows * P), {}, {}});
+  }
+  prepared_[slot] = true;
+}
+
 void StageRunner::compute(int slot, std::uint64_t row0, bool profiles_here) {
   const std::size_t own = plan_.rows(row0);
   const auto [first, rows, off] = plan_.extent(row0);
@@ -295,7 +314,9 @@ void StageRunner::compute(int slot, std::uint64_t row0, bool profiles_here) {
   for (auto& cw : work_) {
     auto& sl = cw.slots[slot];
     const std::size_t P = cw.stages.pixels();
-    for (std::size_t r = 0; r < rows; ++r) sl.temperature[r] = sl.temperature_f[r];
+    if (!prepared_[slot]) {
+      for (std::size_t r = 0; r < rows; ++r) sl.temperature[r] = sl.temperature_f[r];
+    }
     const bool model = cw.stages.needs_count_model_rows();
     const CalibratedRows cal{std::span(sl.radiance).first(rows * P), std::span(sl.variance).first(rows * P),
                              std::span(sl.quality).first(rows * P),
@@ -316,7 +337,7 @@ void StageRunner::compute(int slot, std::uint64_t row0, bool profiles_here) {
     const StageSeconds t = cw.stages.process(std::span<const std::uint32_t>(sl.counts).first(rows * P),
                                              std::span<const double>(sl.exposure).first(rows),
                                              std::span<const double>(sl.temperature).first(rows), cal, den,
-                                             fits, geometry, range);
+                                             fits, geometry, range, prepared_[slot]);
     const double per_thread = 1.0 / static_cast<double>(threads_);
     summary_.calibrate_seconds += t.calibrate * per_thread;
     summary_.denoise_seconds += t.denoise * per_thread;
@@ -329,6 +350,7 @@ void StageRunner::compute(int slot, std::uint64_t row0, bool profiles_here) {
     kernels::quality::count_bits(std::span<const std::uint8_t>(sl.quality).subspan(off * P, own * P),
                                  std::span<std::uint64_t, 8>(summary_.quality_bit_pixels.data(), 8));
   }
+  prepared_[slot] = false;
   if (profiles_here) add_profiles(slot, row0);
 }
 
@@ -507,7 +529,12 @@ void run_blocks(const BlockPlan& plan, BlockReader& reader, StageRunner& runner,
       if (progress) progress(row0 + plan.rows(row0) - plan.first, rows);
     });
   };
-  guarded([&] { reader.read(0, plan.row0(0)); });
+  // (With a spare core, each block's radiance is made here after its read.)
+  auto read = [&](int slot, std::uint64_t row0) {
+    reader.read(slot, row0);
+    if (profiles_on_io) runner.prepare(slot, row0);
+  };
+  guarded([&] { read(0, plan.row0(0)); });
   // (If a read or write throws, ~ComputeThread waits for the running block
   // before the buffers it uses go away.)
   ComputeThread compute;
@@ -519,7 +546,7 @@ void run_blocks(const BlockPlan& plan, BlockReader& reader, StageRunner& runner,
       started = true;
     }
     if (k > 0) drain(k - 1);
-    if (k + 1 < blocks) guarded([&] { reader.read(1 - cur, plan.row0(k + 1)); });
+    if (k + 1 < blocks) guarded([&] { read(1 - cur, plan.row0(k + 1)); });
     if (started) {
       if (agreement == nullptr) {
         compute.wait();

@@ -135,9 +135,18 @@ class StageRunner {
   StageRunner(const RunConfig& config, std::vector<ChannelWork>& work, const BlockPlan& plan,
               std::span<const double> altitudes, const std::vector<kernels::Scan>& scans,
               int threads, RunSummary& summary);
-  // Decodes the counts left stored, then runs every stage on the slot's rows.
-  // With profiles_here, also gives the block's fits to the profile stage.
+  // Decodes the counts left stored, then runs every stage on the slot's rows
+  // (from their radiance on, after prepare()). With profiles_here, also gives
+  // the block's fits to the profile stage.
   void compute(int slot, std::uint64_t row0, bool profiles_here);
+  // The calibrate stage's first pass on a slot just read (radiance and
+  // quality, despike included: ChannelStages::calibrate_radiance), on the
+  // calling thread: the I/O thread's, beside compute() on the other slot,
+  // when the compute threads leave it a core. Its thread time is kept apart
+  // from the summary's (which compute() writes meanwhile):
+  // prepare_seconds(), for the summary after the block loop.
+  void prepare(int slot, std::uint64_t row0);
+  double prepare_seconds() const noexcept { return prepare_seconds_; }
   // The profile stage: a block's fits, and every scan they complete.
   void add_profiles(int slot, std::uint64_t row0);
 
@@ -150,6 +159,8 @@ class StageRunner {
   int threads_;
   RunSummary& summary_;
   std::array<std::vector<std::int64_t>, 2> scan_;
+  std::array<bool, 2> prepared_{};  // prepare() made the slot's radiance
+  double prepare_seconds_ = 0.0;
 };
 
 // Where OutputWriter's rows go: the run's FileWriter, or (MPI) the
@@ -252,7 +263,9 @@ class BlockAgreement {
 };
 
 // The block loop. With profiles_on_io, the profile stage is fed on this (the
-// I/O) thread before each block is written, else by the compute thread.
+// I/O) thread before each block is written, and each block's radiance made
+// here after it is read (StageRunner::prepare), else both by the compute
+// thread.
 // Without an agreement, an error is thrown where it happens; with one (the
 // parts of an MPI run), it is held to the next agreement, where every part
 // stops together, and the loop ends with one more agreement.

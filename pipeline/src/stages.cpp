@@ -425,10 +425,19 @@ void ChannelStages::fit(const CalibratedInput& in, std::span<const float> denois
   }
 }
 
+double ChannelStages::calibrate_radiance(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                                         std::span<const double> temperature_c, const CalibratedRows& calibrated) {
+  Impl& m = *impl_;
+  const auto t = std::chrono::steady_clock::now();
+  const std::size_t rows = calibrate_rows(counts, exposure_s, temperature_c, calibrated, m.pixels);
+  m.radiance_task(counts, exposure_s, temperature_c, calibrated, 0, rows);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
 StageSeconds ChannelStages::process(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
                                     std::span<const double> temperature_c, const CalibratedRows& calibrated,
                                     const DenoisedRows& denoised, const FitRows& fits,
-                                    const RowGeometry& geometry, const RowRange& range) {
+                                    const RowGeometry& geometry, const RowRange& range, bool radiance_ready) {
   Impl& m = *impl_;
   const std::size_t P = m.pixels;
   const std::size_t rows = calibrate_rows(counts, exposure_s, temperature_c, calibrated, P);
@@ -467,12 +476,14 @@ StageSeconds ChannelStages::process(std::span<const std::uint32_t> counts, std::
     const int thread = omp_get_thread_num();
     // Every row's radiance before any row's variance (the loop ends with a
     // barrier): the variance reads the neighbouring rows'.
+    if (!radiance_ready) {
 #pragma omp for schedule(dynamic)
-    for (std::int64_t task = 0; task < tasks; ++task) {
-      const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
-      const auto t = Clock::now();
-      m.radiance_task(counts, exposure_s, temperature_c, calibrated, r0, std::min(kTaskRows, rows - r0));
-      mine.calibrate += since(t);
+      for (std::int64_t task = 0; task < tasks; ++task) {
+        const std::size_t r0 = static_cast<std::size_t>(task) * kTaskRows;
+        const auto t = Clock::now();
+        m.radiance_task(counts, exposure_s, temperature_c, calibrated, r0, std::min(kTaskRows, rows - r0));
+        mine.calibrate += since(t);
+      }
     }
 #pragma omp for schedule(dynamic)
     for (std::int64_t task = 0; task < tasks; ++task) {

@@ -162,10 +162,20 @@ class ChannelStages {
   // fit() called in turn (with the denoised radiance as the fit's initial
   // values). `denoised` and `fits` may be empty for stages not configured.
   // Returns the time each stage took, summed over the threads.
+  // radiance_ready: calibrate_radiance() has already made the calibrated
+  // rows' radiance and quality (then not made again).
   StageSeconds process(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
                        std::span<const double> temperature_c, const CalibratedRows& calibrated,
                        const DenoisedRows& denoised, const FitRows& fits,
-                       const RowGeometry& geometry = {}, const RowRange& range = {});
+                       const RowGeometry& geometry = {}, const RowRange& range = {},
+                       bool radiance_ready = false);
+  // The calibrate stage's first pass alone, on the calling thread only: the
+  // radiance and quality of every row (despike included), for process()
+  // with radiance_ready. `exospec run` does it on its I/O thread, beside the
+  // compute threads' previous block, when they leave it a core. Returns its
+  // time.
+  double calibrate_radiance(std::span<const std::uint32_t> counts, std::span<const double> exposure_s,
+                            std::span<const double> temperature_c, const CalibratedRows& calibrated);
 
  private:
   struct Impl;
