@@ -5,7 +5,6 @@
 #include "vmath.hpp"
 
 #include <algorithm>
-#include <cassert>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -94,6 +93,9 @@ constexpr int kTableStride = 2;   // the table's nodes
 // t = ln(1 + x / kX0), x = xi (lambda_c + 1/lambda_c) (columns), with one
 // node beyond each end for the 4-point stencils.
 constexpr double kDu = 0.07, kDt = 0.05, kX0 = 1e-3, kXMax = 2e5, kLogFloor = -700.0;
+// The most columns ColumnProfileTable::ratio's row on the stack holds (the
+// table has ceil(ln(1 + kXMax / kX0) / kDt) + 4 = 387).
+constexpr std::size_t kMaxCols = 512;
 
 struct Table {
   double u0 = 0.0;  // u of row 0 (one row below the range)
@@ -105,6 +107,7 @@ struct Table {
     u0 = shape.u0;
     rows = shape.rows;
     cols = shape.cols;
+    if (cols > kMaxCols) throw std::logic_error("the column table is wider than ColumnProfileTable::ratio's row");
     v = detail::embedded_column_table();
     if (v.size() != rows * cols) {
       computed.resize(rows * cols);
@@ -359,9 +362,7 @@ void ColumnProfileTable::ratio(double temperature_K, std::span<const double> z_k
   // (nodes j - 1 .. j + 2), then each point's cubic in t.
   int jlo = 1, jhi = 1;
   node_range(v, n, last, jlo, jhi);
-  constexpr std::size_t kMaxCols = 512;
-  assert(tb.cols <= kMaxCols);
-  double row[kMaxCols];
+  double row[kMaxCols];  // (tb.cols <= kMaxCols: Table())
   combine_rows(r0, tb.cols, wu, static_cast<std::size_t>(jlo - 1), static_cast<std::size_t>(jhi + 3), row);
   interpolate_in_place(v, n, row, last);
   exp_in_place(v, n);

@@ -271,9 +271,7 @@ void StageRunner::add_profiles(int slot, std::uint64_t row0) {
 void StageRunner::prepare(int slot, std::uint64_t row0) {
   prepared_[slot] = false;
   if (!config_.has_stage(Stage::kCalibrate)) return;
-  const auto [first, rows, off] = plan_.extent(row0);
-  (void)first;
-  (void)off;
+  const std::size_t rows = plan_.extent(row0).rows;
   for (auto& cw : work_) {
     auto& sl = cw.slots[slot];
     const std::size_t P = cw.stages.pixels();
