@@ -341,6 +341,47 @@ TEST(Calibrate, TemperaturesBeyondTheLimitsOrANegativeDarkFlagTheSpectrum) {
   EXPECT_TRUE(cal.count_model(std::span(counts).first(P), 8.0, 20.0, scale, offset));
 }
 
+TEST(Calibrate, CountModelOverPixelRangesWritesThoseOnlyWithTheAnalyticValues) {
+  // scale_p = S_p F_p t g and offset_p = (1 + k (T - T_ref)) D_p t g, with
+  // g = 1 - tau M / t (M the spectrum's total counts): the whole row, and
+  // over ranges only those pixels (the fit's windows), the others untouched.
+  const std::size_t P = 64;
+  Detector d = make_detector(P, 7, 2e-6);
+  const Calibrator cal(d.view(), CalibrateSettings{});
+  std::vector<std::uint32_t> counts(P);
+  for (std::size_t p = 0; p < P; ++p) counts[p] = static_cast<std::uint32_t>(30 + 7 * (p % 5));
+  double M = 0.0;
+  for (const auto c : counts) M += c;
+  const double t = 8.0, temp = 20.0, g = 1.0 - d.tau * M / t, ds = 1.0 + d.coeff * (temp - d.t_ref);
+  std::vector<double> s_all(P), o_all(P);
+  ASSERT_TRUE(cal.count_model(counts, t, temp, s_all, o_all));
+  for (std::size_t p = 0; p < P; ++p) {
+    EXPECT_NEAR(s_all[p], d.sens[p] * d.flat[p] * t * g, 1e-12 * s_all[p]) << p;
+    EXPECT_NEAR(o_all[p], ds * d.dark[p] * t * g, 1e-12 * o_all[p]) << p;
+  }
+  const std::vector<PixelRange> ranges = {{3, 9}, {40, 41}, {60, 64}};
+  auto inside = [&](std::size_t p) {
+    for (const auto& r : ranges) {
+      if (p >= r.begin && p < r.end) return true;
+    }
+    return false;
+  };
+  std::vector<double> s(P, -1.0), o(P, -1.0);
+  ASSERT_TRUE(cal.count_model(counts, t, temp, s, o, ranges));
+  for (std::size_t p = 0; p < P; ++p) {
+    EXPECT_EQ(s[p], inside(p) ? s_all[p] : -1.0) << p;
+    EXPECT_EQ(o[p], inside(p) ? o_all[p] : -1.0) << p;
+  }
+  // An invalid spectrum: zero over the ranges, the rest still untouched.
+  std::fill(s.begin(), s.end(), -1.0);
+  std::fill(o.begin(), o.end(), -1.0);
+  EXPECT_FALSE(cal.count_model(counts, t, 1e30, s, o, ranges));
+  for (std::size_t p = 0; p < P; ++p) {
+    EXPECT_EQ(s[p], inside(p) ? 0.0 : -1.0) << p;
+    EXPECT_EQ(o[p], inside(p) ? 0.0 : -1.0) << p;
+  }
+}
+
 TEST(Calibrate, ZeroCountsNeverGetZeroVariance) {
   const std::size_t P = 100;
   Detector d = make_detector(P, 13, 0.0);

@@ -84,6 +84,31 @@ TEST(ChannelStages, InMemoryStagesEqualTheRunOutput) {
       EXPECT_GT(secs.calibrate, 0.0);
       EXPECT_GT(secs.denoise, 0.0);
       EXPECT_GT(secs.fit, 0.0);
+      // Without count model rows (only the fit uses it: process() makes each
+      // row's where the fit reads it), and with the radiance made first on
+      // its own (what run()'s I/O thread does): the same bytes again.
+      ASSERT_FALSE(st.needs_count_model_rows());
+      {
+        std::vector<float> rad3(N * P), var3(N * P), drad3(N * P), dvar3(N * P), chi3(N * L);
+        std::vector<std::uint8_t> q3(N * P), status3(N * L);
+        std::vector<double> b3(N * L), s3(N * L), c3(N * L), w3(N * L);
+        for (const bool ready : {false, true}) {
+          const pipeline::CalibratedRows cal3{rad3, var3, q3, {}, {}};
+          if (ready) {
+            std::fill(rad3.begin(), rad3.end(), 0.0f);
+            std::fill(q3.begin(), q3.end(), std::uint8_t{0});
+            EXPECT_GT(st.calibrate_radiance(counts, exposure, temperature, cal3), 0.0);
+            EXPECT_TRUE(same_bytes(rad3, rad) && same_bytes(q3, q)) << ch << threads;
+          }
+          st.process(counts, exposure, temperature, cal3, {drad3, dvar3}, {b3, s3, c3, w3, chi3, status3}, geometry,
+                     {}, ready);
+          EXPECT_TRUE(same_bytes(rad3, rad) && same_bytes(var3, var) && same_bytes(q3, q)) << ch << threads << ready;
+          EXPECT_TRUE(same_bytes(drad3, drad) && same_bytes(dvar3, dvar)) << ch << threads << ready;
+          EXPECT_TRUE(same_bytes(b3, b) && same_bytes(s3, s) && same_bytes(c3, c) && same_bytes(w3, w) &&
+                      same_bytes(chi3, chi) && same_bytes(status3, status))
+              << ch << threads << ready;
+        }
+      }
       // The denoised rows as the fit's initial guesses only (run() without
       // /denoised): the same fits to the bit; the denoised values the same
       // where computed (the fit windows), NaN elsewhere.
