@@ -60,8 +60,9 @@ struct ChannelStages::Impl {
   std::vector<kernels::LineFitter::Workspace> fit_work;  // per thread
   bool count_model = false;
   bool fit_count_model = false;  // the fit uses the count model (refine_iterations > 0)
-  // The pixels whose count model is read: the fit's windows, when the count
-  // model is the fit's alone (empty: every pixel).
+  // The pixels whose count model the fit reads (its windows), when the count
+  // model is the fit's alone (empty: every pixel): process() makes each
+  // row's there (calibrate() still gives every pixel's).
   std::vector<kernels::PixelRange> model_pixels;
   // Per thread: one row's count model (scale, then offset: 2 P), when
   // process() computes it for the fit row by row.
@@ -292,7 +293,7 @@ void ChannelStages::Impl::variance_task(std::span<const std::uint32_t> counts, s
     // Counts = radiance x scale + offset, per row.
     for (std::size_t r = r0; r < r0 + n; ++r) {
       calibrator.count_model(counts.subspan(r * P, P), exposure_s[r], temperature_c[r],
-                             out.scale.subspan(r * P, P), out.offset.subspan(r * P, P), model_pixels);
+                             out.scale.subspan(r * P, P), out.offset.subspan(r * P, P));
     }
   }
 }

@@ -109,9 +109,7 @@ class ChannelStages {
   bool has_denoise() const noexcept;
   bool has_fit() const noexcept;
   // Whether denoise or fit use the count model (then calibrate() must get
-  // scale and offset spans, and they must be passed on). When the fit alone
-  // uses it, calibrate() writes them only over the fit's windows, the only
-  // pixels the fit reads.
+  // scale and offset spans, and they must be passed on).
   bool needs_count_model() const noexcept;
   // Whether process() needs them too: only for the denoise stage's count
   // model (anscombe). A count model that only the fit uses, process()
