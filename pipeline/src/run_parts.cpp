@@ -236,6 +236,7 @@ void BlockReader::read(int slot, std::uint64_t row0) {
     if (decode_here_) sl.stored_counts.decode_all(counts);
     in_.read_exposure(cw.stages.channel(), ext.first, std::span(sl.exposure).first(ext.rows));
     in_.read_temperature(cw.stages.channel(), ext.first, std::span(sl.temperature_f).first(ext.rows));
+    for (std::size_t r = 0; r < ext.rows; ++r) sl.temperature[r] = sl.temperature_f[r];  // (the stages' type)
   }
   summary_.read_seconds += seconds_since(t_read);
 }
@@ -275,7 +276,6 @@ void StageRunner::prepare(int slot, std::uint64_t row0) {
   for (auto& cw : work_) {
     auto& sl = cw.slots[slot];
     const std::size_t P = cw.stages.pixels();
-    for (std::size_t r = 0; r < rows; ++r) sl.temperature[r] = sl.temperature_f[r];
     prepare_seconds_ += cw.stages.calibrate_radiance(
         std::span<const std::uint32_t>(sl.counts).first(rows * P), std::span<const double>(sl.exposure).first(rows),
         std::span<const double>(sl.temperature).first(rows),
@@ -312,9 +312,6 @@ void StageRunner::compute(int slot, std::uint64_t row0, bool profiles_here) {
   for (auto& cw : work_) {
     auto& sl = cw.slots[slot];
     const std::size_t P = cw.stages.pixels();
-    if (!prepared_[slot]) {
-      for (std::size_t r = 0; r < rows; ++r) sl.temperature[r] = sl.temperature_f[r];
-    }
     const bool model = cw.stages.needs_count_model_rows();
     const CalibratedRows cal{std::span(sl.radiance).first(rows * P), std::span(sl.variance).first(rows * P),
                              std::span(sl.quality).first(rows * P),

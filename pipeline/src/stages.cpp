@@ -58,11 +58,10 @@ struct ChannelStages::Impl {
   std::optional<DenoiseStage> smoother;
   std::optional<kernels::LineFitter> fitter;
   std::vector<kernels::LineFitter::Workspace> fit_work;  // per thread
-  bool count_model = false;
   bool fit_count_model = false;  // the fit uses the count model (refine_iterations > 0)
-  // The pixels whose count model the fit reads (its windows), when the count
-  // model is the fit's alone (empty: every pixel): process() makes each
-  // row's there (calibrate() still gives every pixel's).
+  // The pixels whose count model the fit reads (its windows): where
+  // process() makes each row's when the count model is the fit's alone
+  // (calibrate() gives every pixel's).
   std::vector<kernels::PixelRange> model_pixels;
   // Per thread: one row's count model (scale, then offset: 2 P), when
   // process() computes it for the fit row by row.
@@ -137,7 +136,6 @@ struct ChannelStages::Impl {
                                         kernels::eval_polynomial(c, 0.0));
         const double nm_per_pixel = span_nm / static_cast<double>(std::max<std::size_t>(pixels - 1, 1));
         smoother.emplace(pixels, nm_per_pixel, config.denoise.at(name), threads, wisdom);
-        count_model |= smoother->needs_count_model();
       } catch (const std::invalid_argument& e) {
         throw ConfigError(config.source, "denoise." + name,
                           std::string(e.what()) + " (" + std::to_string(pixels) + " pixels)");
@@ -157,15 +155,12 @@ struct ChannelStages::Impl {
       }
       for (int t = 0; t < threads; ++t) fit_work.push_back(fitter->make_workspace());
       const auto& f = config.fit.at(name);
-      count_model |= f.refine_iterations > 0;
       fit_count_model = f.refine_iterations > 0;
       if (fit_count_model) model_scratch.assign(static_cast<std::size_t>(threads), std::vector<double>(2 * pixels));
       neighbour_reference = f.refine_iterations > 0 && f.sigma_reference == kernels::SigmaReference::kNeighbours;
       reference_half_width = f.reference_half_width;
-      if (!(smoother && smoother->needs_count_model())) {
-        for (std::size_t w = 0; w < fitter->windows(); ++w) {
-          model_pixels.push_back({fitter->window_first(w), fitter->window_first(w) + fitter->window_size(w)});
-        }
+      for (std::size_t w = 0; w < fitter->windows(); ++w) {
+        model_pixels.push_back({fitter->window_first(w), fitter->window_first(w) + fitter->window_size(w)});
       }
       if (neighbour_reference) reference.assign(static_cast<std::size_t>(threads), std::vector<double>(fitter->state_size()));
     }
@@ -207,7 +202,7 @@ void ChannelStages::denoise_for_fit_only() {
   m.smoother->restrict_to(std::move(merged));
 }
 bool ChannelStages::has_fit() const noexcept { return impl_->fitter.has_value(); }
-bool ChannelStages::needs_count_model() const noexcept { return impl_->count_model; }
+bool ChannelStages::needs_count_model() const noexcept { return needs_count_model_rows() || impl_->fit_count_model; }
 bool ChannelStages::needs_count_model_rows() const noexcept {
   return impl_->smoother && impl_->smoother->needs_count_model();
 }
