@@ -166,8 +166,8 @@ RunSummary run_parts(const RunConfig& config, const fs::path& input, const fs::p
   // ---- 1. set-up: the input, the stages, this rank's part; rank 0 the output
   // The cores of this rank: under mpirun's binding its own (its affinity),
   // else a share of its node's. The default threads use them; a core left
-  // free takes the inflating and the profile fits, as in a serial run
-  // (run.cpp). The input's hash (rank 0) runs on any core of the node's
+  // free takes the inflating, each block's radiance and the profile fits, as
+  // in a serial run (run.cpp). The input's hash (rank 0) runs on any core of the node's
   // ranks: the scheduler spreads it over them, where on rank 0's cores alone
   // it would hold the others back at every block's agreement (100,000
   // spectra, R = 2 on 2 cores: 0.07-0.1 s of 3.7, docs/PERFORMANCE.md).
